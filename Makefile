@@ -1,0 +1,34 @@
+# Two entry points, each installing what it needs into .venv first:
+#   make test   type check + the offline test suites (what CI runs)
+#   make demo   the offline benchmark demo against simulated TGI servers
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: test typecheck test-infra test-benchmark demo clean
+
+$(STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $(STAMP)
+
+typecheck: $(STAMP)
+	$(VENV)/bin/pyright
+
+# The Pulumi-mock suites and the asyncio suites run in separate pytest processes:
+# Pulumi's mock runtime and other users of the event loop do not share a process
+# reliably (see tests/README.md).
+test-infra: $(STAMP)
+	$(PY) -m pytest -q tests/infra tests/workloads
+
+test-benchmark: $(STAMP)
+	$(PY) -m pytest -q tests/benchmark
+
+test: typecheck test-infra test-benchmark
+
+demo: $(STAMP)
+	$(PY) -m benchmark demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache
