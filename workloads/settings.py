@@ -1,23 +1,92 @@
 """The workloads' part of the stack settings: namespace, model catalog, access.
 
 Read by ``infra.settings.load_settings`` from the same root config section, so the
-whole stack config is validated in one pass before any resource is declared.
-(Interface placeholder: the model catalog is filled in by the workloads work.)
+whole stack config is validated in one pass before any resource is declared. Every
+model of the catalog (enabled or not) is planned on the GPU here, so a plan TGI would
+crash on is a ``ConfigError`` at ``pulumi preview``, with the numbers.
+
+Catalog entry keys (``gpu-sharing:models.<key>.*``) and defaults: see ``_model``; the
+README's "Models and GPU memory" section lists them for users.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Final
 
 from infra.gpus import GpuSpec
-from infra.validation import Section
+from infra.validation import MISSING, ConfigError, Section
+from workloads.models import DTYPE_CHOICES, KNOWN_MODELS, QUANTIZE_CHOICES, ModelFacts
+from workloads.planner import MemoryPlan, ModelRequest, PlanError, plan_memory
 
-__all__ = ["WorkloadSettings", "load_workloads"]
+__all__ = ["ModelSettings", "WorkloadSettings", "load_workloads", "DEFAULT_IMAGE", "REFERENCE_MODELS"]
+
+# TGI 3.3.x (https://github.com/huggingface/text-generation-inference/releases).
+DEFAULT_IMAGE: Final = "ghcr.io/huggingface/text-generation-inference:3.3.6"
+
+# Kubernetes resource quantities (apimachinery resource.Quantity, the forms we accept).
+_CPU_RE = re.compile(r"[0-9]+(\.[0-9]+)?|[0-9]+m")
+_MEMORY_RE = re.compile(r"[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?")
+# A Hub model id: "owner/name" (huggingface_hub validate_repo_id: letters, digits, '-', '_', '.').
+_MODEL_ID_RE = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+_IMAGE_RE = re.compile(r"[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+(:[\w.-]+)?(@sha256:[0-9a-f]{64})?")
+_AUTO: Final = "auto"
+
+# The catalog when the stack config has none: the reference pair, planned by 'auto'.
+REFERENCE_MODELS: Final[Mapping[str, Mapping[str, object]]] = MappingProxyType(
+    {
+        "phi35-mini": {"modelId": "microsoft/Phi-3.5-mini-instruct", "startOrder": 1},
+        "deepseek-r1-8b": {"modelId": "deepseek-ai/DeepSeek-R1-Distill-Llama-8B", "startOrder": 2},
+    }
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSettings:
+    """One catalog entry: a TGI Deployment and its Service, named after ``key``."""
+
+    key: str
+    enabled: bool
+    model_id: str
+    revision: str | None
+    image: str
+    facts: ModelFacts
+    start_order: int  # 1-based position in the start order (the planner's order)
+    max_input_tokens: int
+    max_total_tokens: int
+    max_batch_prefill_tokens: int
+    max_batch_total_tokens: int
+    max_concurrent_requests: int
+    max_waiting_tokens: int
+    cuda_memory_fraction: float  # what TGI gets: the configured number or the planner's choice
+    fraction_is_auto: bool
+    quantize: str | None
+    dtype: str | None  # --dtype; None lets TGI use the checkpoint's
+    cpu: str
+    cpu_limit: str
+    memory: str  # request and limit
+    shm_size: str
+    startup_minutes: int  # how long download + load + warmup may take before the pod restarts
+
+    @property
+    def replicas(self) -> int:
+        return 1 if self.enabled else 0
 
 
 @dataclass(frozen=True, kw_only=True)
 class WorkloadSettings:
     namespace: str
+    models: Mapping[str, ModelSettings]  # in start order
+    plan: MemoryPlan
+    hf_token: str | None = field(repr=False)  # a Pulumi secret config value; never print it
+    model_access_cidrs: tuple[str, ...]
+
+    @property
+    def enabled_models(self) -> list[ModelSettings]:
+        return [m for m in self.models.values() if m.enabled]
 
 
 def load_workloads(root: Section, *, gpu: GpuSpec, gpu_slots: int) -> WorkloadSettings:
@@ -27,5 +96,200 @@ def load_workloads(root: Section, *, gpu: GpuSpec, gpu_slots: int) -> WorkloadSe
     ``nvidia.com/gpu`` the GPU node group can hold in all (sharing replicas per GPU x
     GPUs per node x the node group's max size).
     """
-    del gpu, gpu_slots
-    return WorkloadSettings(namespace=root.dns_label("namespace", "llm-testing"))
+    namespace = root.dns_label("namespace", "llm-testing")
+    token = root.raw("hfToken", None)
+    if token is not None and (not isinstance(token, str) or not token.strip()):
+        # Never echo a secret: name the key and what is wrong only.
+        raise ConfigError(root.key("hfToken"), "[secret]", "a non-empty string (pulumi config set --secret hfToken ...)")
+    cidrs = root.cidr_list("modelAccessCidrs", [])
+
+    catalog = root.section("models", REFERENCE_MODELS)
+    if not catalog.keys():
+        raise ConfigError(catalog.path, {}, "at least one model entry")
+    entries = [_model(catalog, key) for key in catalog.keys()]
+    catalog.done()
+
+    # Start order: models with an explicit startOrder first, then the rest by key; no ties.
+    seen_orders: dict[int, str] = {}
+    for order, m in entries:
+        if order is not None:
+            if order in seen_orders:
+                raise ConfigError(
+                    f"{catalog.key(m.key)}.startOrder",
+                    order,
+                    f"a start order no other model has (taken by {seen_orders[order]!r})",
+                )
+            seen_orders[order] = m.key
+    entries.sort(key=lambda e: (e[0] is None, e[0] or 0, e[1].key))
+    ordered = [replace(m, start_order=i) for i, (_, m) in enumerate(entries, start=1)]
+
+    seen_ids: dict[str, str] = {}
+    for m in ordered:
+        if m.model_id in seen_ids:
+            raise ConfigError(
+                f"{catalog.key(m.key)}.modelId",
+                m.model_id,
+                f"a model not already in the catalog (key {seen_ids[m.model_id]!r} serves it)",
+            )
+        seen_ids[m.model_id] = m.key
+
+    enabled = [m.key for m in ordered if m.enabled]
+    if len(enabled) > gpu_slots:
+        raise ConfigError(
+            catalog.path,
+            f"{len(enabled)} enabled models ({', '.join(enabled)})",
+            f"at most {gpu_slots}: the GPU node group holds {gpu_slots} pods asking for one nvidia.com/gpu "
+            "(gpuSharing.replicas x GPUs per node x gpuNodes.maxSize)",
+        )
+
+    # Every catalog model is planned, enabled or not: toggling one then changes only its
+    # replicas, and any subset started in this order gets at least its planned KV cache.
+    try:
+        plan = plan_memory(
+            gpu,
+            [
+                ModelRequest(
+                    key=m.key,
+                    facts=m.facts,
+                    quantize=m.quantize,
+                    dtype=m.dtype,
+                    max_input_tokens=m.max_input_tokens,
+                    max_total_tokens=m.max_total_tokens,
+                    max_batch_prefill_tokens=m.max_batch_prefill_tokens,
+                    max_batch_total_tokens=m.max_batch_total_tokens,
+                    cuda_memory_fraction=None if m.fraction_is_auto else m.cuda_memory_fraction,
+                )
+                for m in ordered
+            ],
+        )
+    except PlanError as e:
+        raise ConfigError(f"{catalog.key(e.key)}.{e.setting}", e.value, str(e)) from e
+
+    return WorkloadSettings(
+        namespace=namespace,
+        models=MappingProxyType(
+            {m.key: replace(m, cuda_memory_fraction=plan.model(m.key).cuda_memory_fraction) for m in ordered}
+        ),
+        plan=plan,
+        hf_token=token,
+        model_access_cidrs=cidrs,
+    )
+
+
+def _model(catalog: Section, key: str) -> tuple[int | None, ModelSettings]:
+    """One catalog entry, validated on its own: (explicit startOrder or None, settings).
+
+    ``start_order`` is filled in once the whole catalog is read, and an 'auto'
+    ``cuda_memory_fraction`` once it is planned.
+    """
+    if len(key) > 50 or not re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", key):
+        # The key names the Deployment, Service and their labels (DNS labels, <= 63 with suffixes).
+        raise ConfigError(
+            catalog.key(key), key, "a model key of at most 50 lowercase letters, digits and '-', starting with a letter"
+        )
+    s = catalog.section(key)
+    enabled = s.bool("enabled", True)
+    model_id = s.str("modelId", pattern=_MODEL_ID_RE, what="a Hugging Face model id such as microsoft/Phi-3.5-mini-instruct")
+    revision = s.str("revision", what="a Hub revision (branch, tag or commit)") if s.has("revision") else None
+    image = s.str("image", DEFAULT_IMAGE, pattern=_IMAGE_RE, what="a container image reference such as " + DEFAULT_IMAGE)
+    order = s.int("startOrder", min=1) if s.has("startOrder") else None
+
+    max_input = s.int("maxInputTokens", 256, min=1)
+    max_total = s.int("maxTotalTokens", 512, min=2)
+    if max_total <= max_input:
+        raise ConfigError(s.key("maxTotalTokens"), max_total, f"more than maxInputTokens ({max_input})")
+    prefill = s.int("maxBatchPrefillTokens", 4096, min=1)
+    if prefill < max_input:
+        # TGI's launcher refuses it: max_batch_prefill_tokens must be >= max_input_tokens.
+        raise ConfigError(s.key("maxBatchPrefillTokens"), prefill, f"at least maxInputTokens ({max_input})")
+    batch_total = s.int("maxBatchTotalTokens", 8192, min=1)
+    if batch_total < max(max_total, prefill):
+        # launcher/src/main.rs checks both against --max-batch-total-tokens.
+        raise ConfigError(
+            s.key("maxBatchTotalTokens"),
+            batch_total,
+            f"at least maxTotalTokens ({max_total}) and maxBatchPrefillTokens ({prefill})",
+        )
+
+    auto = s.raw("cudaMemoryFraction", _AUTO) == _AUTO
+    fraction = 0.0 if auto else _fraction(s)
+
+    quantize = s.str("quantize", choices=QUANTIZE_CHOICES) if s.has("quantize") else None
+    dtype = s.str("dtype", choices=DTYPE_CHOICES) if s.has("dtype") else None
+    if quantize is not None and dtype is not None:
+        # launcher/src/main.rs: "--dtype ... cannot be used with `--quantize`".
+        raise ConfigError(s.key("dtype"), dtype, f"unset when quantize is set (TGI refuses --dtype with --quantize {quantize})")
+
+    known = KNOWN_MODELS.get(model_id)
+    if s.has("architecture"):
+        facts = _facts(s.section("architecture"))
+    elif known is not None:
+        facts = known
+    else:
+        raise ConfigError(
+            s.key("architecture"),
+            MISSING,
+            f"the architecture facts of {model_id!r}, which is not a known model "
+            "(parameters, layers, kvHeads, headDim, hiddenSize, intermediateSize, vocabSize, tiedEmbeddings, dtype "
+            "from its config.json); known models: " + ", ".join(sorted(KNOWN_MODELS)),
+        )
+
+    cpu = s.str("cpu", "2", pattern=_CPU_RE, what="a Kubernetes CPU quantity such as 2 or 1500m")
+    cpu_limit = s.str("cpuLimit", "4", pattern=_CPU_RE, what="a Kubernetes CPU quantity such as 4 or 3500m")
+    if _cpu_millis(cpu_limit) < _cpu_millis(cpu):
+        raise ConfigError(s.key("cpuLimit"), cpu_limit, f"at least cpu ({cpu})")
+    settings = ModelSettings(
+        key=key,
+        enabled=enabled,
+        model_id=model_id,
+        revision=revision,
+        image=image,
+        facts=facts,
+        start_order=0,
+        max_input_tokens=max_input,
+        max_total_tokens=max_total,
+        max_batch_prefill_tokens=prefill,
+        max_batch_total_tokens=batch_total,
+        max_concurrent_requests=s.int("maxConcurrentRequests", 16, min=1),
+        max_waiting_tokens=s.int("maxWaitingTokens", 5, min=0),
+        cuda_memory_fraction=fraction,
+        fraction_is_auto=auto,
+        quantize=quantize,
+        dtype=dtype,
+        cpu=cpu,
+        cpu_limit=cpu_limit,
+        memory=s.str("memory", "24Gi", pattern=_MEMORY_RE, what="a Kubernetes memory quantity such as 24Gi"),
+        shm_size=s.str("shmSize", "1Gi", pattern=_MEMORY_RE, what="a Kubernetes memory quantity such as 1Gi"),
+        startup_minutes=s.int("startupMinutes", 30, min=2, max=180),
+    )
+    s.done()
+    return order, settings
+
+
+def _fraction(s: Section) -> float:
+    value = s.raw("cudaMemoryFraction")
+    allowed = "'auto' or a number greater than 0 and at most 1"
+    try:
+        return s.float("cudaMemoryFraction", min=0.0, min_exclusive=True, max=1.0)
+    except ConfigError:
+        raise ConfigError(s.key("cudaMemoryFraction"), value, allowed) from None
+
+
+def _facts(a: Section) -> ModelFacts:
+    facts = ModelFacts(
+        parameters=a.int("parameters", min=1),
+        layers=a.int("layers", min=1),
+        kv_heads=a.int("kvHeads", min=1),
+        head_dim=a.int("headDim", min=1),
+        hidden_size=a.int("hiddenSize", min=1),
+        intermediate_size=a.int("intermediateSize", min=1),
+        vocab_size=a.int("vocabSize", min=1),
+        tied_embeddings=a.bool("tiedEmbeddings", False),
+        dtype=a.str("dtype", "bfloat16", choices=DTYPE_CHOICES),
+    )
+    a.done()
+    return facts
+
+
+def _cpu_millis(q: str) -> int:
+    return int(q[:-1]) if q.endswith("m") else round(float(q) * 1000)
