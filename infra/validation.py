@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-__all__ = ["ConfigError", "Section", "MISSING"]
+__all__ = ["ConfigError", "Section", "SecretText", "MISSING"]
 
 
 class _Missing:
@@ -29,6 +29,13 @@ MISSING: Final = _Missing()
 
 _INT_RE = re.compile(r"[+-]?\d+")
 _DNS_LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+class SecretText(str):
+    """A secret config value: a ``str`` whose ``repr`` hides it, so errors never print it."""
+
+    def __repr__(self) -> str:
+        return "'[secret]'"
 
 
 class ConfigError(ValueError):
@@ -58,7 +65,7 @@ class Section:
 
     def key(self, name: str) -> str:
         """The full config key of ``name`` in this section."""
-        sep = ":" if self._path.endswith(":") else "."
+        sep = "" if self._path.endswith(":") else "."
         return f"{self._path}{sep}{name}" if self._path else name
 
     def has(self, name: str) -> bool:
