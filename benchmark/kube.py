@@ -1,0 +1,181 @@
+"""The Kubernetes calls the benchmark makes: read, scale and watch the models' Deployments,
+find a pod to port-forward to.
+
+It uses the maintained ``kubernetes`` client with the stack's kubeconfig loaded in memory
+(never written out by this module). The client is synchronous: every call runs in a
+thread (``asyncio.to_thread``), so the event loop that drives the load never blocks on it.
+Every API failure becomes a one-line ``BenchmarkError`` naming the call, the object and
+the namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from benchmark.errors import BenchmarkError
+
+__all__ = ["DeploymentState", "Kube"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeploymentState:
+    """A Deployment as the API reports it, plus the pods its selector matches."""
+
+    name: str
+    replicas: int  # spec.replicas: what is asked for
+    ready: int  # status.readyReplicas
+    available: int  # status.availableReplicas
+    pods: int  # pods matching the selector, terminating ones included (they still hold GPU memory)
+    ready_pods: tuple[str, ...]  # names of running, ready, not terminating pods
+
+    def settled(self, replicas: int) -> bool:
+        """True when it runs exactly ``replicas`` pods, all ready and available."""
+        if replicas == 0:
+            return self.pods == 0
+        return (
+            self.replicas == replicas
+            and self.ready >= replicas
+            and self.available >= replicas
+            and self.pods == replicas
+            and len(self.ready_pods) == replicas
+        )
+
+    def describe(self) -> str:
+        return (
+            f"spec {self.replicas}, ready {self.ready}, available {self.available}, "
+            f"pods {self.pods} ({len(self.ready_pods)} ready)"
+        )
+
+
+def _pod_ready(pod: Any) -> bool:
+    if pod.metadata.deletion_timestamp is not None or pod.status is None:
+        return False
+    return pod.status.phase == "Running" and any(
+        c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or [])
+    )
+
+
+class Kube:
+    """Deployment get/scale/status in one namespace, with the stack's kubeconfig."""
+
+    def __init__(self, kubeconfig: Mapping[str, Any], namespace: str, *, context: str | None = None) -> None:
+        self.namespace = namespace
+        cfg = client.Configuration()
+        try:
+            config.load_kube_config_from_dict(
+                dict(kubeconfig), context=context, client_configuration=cfg, persist_config=False
+            )
+        except (ConfigException, KeyError, TypeError, ValueError) as e:
+            raise BenchmarkError(f"the stack's kubeconfig cannot be loaded: {e}") from None
+        cfg.retries = 1  # urllib3's default of 3 retries triples the wait on an unreachable API
+        self.host = cfg.host
+        self.api_client = client.ApiClient(cfg)
+        self.apps = client.AppsV1Api(self.api_client)
+        self.core = client.CoreV1Api(self.api_client)
+
+    def close(self) -> None:
+        self.api_client.close()
+
+    # -- plumbing: every call goes through here --
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except ApiException as e:
+            detail = e.reason or ""
+            try:
+                detail = json.loads(e.body or "")["message"]
+            except (ValueError, KeyError, TypeError):
+                pass
+            hint = ""
+            if e.status in (401, 403):
+                hint = " (check that your credentials may access the cluster: the stack's kubeconfig runs `aws eks get-token`)"
+            raise BenchmarkError(
+                f"Kubernetes API: {what} in namespace {self.namespace!r} failed: HTTP {e.status}: {detail}{hint}"
+            ) from None
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise BenchmarkError(f"Kubernetes API at {self.host}: {what} failed: {type(e).__name__}: {e}") from None
+
+    async def _run(self, what: str, fn: Callable[[], T]) -> T:
+        return await asyncio.to_thread(self._call, what, fn)
+
+    # -- synchronous API (also used by the restore path and the port-forward threads) --
+
+    def replicas_sync(self, deployment: str) -> int:
+        scale = self._call(
+            f"reading the scale of deployment {deployment!r}",
+            lambda: self.apps.read_namespaced_deployment_scale(deployment, self.namespace),
+        )
+        return int((scale.spec.replicas if scale.spec else 0) or 0)
+
+    def scale_sync(self, deployment: str, replicas: int) -> None:
+        self._call(
+            f"scaling deployment {deployment!r} to {replicas}",
+            lambda: self.apps.patch_namespaced_deployment_scale(
+                deployment, self.namespace, {"spec": {"replicas": replicas}}
+            ),
+        )
+
+    def state_sync(self, deployment: str) -> DeploymentState:
+        dep = self._call(
+            f"reading deployment {deployment!r}",
+            lambda: self.apps.read_namespaced_deployment_status(deployment, self.namespace),
+        )
+        selector_obj = dep.spec.selector if dep.spec else None
+        labels = (selector_obj.match_labels if selector_obj else None) or {}
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        pods = self._call(
+            f"listing the pods of deployment {deployment!r} ({selector})",
+            lambda: self.core.list_namespaced_pod(self.namespace, label_selector=selector),
+        ).items
+        status = dep.status
+        return DeploymentState(
+            name=deployment,
+            replicas=int(dep.spec.replicas or 0),
+            ready=int(status.ready_replicas or 0) if status else 0,
+            available=int(status.available_replicas or 0) if status else 0,
+            pods=len(pods),
+            ready_pods=tuple(p.metadata.name for p in pods if p.metadata and p.metadata.name and _pod_ready(p)),
+        )
+
+    # -- async API --
+
+    async def replicas(self, deployment: str) -> int:
+        """The Deployment's ``spec.replicas`` as the cluster has it now."""
+        return await asyncio.to_thread(self.replicas_sync, deployment)
+
+    async def scale(self, deployment: str, replicas: int) -> None:
+        await asyncio.to_thread(self.scale_sync, deployment, replicas)
+
+    async def state(self, deployment: str) -> DeploymentState:
+        return await asyncio.to_thread(self.state_sync, deployment)
+
+    async def wait_settled(
+        self, deployment: str, replicas: int, *, timeout: float, poll: float = 1.0
+    ) -> DeploymentState:
+        """Wait until the Deployment runs exactly ``replicas`` ready pods (0: no pod left)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = await self.state(deployment)
+            if state.settled(replicas):
+                return state
+            if time.monotonic() >= deadline:
+                goal = "no pod left (terminating pods included)" if replicas == 0 else f"{replicas} ready, available pod(s)"
+                raise BenchmarkError(
+                    f"timed out after {timeout:g} s waiting for deployment {deployment!r} to have {goal}; "
+                    f"now: {state.describe()} (raise --ready-timeout, or check `kubectl -n {self.namespace} "
+                    f"describe deployment {deployment}`)"
+                )
+            await asyncio.sleep(min(poll, max(0.0, deadline - time.monotonic())))

@@ -1,0 +1,171 @@
+"""Reaching the models: the benchmark's own port-forwards, ``--endpoint`` overrides, and the
+access path's measured overhead.
+
+``PortForward`` listens on 127.0.0.1 (a free port) and carries every accepted connection
+to a pod's port over its own Kubernetes port-forward websocket, opened with the
+``kubernetes`` client (``kubernetes.stream.portforward``), the way ``kubectl port-forward``
+opens one stream per connection. It is opened and closed by the benchmark: no ``kubectl``
+in another terminal. A port-forward adds latency of its own (API server, websocket
+framing, a proxy thread), so ``health_rtt`` measures the median ``GET /health`` round trip
+through whichever path is used, for the report to state next to the figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from kubernetes.stream import portforward
+
+from benchmark.errors import BenchmarkError
+from benchmark.kube import Kube
+
+__all__ = ["Access", "PortForward", "health_rtt", "parse_endpoints", "wait_healthy"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Access:
+    """How one model is reached, for the report."""
+
+    model: str
+    url: str
+    path: str  # "port-forward" or "endpoint"
+    detail: str  # e.g. "pod phi-abc:8080 via https://API" or "--endpoint"
+    health_rtt_ms: float | None = None  # median GET /health round trip
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "url": self.url, "path": self.path, "detail": self.detail,
+                "health_rtt_ms": self.health_rtt_ms}  # fmt: skip
+
+
+def parse_endpoints(values: list[str] | None, known: list[str]) -> dict[str, str]:
+    """``--endpoint key=URL`` flags into ``{key: URL}``; the key must be a catalog model."""
+    out: dict[str, str] = {}
+    for value in values or []:
+        key, sep, url = value.partition("=")
+        key, url = key.strip(), url.strip().rstrip("/")
+        if not sep or not key or not url.startswith(("http://", "https://")) or "://" == url[-3:]:
+            raise BenchmarkError(
+                f"--endpoint {value!r}: expected KEY=URL, e.g. --endpoint phi35=http://127.0.0.1:8080, "
+                "where KEY is a model key of the stack"
+            )
+        if key not in known:
+            raise BenchmarkError(
+                f"--endpoint {value!r}: model {key!r} is not in the stack's catalog; known models: {', '.join(known)}"
+            )
+        if key in out:
+            raise BenchmarkError(f"--endpoint {value!r}: model {key!r} is given twice")
+        out[key] = url
+    return out
+
+
+class PortForward:
+    """``async with PortForward(kube, pod, port) as url:`` a local URL that reaches ``pod:port``."""
+
+    def __init__(self, kube: Kube, pod: str, port: int) -> None:
+        self.kube, self.pod, self.port = kube, pod, port
+        self.url = ""
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self.url
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    def _open_sync(self) -> socket.socket:
+        """One port-forward websocket to the pod; our end of the client's socket pair."""
+        pf = self.kube._call(
+            f"port-forwarding to pod {self.pod!r} port {self.port}",
+            lambda: portforward(
+                self.kube.core.connect_get_namespaced_pod_portforward,
+                self.pod,
+                self.kube.namespace,
+                ports=str(self.port),
+            ),
+        )
+        wrapped = pf.socket(self.port)  # the client's wrapper of a socketpair end
+        sock = socket.fromfd(wrapped.fileno(), socket.AF_UNIX, socket.SOCK_STREAM)
+        wrapped.close()
+        sock.setblocking(False)
+        return sock
+
+    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            try:
+                sock = await asyncio.to_thread(self._open_sync)
+            except BenchmarkError:
+                return  # the HTTP client sees the connection close and records the failure
+            pod_r, pod_w = await asyncio.open_connection(sock=sock)
+            try:
+                await asyncio.gather(_pump(client_r, pod_w), _pump(pod_r, client_w))
+            finally:
+                pod_w.close()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            client_w.close()
+            self._tasks.discard(task)
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while chunk := await reader.read(65536):
+            writer.write(chunk)
+            await writer.drain()
+    finally:
+        if writer.can_write_eof():
+            try:
+                writer.write_eof()
+            except OSError:
+                pass
+
+
+async def health_rtt(session: aiohttp.ClientSession, url: str, *, samples: int = 20) -> float:
+    """Median ``GET /health`` round trip in ms through ``url`` (after one warm-up request)."""
+    times = []
+    for i in range(samples + 1):
+        t0 = time.perf_counter()
+        async with session.get(url + "/health") as r:
+            await r.read()
+        if i:  # the first one pays for the connection (and a new port-forward stream)
+            times.append((time.perf_counter() - t0) * 1000)
+    return round(statistics.median(times), 3)
+
+
+async def wait_healthy(session: aiohttp.ClientSession, model: str, url: str, *, timeout: float, poll: float = 0.5) -> None:
+    """Wait until ``GET url/health`` answers 200, or fail naming the model and the wait."""
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    while True:
+        try:
+            async with session.get(url + "/health", timeout=aiohttp.ClientTimeout(total=max(1.0, poll * 4))) as r:
+                if r.status == 200:
+                    return
+                last = f"HTTP {r.status}"
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+            last = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        if time.monotonic() >= deadline:
+            raise BenchmarkError(
+                f"timed out after {timeout:g} s waiting for model {model!r} to answer GET {url}/health "
+                f"with 200 (last: {last}); raise --ready-timeout or check the model's logs"
+            )
+        await asyncio.sleep(poll)

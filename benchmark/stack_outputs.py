@@ -1,0 +1,221 @@
+"""The stack's outputs, as the benchmark reads them: the versioned ``contract`` plus the
+``kubeconfig`` secret.
+
+Two sources, one shape: ``pulumi stack output --json --show-secrets [--stack NAME]``
+prints ``{"contract": {...}, "kubeconfig": ..., "clusterName": ..., ...}``, and the same
+JSON saved to a file is what ``--outputs FILE`` reads (for machines without the Pulumi
+CLI). Extra fields anywhere are ignored; a contract version this reader does not know is
+refused, since a silent misreading would benchmark the wrong thing.
+
+The kubeconfig stays in memory: ``StackOutputs``'s repr hides it and nothing here writes it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmark.errors import BenchmarkError
+
+__all__ = ["CONTRACT_VERSIONS", "ModelEntry", "StackOutputs", "load_outputs", "parse_outputs", "read_pulumi_outputs"]
+
+CONTRACT_VERSIONS = (1,)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelEntry:
+    """One model of the contract's catalog."""
+
+    key: str
+    model_id: str
+    deployment: str  # Kubernetes Deployment name
+    service: str  # Kubernetes Service name
+    port: int
+    enabled: bool
+    replicas: int  # what the stack declares (0 when disabled)
+    start_order: int
+    api: str
+    max_input_tokens: int
+    max_total_tokens: int
+    max_batch_total_tokens: int
+    cuda_memory_fraction: float
+    planned_kv_tokens: int
+
+    @property
+    def active(self) -> bool:
+        return self.enabled and self.replicas > 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class StackOutputs:
+    """The contract, read and checked; ``contract`` keeps the raw mapping for the report."""
+
+    source: str  # where it came from, for messages and the report
+    version: int
+    cluster_name: str
+    region: str
+    namespace: str
+    gpu: Mapping[str, Any]
+    models: Mapping[str, ModelEntry]
+    contract: Mapping[str, Any]
+    kubeconfig: Mapping[str, Any] | None = field(default=None, repr=False)
+
+    def active_models(self) -> list[ModelEntry]:
+        """The enabled models with replicas, in the stack's start order."""
+        return sorted((m for m in self.models.values() if m.active), key=lambda m: (m.start_order, m.key))
+
+    def select(self, keys: list[str] | None) -> list[ModelEntry]:
+        """The models to benchmark: ``keys`` (checked against the catalog) or the active ones."""
+        if keys:
+            unknown = [k for k in keys if k not in self.models]
+            if unknown:
+                raise BenchmarkError(
+                    f"--models: {', '.join(map(repr, unknown))} not in the stack's catalog; "
+                    f"known models: {', '.join(sorted(self.models))}"
+                )
+            chosen = [self.models[k] for k in dict.fromkeys(keys)]
+            return sorted(chosen, key=lambda m: (m.start_order, m.key))
+        active = self.active_models()
+        if not active:
+            raise BenchmarkError(
+                f"no active models in {self.source}: every model of the catalog "
+                f"({', '.join(sorted(self.models)) or 'none'}) is disabled or has 0 replicas; "
+                "enable one with `pulumi config set` and `pulumi up`"
+            )
+        return active
+
+
+def _get(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise BenchmarkError(f"stack outputs: {where} must be an object, got {type(data).__name__}")
+    if key not in data:
+        raise BenchmarkError(f"stack outputs: {where}.{key} is missing")
+    value = data[key]
+    # bool is an int subclass: never accept it for a number
+    if (isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,))) or not isinstance(
+        value, kind
+    ):
+        names = "/".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise BenchmarkError(f"stack outputs: {where}.{key} must be {names}, got {value!r}")
+    return value
+
+
+def _model(key: str, raw: Any) -> ModelEntry:
+    w = f"contract.models.{key}"
+    if not isinstance(raw, Mapping):
+        raise BenchmarkError(f"stack outputs: {w} must be an object, got {raw!r}")
+    return ModelEntry(
+        key=key,
+        model_id=_get(raw, "model_id", str, w),
+        deployment=_get(raw, "deployment", str, w),
+        service=_get(raw, "service", str, w),
+        port=_get(raw, "port", int, w),
+        enabled=_get(raw, "enabled", bool, w),
+        replicas=_get(raw, "replicas", int, w),
+        start_order=_get(raw, "start_order", int, w),
+        api=_get(raw, "api", str, w),
+        max_input_tokens=_get(raw, "max_input_tokens", int, w),
+        max_total_tokens=_get(raw, "max_total_tokens", int, w),
+        max_batch_total_tokens=_get(raw, "max_batch_total_tokens", int, w),
+        cuda_memory_fraction=float(_get(raw, "cuda_memory_fraction", (int, float), w)),
+        planned_kv_tokens=_get(raw, "planned_kv_tokens", int, w),
+    )
+
+
+def _kubeconfig(raw: Any, source: str) -> Mapping[str, Any] | None:
+    """pulumi-eks exports the kubeconfig as an object; a JSON or YAML string is accepted too."""
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        try:
+            raw = yaml.safe_load(raw)  # JSON is YAML
+        except yaml.YAMLError:
+            raise BenchmarkError(f"stack outputs: kubeconfig in {source} is neither JSON nor YAML") from None
+    if not isinstance(raw, Mapping) or "clusters" not in raw:
+        raise BenchmarkError(f"stack outputs: kubeconfig in {source} is not a kubeconfig (no 'clusters')")
+    return raw
+
+
+def parse_outputs(outputs: Any, *, source: str) -> StackOutputs:
+    """Check the outputs JSON (``{"contract": ..., "kubeconfig": ...}``) and read the contract."""
+    if not isinstance(outputs, Mapping) or "contract" not in outputs:
+        raise BenchmarkError(
+            f"stack outputs: {source} has no 'contract' output; is it the output of "
+            "`pulumi stack output --json --show-secrets` for a stack of this project, after `pulumi up`?"
+        )
+    contract = outputs["contract"]
+    if isinstance(contract, str):  # a contract exported as JSON text
+        try:
+            contract = json.loads(contract)
+        except json.JSONDecodeError:
+            raise BenchmarkError(f"stack outputs: 'contract' in {source} is a string but not JSON") from None
+    version = _get(contract, "version", int, "contract")
+    if version not in CONTRACT_VERSIONS:
+        raise BenchmarkError(
+            f"stack outputs: contract version {version!r} in {source} is not supported by this benchmark "
+            f"(it reads version {', '.join(map(str, CONTRACT_VERSIONS))}); update the benchmark or the stack"
+        )
+    cluster = _get(contract, "cluster", Mapping, "contract")
+    models = _get(contract, "models", Mapping, "contract")
+    return StackOutputs(
+        source=source,
+        version=version,
+        cluster_name=_get(cluster, "name", str, "contract.cluster"),
+        region=_get(cluster, "region", str, "contract.cluster"),
+        namespace=_get(contract, "namespace", str, "contract"),
+        gpu=_get(contract, "gpu", Mapping, "contract"),
+        models={key: _model(key, raw) for key, raw in models.items()},
+        contract=contract,
+        kubeconfig=_kubeconfig(outputs.get("kubeconfig"), source),
+    )
+
+
+def read_pulumi_outputs(stack: str | None, *, cwd: Path | None = None) -> Any:
+    """``pulumi stack output --json --show-secrets`` as parsed JSON, or a one-line error."""
+    pulumi = shutil.which("pulumi")
+    if pulumi is None:
+        raise BenchmarkError(
+            "the Pulumi CLI was not found on PATH: install it (https://www.pulumi.com/docs/install/) "
+            "or pass --outputs FILE with the saved output of `pulumi stack output --json --show-secrets`"
+        )
+    cmd = [pulumi, "stack", "output", "--json", "--show-secrets", "--non-interactive"]
+    if stack:
+        cmd += ["--stack", stack]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, check=False)
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+        reason = next((ln for ln in lines if ln.startswith("error:")), lines[-1] if lines else f"exit {proc.returncode}")
+        where = f"stack {stack!r}" if stack else "the selected stack"
+        raise BenchmarkError(
+            f"`pulumi stack output` for {where} failed: {reason.removeprefix('error:').strip()} "
+            "(select a stack with `pulumi stack select`, pass --stack NAME, or pass --outputs FILE)"
+        )
+    try:
+        return json.loads(proc.stdout)
+    except json.JSONDecodeError as e:
+        raise BenchmarkError(f"`pulumi stack output --json` printed something that is not JSON: {e}") from None
+
+
+def load_outputs(*, outputs_file: Path | None = None, stack: str | None = None) -> StackOutputs:
+    """The stack's outputs from ``outputs_file`` if given, else from the Pulumi CLI."""
+    if outputs_file is not None:
+        try:
+            text = Path(outputs_file).read_text(encoding="utf-8")
+        except OSError as e:
+            raise BenchmarkError(f"--outputs {str(outputs_file)!r}: cannot read it: {e.strerror}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise BenchmarkError(
+                f"--outputs {str(outputs_file)!r}: not JSON ({e.msg} at line {e.lineno}); save it with "
+                "`pulumi stack output --json --show-secrets > FILE`"
+            ) from None
+        return parse_outputs(data, source=f"--outputs {str(outputs_file)!r}")
+    return parse_outputs(read_pulumi_outputs(stack), source=f"stack {stack!r}" if stack else "the selected stack")

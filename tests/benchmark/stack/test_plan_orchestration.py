@@ -1,0 +1,186 @@
+"""The orchestrated plan against the fake Kubernetes API, through the real kubernetes client:
+who runs in each scenario, start order, and the restore of the original replicas whatever
+happens (success, exception, failed wait, KeyboardInterrupt, cancellation)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+from stack_helpers import HealthBackend, model_entry
+
+from benchmark.errors import BenchmarkError
+from benchmark.kube import Kube
+from benchmark.plan import Orchestrator, Scenario, plan_all, run_plan
+from benchmark.sim.kube_api import FakeDeployment, FakeKubeApi
+from benchmark.stack_outputs import ModelEntry, parse_outputs
+
+NS = "llm-testing"
+
+
+def _models(*keys: str) -> list[ModelEntry]:
+    from stack_helpers import outputs
+
+    data = outputs({k: model_entry(k, start_order=i + 1) for i, k in enumerate(keys)})
+    return parse_outputs(data, source="test").active_models()
+
+
+async def _cluster(original: dict[str, int], *, healthy: bool = True) -> tuple[FakeKubeApi, dict[str, HealthBackend], list[str]]:
+    """A fake API whose Deployments are backed by health backends; ``events`` logs every
+    scale as 'name=n' followed by which other models were healthy at that moment."""
+    backends = {name: HealthBackend(n) for name, n in original.items()}
+    events: list[str] = []
+    for b in backends.values():
+        await b.start()
+
+    def hook(name: str) -> Callable[[int], None]:
+        def on_scale(n: int) -> None:
+            up = sorted(k for k, b in backends.items() if b.replicas > 0 and k != name)
+            events.append(f"{name}={n} while up:{','.join(up)}")
+            backends[name].set_replicas(n)
+
+        return on_scale
+
+    deps = [
+        FakeDeployment(name=name, replicas=n, backend=backends[name].url if healthy else None, on_scale=hook(name))
+        for name, n in original.items()
+    ]
+    api = FakeKubeApi(NS, deps, terminate_s=0.05)
+    await api.start()
+    return api, backends, events
+
+
+async def _teardown(api: FakeKubeApi, backends: dict[str, HealthBackend]) -> None:
+    await api.stop()
+    for b in backends.values():
+        await b.stop()
+
+
+def _plan(api: FakeKubeApi, models: list[ModelEntry], **kw: float) -> Orchestrator:
+    return Orchestrator(Kube(api.kubeconfig(), NS), models, ready_timeout=kw.get("timeout", 5), poll=0.02, log=lambda s: None)
+
+
+def test_plan_runs_each_alone_then_shared_in_start_order_and_restores() -> None:
+    async def main() -> None:
+        api, backends, events = await _cluster({"a": 1, "b": 0, "c": 1})
+        models = _models("a", "b", "c")
+        seen: list[tuple[str, tuple[str, ...], dict[str, int]]] = []
+
+        async def run_scenario(s: Scenario) -> None:
+            # who is up, as the cluster (not the orchestrator) says
+            seen.append((s.name, s.models, {k: len(d.pods) for k, d in api.deployments.items()}))
+
+        try:
+            await run_plan(_plan(api, models), plan_all(models), run_scenario)
+            assert [(n, m) for n, m, _ in seen] == [
+                ("alone", ("c",)), ("alone", ("b",)), ("alone", ("a",)), ("shared", ("a", "b", "c"))
+            ]
+            for name, keys, pods in seen:  # exactly the scenario's models have pods
+                assert {k for k, n in pods.items() if n > 0} == set(keys), (name, keys, pods)
+            # shared: a (already up alone) first, then b with a up, then c with a and b up
+            shared = events[events.index("a=1 while up:") + 1 :]
+            assert shared[:2] == ["b=1 while up:a", "c=1 while up:a,b"], events
+            assert api.replicas() == {"a": 1, "b": 0, "c": 1}  # the originals, b included
+        finally:
+            await _teardown(api, backends)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("failure", ["exception", "cancel"])
+def test_restore_after_failure_in_the_second_scenario(failure: str) -> None:
+    async def main() -> None:
+        api, backends, _ = await _cluster({"a": 1, "b": 1})
+        models = _models("a", "b")
+        ran: list[Scenario] = []
+        second = asyncio.Event()
+
+        async def run_scenario(s: Scenario) -> None:
+            ran.append(s)
+            if len(ran) == 2:
+                assert api.replicas() == {"a": 1, "b": 0}  # in the middle: b scaled away
+                second.set()
+                if failure == "exception":
+                    raise RuntimeError("load failed")
+                await asyncio.sleep(30)  # cancelled from outside, as asyncio.run does on Ctrl-C
+
+        try:
+            task = asyncio.ensure_future(run_plan(_plan(api, models), plan_all(models), run_scenario))
+            if failure == "cancel":
+                await second.wait()
+                task.cancel()
+            with pytest.raises(RuntimeError if failure == "exception" else asyncio.CancelledError):
+                await task
+            assert len(ran) == 2
+            assert api.replicas() == {"a": 1, "b": 1}
+        finally:
+            await _teardown(api, backends)
+
+    asyncio.run(main())
+
+
+def test_restore_on_keyboard_interrupt() -> None:
+    """A KeyboardInterrupt raised in a task escapes asyncio.run; the restore happens first."""
+    holder: dict[str, FakeKubeApi] = {}
+
+    async def main() -> None:
+        api, _, _ = await _cluster({"a": 1, "b": 1})
+        holder["api"] = api
+        models = _models("a", "b")
+        ran: list[Scenario] = []
+
+        async def run_scenario(s: Scenario) -> None:
+            ran.append(s)
+            if len(ran) == 2:
+                assert api.replicas() == {"a": 1, "b": 0}
+                raise KeyboardInterrupt
+
+        await run_plan(_plan(api, models), plan_all(models), run_scenario)
+
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(main())
+    assert holder["api"].replicas() == {"a": 1, "b": 1}
+
+
+def test_failed_wait_names_the_deployment_and_restores() -> None:
+    async def main() -> None:
+        api, backends, _ = await _cluster({"a": 0, "b": 1}, healthy=False)  # pods never Ready
+        models = _models("a", "b")
+        try:
+            with pytest.raises(BenchmarkError) as err:
+                await run_plan(_plan(api, models, timeout=0.3), plan_all(models), lambda s: asyncio.sleep(0))
+            msg = str(err.value)
+            assert "timed out after 0.3 s waiting for deployment 'b' to have 1 ready, available pod(s)" in msg
+            assert "ready 0" in msg
+            assert api.replicas() == {"a": 0, "b": 1}
+        finally:
+            await _teardown(api, backends)
+
+    asyncio.run(main())
+
+
+def test_api_error_is_one_line_and_restore_still_runs() -> None:
+    async def main() -> None:
+        api, backends, _ = await _cluster({"a": 1, "b": 1})
+        models = _models("a", "b")
+
+        async def run_scenario(s: Scenario) -> None:
+            api.errors["read"] = 403  # the next status read is refused
+
+        try:
+            with pytest.raises(BenchmarkError) as err:
+                await run_plan(_plan(api, models), plan_all(models), run_scenario)
+            assert str(err.value).startswith("Kubernetes API: reading deployment")
+            assert "HTTP 403" in str(err.value) and "\n" not in str(err.value)
+            assert api.replicas() == {"a": 1, "b": 1}  # restore uses the scale calls, which still work
+        finally:
+            await _teardown(api, backends)
+
+    asyncio.run(main())
+
+
+def test_plan_all_needs_two_models() -> None:
+    with pytest.raises(BenchmarkError, match="--plan all needs at least two models"):
+        plan_all(_models("a"))
+
