@@ -1,0 +1,286 @@
+"""Protocol adapters behind one small interface, and the one request loop they all share.
+
+An ``Adapter`` knows a protocol's path, request body and how to read its events; ``send``
+does the HTTP exchange, the SSE decoding and the timing for every adapter alike. Adapters:
+
+- ``tgi-stream``: TGI ``POST /generate_stream`` (SSE). One event per generated token; no
+  ``[DONE]``; the last event carries ``generated_text`` and, as we ask for ``details``, the
+  ``details`` with ``finish_reason`` and ``generated_tokens`` (router/src/lib.rs
+  ``StreamResponse``/``StreamDetails`` in huggingface/text-generation-inference). TGI refuses
+  ``decoder_input_details`` on streams (``ValidationError::PrefillDetailsStream``), so input
+  tokens come only from ``details.input_length`` where a server version reports it.
+- ``tgi-generate``: TGI ``POST /generate`` with ``details`` and ``decoder_input_details``: output
+  tokens from ``details.generated_tokens``, input tokens from ``len(details.prefill)``.
+- ``openai-chat``: ``POST /v1/chat/completions`` with ``stream: true`` and
+  ``stream_options: {"include_usage": true}`` (TGI and vLLM); a chunk whose
+  ``choices[].delta.content`` is non-empty is a token event, the ``usage`` chunk gives
+  ``prompt_tokens``/``completion_tokens``, and ``data: [DONE]`` ends the stream.
+
+Errors: a non-200 status is ``overloaded`` (429), ``http_4xx`` or ``http_5xx``. After a 200,
+TGI reports a failure as an event ``{"error": "...", "error_type": "..."}`` with
+``error_type`` one of ``generation``, ``overloaded``, ``validation``,
+``incomplete_generation``, ... (``InferError::error_type`` in router/src/infer/mod.rs): it
+counts as ``overloaded`` when the type is ``overloaded``, else ``stream_error``. A stream
+that ends before its final event is ``connection``; an event we cannot parse is ``protocol``.
+
+Hot path: most token events are classified by byte patterns that can only occur as JSON keys
+(inside a JSON string a quote is always escaped, so ``"generated_text":null`` cannot appear in
+token text); anything else is fully decoded. Each event is stamped with the
+``time.perf_counter()`` taken when the chunk holding its last byte was returned by the socket
+reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from time import perf_counter
+from typing import Any, ClassVar
+
+import aiohttp
+import orjson
+
+from benchmark.records import ErrorKind, RequestRecord
+from benchmark.sse import SSEDecoder
+
+__all__ = ["ADAPTERS", "Adapter", "StreamFailure", "adapter_for", "send"]
+
+TOKEN = 1  # the event carries one generated token
+END = 2  # the event completes the response
+
+
+class StreamFailure(Exception):
+    """A request failed in a way the record classifies under ``kind``."""
+
+    def __init__(self, kind: ErrorKind, message: str) -> None:
+        super().__init__(message)
+        self.kind: ErrorKind = kind
+
+
+class Adapter:
+    """One protocol: where to post, what to send, how to read what comes back."""
+
+    name: ClassVar[str]
+    path: ClassVar[str]
+    streaming: ClassVar[bool]
+
+    def body(self, prompt: str, max_new_tokens: int, model_name: str) -> bytes:
+        raise NotImplementedError
+
+    def on_event(self, data: bytes, rec: RequestRecord) -> int:
+        """Streaming: read one event's data into ``rec``; return TOKEN/END flags."""
+        raise NotImplementedError
+
+    def on_body(self, body: bytes, rec: RequestRecord) -> None:
+        """Non-streaming: read the whole response body into ``rec``."""
+        raise NotImplementedError
+
+
+def _decode(data: bytes) -> dict[str, Any]:
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise StreamFailure("protocol", f"malformed event {_clip(data)}: {e}") from e
+    if not isinstance(obj, dict):
+        raise StreamFailure("protocol", f"event is not a JSON object: {_clip(data)}")
+    return obj
+
+
+def _raise_error_event(obj: dict[str, Any]) -> None:
+    """TGI's ``{"error", "error_type"}`` event; also OpenAI-style ``{"error": {"message", ...}}``."""
+    err = obj["error"]
+    if isinstance(err, dict):
+        error_type = str(err.get("type", ""))
+        message = str(err.get("message", err))
+        overloaded = err.get("code") == 429 or error_type == "overloaded"
+    else:
+        error_type = str(obj.get("error_type", ""))
+        message = str(err)
+        overloaded = error_type == "overloaded"
+    raise StreamFailure("overloaded" if overloaded else "stream_error", f"{error_type or 'error'}: {message}")
+
+
+def _clip(data: bytes, n: int = 200) -> str:
+    text = data[:n].decode("utf-8", "replace")
+    return repr(text + ("..." if len(data) > n else ""))
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class TgiStream(Adapter):
+    name = "tgi-stream"
+    path = "/generate_stream"
+    streaming = True
+
+    def body(self, prompt: str, max_new_tokens: int, model_name: str) -> bytes:
+        return orjson.dumps({"inputs": prompt, "parameters": {"max_new_tokens": max_new_tokens, "details": True}})
+
+    def on_event(self, data: bytes, rec: RequestRecord) -> int:
+        if b'"generated_text":null' in data and b'"token":{' in data and data[:1] == b"{" and data[-1:] == b"}":
+            return TOKEN  # an intermediate token event (serde writes no spaces)
+        obj = _decode(data)
+        if "error" in obj:
+            _raise_error_event(obj)
+        if not isinstance(obj.get("token"), dict):
+            raise StreamFailure("protocol", f"event has neither 'token' nor 'error': {_clip(data)}")
+        if obj.get("generated_text") is None:
+            return TOKEN
+        details = obj.get("details")
+        if not isinstance(details, dict) or _int_or_none(details.get("generated_tokens")) is None:
+            raise StreamFailure("protocol", f"final event lacks details.generated_tokens: {_clip(data)}")
+        rec.output_tokens = details["generated_tokens"]
+        rec.finish_reason = str(details.get("finish_reason"))
+        rec.input_tokens = _int_or_none(details.get("input_length"))
+        return TOKEN | END
+
+
+class TgiGenerate(Adapter):
+    name = "tgi-generate"
+    path = "/generate"
+    streaming = False
+
+    def body(self, prompt: str, max_new_tokens: int, model_name: str) -> bytes:
+        params = {"max_new_tokens": max_new_tokens, "details": True, "decoder_input_details": True}
+        return orjson.dumps({"inputs": prompt, "parameters": params})
+
+    def on_body(self, body: bytes, rec: RequestRecord) -> None:
+        obj = _decode(body)
+        if "error" in obj:
+            _raise_error_event(obj)
+        details = obj.get("details")
+        if not isinstance(details, dict) or _int_or_none(details.get("generated_tokens")) is None:
+            raise StreamFailure("protocol", f"response lacks details.generated_tokens: {_clip(body)}")
+        rec.output_tokens = details["generated_tokens"]
+        rec.finish_reason = str(details.get("finish_reason"))
+        prefill = details.get("prefill")
+        rec.input_tokens = len(prefill) if isinstance(prefill, list) and prefill else None
+
+
+class OpenAIChat(Adapter):
+    name = "openai-chat"
+    path = "/v1/chat/completions"
+    streaming = True
+
+    def body(self, prompt: str, max_new_tokens: int, model_name: str) -> bytes:
+        return orjson.dumps({
+            "model": model_name,
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": max_new_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        })
+
+    def on_event(self, data: bytes, rec: RequestRecord) -> int:
+        if (b'"finish_reason":null' in data and b'"usage":null' in data and b'"content":"' in data
+                and b'"content":""' not in data and data[:1] == b"{" and data[-1:] == b"}"):
+            return TOKEN  # a content chunk, not the last one, no usage yet
+        if data == b"[DONE]":
+            if rec.output_tokens is None:
+                raise StreamFailure("protocol", "stream ended without a usage chunk (stream_options.include_usage ignored?)")
+            return END
+        obj = _decode(data)
+        if "error" in obj:
+            _raise_error_event(obj)
+        flags = 0
+        choices = obj.get("choices")
+        if not isinstance(choices, list):
+            raise StreamFailure("protocol", f"chunk has neither 'choices' nor 'error': {_clip(data)}")
+        for choice in choices:
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if isinstance(delta, dict) and delta.get("content"):
+                flags = TOKEN
+            if isinstance(choice, dict) and choice.get("finish_reason"):
+                rec.finish_reason = str(choice["finish_reason"])
+        usage = obj.get("usage")
+        if isinstance(usage, dict):
+            rec.output_tokens = _int_or_none(usage.get("completion_tokens"))
+            rec.input_tokens = _int_or_none(usage.get("prompt_tokens"))
+        return flags
+
+
+ADAPTERS: dict[str, Adapter] = {a.name: a for a in (TgiStream(), TgiGenerate(), OpenAIChat())}
+
+
+def adapter_for(name: str) -> Adapter:
+    try:
+        return ADAPTERS[name]
+    except KeyError:
+        raise ValueError(f"unknown api {name!r}; allowed: {', '.join(sorted(ADAPTERS))}") from None
+
+
+def status_kind(status: int) -> ErrorKind:
+    if status == 429:
+        return "overloaded"
+    if 400 <= status < 500:
+        return "http_4xx"
+    if 500 <= status < 600:
+        return "http_5xx"
+    return "protocol"
+
+
+async def send(
+    session: aiohttp.ClientSession,
+    url: str,
+    adapter: Adapter,
+    body: bytes,
+    rec: RequestRecord,
+    origin: float,
+    timeout: aiohttp.ClientTimeout,
+) -> None:
+    """Send one request and fill ``rec`` (timings on the clock whose origin is ``origin``).
+
+    Never raises for a failed request: the failure is classified into ``rec.error_kind``.
+    """
+    headers = {"Content-Type": "application/json", "X-Request-Id": rec.request_id}
+    token_times: list[float] = []
+    end = 0.0
+    try:
+        async with session.post(url, data=body, headers=headers, timeout=timeout) as resp:
+            rec.http_status = resp.status
+            if resp.status != 200:
+                text = await resp.read()
+                raise StreamFailure(status_kind(resp.status), f"HTTP {resp.status}: {_clip(text)}")
+            if not adapter.streaming:
+                adapter.on_body(await resp.read(), rec)
+                end = perf_counter()
+            else:
+                decoder = SSEDecoder()
+                content = resp.content
+                on_event = adapter.on_event
+                append = token_times.append
+                while True:
+                    chunk = await content.readany()
+                    if not chunk:
+                        break
+                    t = perf_counter()
+                    if end:
+                        continue  # drain after the final event so the connection is reused
+                    for data in decoder.feed(chunk):
+                        flags = on_event(data, rec)
+                        if flags & TOKEN:
+                            append(t)
+                        if flags & END:
+                            end = t
+                            break
+                if not end:
+                    raise StreamFailure(
+                        "connection",
+                        f"stream closed before its final event after {len(token_times)} token events",
+                    )
+    except StreamFailure as f:
+        rec.error_kind, rec.error = f.kind, str(f)
+    except asyncio.TimeoutError as e:  # also aiohttp's ServerTimeoutError (connect/read)
+        rec.error_kind, rec.error = "timeout", f"timed out after {timeout.total or timeout.sock_read}s: {e!r}"
+    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, OSError) as e:
+        rec.error_kind, rec.error = "connection", f"{type(e).__name__}: {e}"
+    except aiohttp.ClientError as e:
+        rec.error_kind, rec.error = "protocol", f"{type(e).__name__}: {e}"
+    if rec.error_kind is not None or not end:
+        end = perf_counter()
+    start = origin + rec.intended_send
+    rec.e2e = end - start
+    if token_times:
+        rec.ttft = token_times[0] - start
+        rec.itl = [b - a for a, b in zip(token_times, token_times[1:])]
+    rec.success = rec.error_kind is None

@@ -1,0 +1,329 @@
+"""Drive one or several models on one clock and record every request.
+
+API (what ``benchmark.stack_run`` and ``load_cli`` call)::
+
+    report = await run_load(targets, scenario="shared", writer=ResultsWriter(path))
+    report = run_load_sync(targets, scenario="alone", writer=writer)   # uvloop, for CLIs
+
+- ``Target(model=, base_url=, load=, api="tgi-stream", warmup=0, model_name="tgi",
+  timeout=600.0)``: one model's endpoint and its ``LoadPattern`` (``benchmark.load``).
+- All targets share one ``aiohttp.ClientSession`` whose connector is sized to the load (no
+  limit with an open-loop target; aiohttp's default of 100 would silently cap concurrency),
+  one ``RunClock`` (pass ``clock`` to share it with other runs) and one start instant: open-loop
+  schedules are computed before that instant, warmup requests (``Target.warmup``, sequential,
+  never written) run before it.
+- Every finished request is appended to ``writer`` at once (``benchmark.results``); a
+  cancelled run (Ctrl-C) keeps what was written. Records carry ``X-Request-Id`` = their
+  ``request_id`` to the server.
+- ``RunReport`` is the client self-check printed with every summary: per target the requested
+  vs achieved concurrency (time-average of requests in flight while the load was issuing) and
+  rate, schedule lag (actual minus intended send) p50/p99; for the whole run event-loop lag
+  (p50/p99/max of a 10 ms sleeper's oversleep) and client CPU (process CPU time / wall time,
+  in cores). ``RunReport.warnings()`` says in words where the client may have been the
+  bottleneck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import Coroutine, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
+
+import aiohttp
+import numpy as np
+
+from benchmark.load import LoadPattern
+from benchmark.progress import Progress
+from benchmark.protocols import Adapter, adapter_for, send
+from benchmark.records import RequestRecord, RunClock
+from benchmark.results import ResultsWriter
+
+__all__ = ["Target", "TargetReport", "RunReport", "run_load", "run_load_sync"]
+
+T = TypeVar("T")
+_START_LEAD = 0.05  # s between computing the start instant and the first send
+_LAG_PERIOD = 0.01  # s, the event-loop lag probe's sleep
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    """One model endpoint and the load to drive it with."""
+
+    model: str  # the key that names it in records and reports
+    base_url: str  # e.g. http://127.0.0.1:8080
+    load: LoadPattern
+    api: str = "tgi-stream"  # a benchmark.protocols adapter name
+    warmup: int = 0  # requests sent first, not recorded
+    model_name: str = "tgi"  # OpenAI "model" field (TGI ignores it; vLLM wants the served name)
+    timeout: float = 600.0  # s, whole request
+
+    def __post_init__(self) -> None:
+        adapter_for(self.api)  # raises ValueError naming the allowed apis
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url {self.base_url!r} for model {self.model!r} must start with http:// or https://")
+        if self.warmup < 0:
+            raise ValueError(f"warmup {self.warmup!r} for model {self.model!r} must be >= 0")
+        if not self.timeout > 0:
+            raise ValueError(f"timeout {self.timeout!r} for model {self.model!r} must be > 0 s")
+
+    @property
+    def url(self) -> str:
+        return self.base_url.rstrip("/") + adapter_for(self.api).path
+
+
+@dataclass(kw_only=True)
+class TargetReport:
+    model: str
+    api: str
+    load: str  # LoadPattern.describe()
+    requested_concurrency: int | None
+    requested_rate: float | None  # req/s
+    sent: int
+    failed: int
+    warmup_failed: int
+    achieved_concurrency: float  # time-average of requests in flight while issuing
+    achieved_rate: float  # req/s over the span of send times
+    schedule_lag_p50: float  # s, sent - intended_send
+    schedule_lag_p99: float
+
+
+@dataclass(kw_only=True)
+class RunReport:
+    scenario: str
+    started_at: float  # epoch s of the run's start instant
+    duration_s: float
+    client_cpu: float  # process CPU s / wall s (1.0 = one core busy)
+    loop_lag_p50: float  # s
+    loop_lag_p99: float
+    loop_lag_max: float
+    targets: list[TargetReport] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def warnings(self) -> list[str]:
+        """Where the client itself may have shaped the numbers."""
+        out: list[str] = []
+        for t in self.targets:
+            if t.requested_concurrency and t.achieved_concurrency < 0.95 * t.requested_concurrency:
+                out.append(f"{t.model}: achieved concurrency {t.achieved_concurrency:.1f} is below 95% "
+                           f"of the requested {t.requested_concurrency}")
+            if t.requested_rate and t.achieved_rate < 0.95 * t.requested_rate:
+                out.append(f"{t.model}: achieved rate {t.achieved_rate:.2f} req/s is below 95% "
+                           f"of the requested {t.requested_rate:g}")
+            if t.schedule_lag_p99 > 0.005:
+                out.append(f"{t.model}: schedule lag p99 {t.schedule_lag_p99 * 1e3:.1f} ms (> 5 ms)")
+        if self.loop_lag_p99 > 0.005:
+            out.append(f"event-loop lag p99 {self.loop_lag_p99 * 1e3:.1f} ms (> 5 ms): timings may be late by that much")
+        if self.client_cpu > 0.9:
+            out.append(f"client CPU {self.client_cpu:.0%} of a core: the client may be the bottleneck")
+        return out
+
+    def lines(self) -> list[str]:
+        """The self-check block, for terminals and reports."""
+        out = [f"client self-check ({self.scenario}): CPU {self.client_cpu:.0%} of a core, event-loop lag "
+               f"p50 {self.loop_lag_p50 * 1e3:.2f} ms p99 {self.loop_lag_p99 * 1e3:.2f} ms "
+               f"max {self.loop_lag_max * 1e3:.2f} ms"]
+        for t in self.targets:
+            want = (f"concurrency {t.achieved_concurrency:.1f}/{t.requested_concurrency}" if t.requested_concurrency
+                    else f"rate {t.achieved_rate:.2f}/{t.requested_rate:g} req/s")
+            out.append(f"  {t.model}: {t.sent} sent, {t.failed} failed; achieved/requested {want}; "
+                       f"schedule lag p50 {t.schedule_lag_p50 * 1e3:.2f} ms p99 {t.schedule_lag_p99 * 1e3:.2f} ms")
+        out += [f"  warning: {w}" for w in self.warnings()]
+        return out
+
+
+class _Driver:
+    """Issues one target's requests; keeps what the self-check needs."""
+
+    def __init__(self, target: Target, scenario: str, run_id: str) -> None:
+        self.target = target
+        self.scenario = scenario
+        self.adapter: Adapter = adapter_for(target.api)
+        self.url = target.url
+        self.timeout = aiohttp.ClientTimeout(total=target.timeout)
+        load = target.load
+        # one body per prompt, serialised once
+        self.bodies = [self.adapter.body(p.text, load.max_new_tokens, target.model_name) for p in load.prompts]
+        self.schedule = load.schedule() if load.kind == "open" else []  # before the clock starts
+        self.prefix = f"{run_id}-{target.model}-"
+        self.next_index = 0
+        self.sends: list[float] = []
+        self.intended: list[float] = []
+        self.spans: list[tuple[float, float]] = []
+        self.failed = 0
+        self.warmup_failed = 0
+        self.stop_issuing = 0.0  # run clock, when the last request was issued
+
+    def _record(self, index: int, intended: float, sent: float, prefix: str | None = None) -> RequestRecord:
+        load = self.target.load
+        return RequestRecord(
+            request_id=(prefix or self.prefix) + str(index), model=self.target.model, scenario=self.scenario,
+            prompt_id=load.prompt(index).id, api=self.adapter.name, intended_send=intended, sent=sent,
+        )
+
+    async def warmup(self, session: aiohttp.ClientSession, clock: RunClock) -> None:
+        for i in range(self.target.warmup):
+            now = clock.now()
+            rec = self._record(i, now, now, prefix=self.prefix + "warmup-")
+            await send(session, self.url, self.adapter, self.bodies[i % len(self.bodies)], rec, clock.origin, self.timeout)
+            self.warmup_failed += not rec.success
+
+    async def one(self, index: int, intended: float, ctx: _RunContext) -> None:
+        sent = ctx.clock.now()
+        rec = self._record(index, intended, sent)
+        await send(ctx.session, self.url, self.adapter, self.bodies[index % len(self.bodies)], rec,
+                   ctx.clock.origin, self.timeout)
+        ctx.writer.write(rec)
+        self.sends.append(sent)
+        self.intended.append(intended)
+        self.spans.append((sent, intended + (rec.e2e or 0.0)))
+        self.failed += not rec.success
+        if ctx.progress is not None:
+            ctx.progress.record(self.target.model, rec.success)
+
+    async def drive(self, ctx: _RunContext) -> None:
+        load = self.target.load
+        end = ctx.start + load.duration if load.duration is not None else float("inf")
+        if load.kind == "open":
+            await self._open(ctx, end)
+        else:
+            await asyncio.gather(*(self._closed_worker(ctx, end) for _ in range(load.concurrency)))
+
+    async def _closed_worker(self, ctx: _RunContext, end: float) -> None:
+        limit = self.target.load.max_requests
+        now = ctx.clock.now()
+        if ctx.start > now:
+            await asyncio.sleep(ctx.start - now)
+        while True:
+            now = ctx.clock.now()
+            if now >= end or (limit is not None and self.next_index >= limit):
+                return
+            index = self.next_index
+            self.next_index += 1
+            self.stop_issuing = now
+            await self.one(index, now, ctx)
+
+    async def _open(self, ctx: _RunContext, end: float) -> None:
+        pending: set[asyncio.Task[None]] = set()
+        clock = ctx.clock
+        for index, offset in enumerate(self.schedule):
+            intended = ctx.start + offset
+            if intended >= end:
+                break
+            delay = intended - clock.now()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self.stop_issuing = clock.now()
+            task = asyncio.create_task(self.one(index, intended, ctx))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        if pending:
+            await asyncio.gather(*pending)
+
+    def report(self, start: float) -> TargetReport:
+        load = self.target.load
+        lag = np.asarray(self.sends) - np.asarray(self.intended)
+        window = self.stop_issuing - start
+        if window > 0:
+            busy = sum(max(0.0, min(done, self.stop_issuing) - max(sent, start)) for sent, done in self.spans)
+            concurrency = busy / window
+        else:
+            concurrency = float(len(self.sends) > 0)
+        span = (max(self.sends) - min(self.sends)) if len(self.sends) > 1 else 0.0
+        return TargetReport(
+            model=self.target.model, api=self.adapter.name, load=load.describe(),
+            requested_concurrency=load.concurrency if load.kind == "closed" else None,
+            requested_rate=load.rate if load.kind == "open" else None,
+            sent=len(self.sends), failed=self.failed, warmup_failed=self.warmup_failed,
+            achieved_concurrency=concurrency,
+            achieved_rate=(len(self.sends) - 1) / span if span > 0 else float("nan"),
+            schedule_lag_p50=float(np.percentile(lag, 50)) if lag.size else float("nan"),
+            schedule_lag_p99=float(np.percentile(lag, 99)) if lag.size else float("nan"),
+        )
+
+
+@dataclass
+class _RunContext:
+    session: aiohttp.ClientSession
+    clock: RunClock
+    writer: ResultsWriter
+    start: float
+    progress: Progress | None
+
+
+async def _loop_lag(samples: list[float]) -> None:
+    while True:
+        t0 = time.perf_counter()
+        await asyncio.sleep(_LAG_PERIOD)
+        samples.append(time.perf_counter() - t0 - _LAG_PERIOD)
+
+
+def _connector_limit(targets: Sequence[Target]) -> int:
+    if any(t.load.kind == "open" for t in targets):
+        return 0  # unlimited: an open loop must not be throttled by the client
+    return max(100, sum(t.load.concurrency for t in targets) + 8)
+
+
+async def run_load(
+    targets: Sequence[Target],
+    *,
+    scenario: str,
+    writer: ResultsWriter,
+    clock: RunClock | None = None,
+    progress: bool = True,
+) -> RunReport:
+    """Drive every target at once from one start instant; return the client self-check."""
+    if not targets:
+        raise ValueError("run_load needs at least one target")
+    keys = [t.model for t in targets]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"model keys must be unique in one run, got {keys!r}")
+    clock = clock or RunClock()
+    run_id = uuid.uuid4().hex[:8]
+    drivers = [_Driver(t, scenario, run_id) for t in targets]
+    connector = aiohttp.TCPConnector(limit=_connector_limit(targets), limit_per_host=0, ttl_dns_cache=300)
+    # read_bufsize: how much the response reader buffers before pausing the socket (default 64 KiB)
+    async with aiohttp.ClientSession(connector=connector, read_bufsize=2**20) as session:
+        await asyncio.gather(*(d.warmup(session, clock) for d in drivers))
+        bar = Progress(keys) if progress else None
+        start = clock.now() + _START_LEAD
+        ctx = _RunContext(session=session, clock=clock, writer=writer, start=start, progress=bar)
+        lag: list[float] = []
+        helpers = [asyncio.create_task(_loop_lag(lag))]
+        if bar is not None:
+            helpers.append(asyncio.create_task(bar.run()))
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        try:
+            await asyncio.gather(*(d.drive(ctx) for d in drivers))
+        finally:
+            for h in helpers:
+                h.cancel()
+            if bar is not None:
+                bar.finish()
+        wall = time.perf_counter() - wall0
+        lags = np.asarray(lag) if lag else np.zeros(1)
+        return RunReport(
+            scenario=scenario, started_at=clock.epoch_origin + start, duration_s=wall,
+            client_cpu=(time.process_time() - cpu0) / wall if wall > 0 else 0.0,
+            loop_lag_p50=float(np.percentile(lags, 50)), loop_lag_p99=float(np.percentile(lags, 99)),
+            loop_lag_max=float(lags.max()), targets=[d.report(start) for d in drivers],
+        )
+
+
+def run_load_sync(targets: Sequence[Target], **kwargs: Any) -> RunReport:
+    """``run_load`` on a fresh uvloop event loop (the CLI edge)."""
+    return _run(run_load(targets, **kwargs))
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    if os.environ.get("BENCHMARK_NO_UVLOOP"):
+        return asyncio.run(coro)
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
