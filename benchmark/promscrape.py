@@ -1,0 +1,194 @@
+"""Server-side attribution from TGI's Prometheus ``/metrics``: where did the time go?
+
+A scenario scrapes every model's ``/metrics`` before and after it runs (``scrape``) and
+keeps the raw text (``benchmark.rundir.save_scrape``); ``attribute`` turns one
+before/after pair into the figures the report shows next to the planner's prediction.
+
+TGI facts used (huggingface/text-generation-inference, ``router/src/server.rs``,
+``backends/v3/src/lib.rs``; docs ``reference/metrics``):
+- ``tgi_request_queue_duration`` and ``tgi_request_inference_duration`` are histograms in
+  seconds (buckets from ``Matcher::Suffix("duration")``), recorded once per successful
+  request: queue = time waiting to join a batch, inference = time from joining a batch to
+  the last token.
+- ``tgi_batch_next_size`` is a histogram (buckets 1..1024) of the size of each new batch.
+- ``tgi_batch_max_total_tokens`` is a gauge set once at warmup: the KV-token budget TGI found
+  in the memory that was free when it started.
+- ``tgi_request_success`` is a counter.
+Histograms are rendered as ``_bucket{le=...}``, ``_sum`` and ``_count``; means come from
+``_sum``/``_count`` (which a summary would also have), quantiles from the buckets the way
+PromQL's ``histogram_quantile`` interpolates them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from benchmark.errors import BenchmarkError
+
+__all__ = ["Histogram", "Scrape", "parse_metrics", "attribute", "scrape"]
+
+Labels = tuple[tuple[str, str], ...]
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\S+)?$")
+_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
+_UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
+
+
+@dataclass(frozen=True, slots=True)
+class Scrape:
+    """One parsed ``/metrics`` page: ``(name, sorted labels) -> value``."""
+
+    samples: dict[tuple[str, Labels], float]
+
+    def value(self, name: str) -> float | None:
+        """The sum over label sets of ``name`` (None when absent)."""
+        values = [v for (n, _), v in self.samples.items() if n == name]
+        return math.fsum(values) if values else None
+
+    def histogram(self, name: str) -> Histogram | None:
+        """``name``'s histogram summed over its label sets (None when absent)."""
+        count, total = self.value(f"{name}_count"), self.value(f"{name}_sum")
+        if count is None or total is None:
+            return None
+        buckets: dict[float, float] = {}
+        for (n, labels), v in self.samples.items():
+            if n == f"{name}_bucket":
+                le = float(dict(labels)["le"])
+                buckets[le] = buckets.get(le, 0.0) + v
+        return Histogram(count=count, sum=total, buckets=tuple(sorted(buckets.items())))
+
+
+@dataclass(frozen=True, slots=True)
+class Histogram:
+    """A Prometheus histogram: cumulative ``(upper bound, count)`` buckets, ``+Inf`` last."""
+
+    count: float
+    sum: float
+    buckets: tuple[tuple[float, float], ...] = ()
+
+    def __sub__(self, before: Histogram) -> Histogram:
+        """The observations made between two scrapes (``before`` is the earlier one).
+
+        A counter that went down means the server restarted in between: then only the
+        later scrape's observations are known, as Prometheus' ``increase`` assumes.
+        """
+        if self.count < before.count:
+            return self
+        earlier = dict(before.buckets)
+        return Histogram(
+            count=self.count - before.count,
+            sum=self.sum - before.sum,
+            buckets=tuple((le, c - earlier.get(le, 0.0)) for le, c in self.buckets),
+        )
+
+    @property
+    def mean(self) -> float | None:
+        return self.sum / self.count if self.count > 0 else None
+
+    def quantile(self, q: float) -> float | None:
+        """Linear interpolation inside the bucket holding rank ``q * count``.
+
+        As ``histogram_quantile``: the first bucket's lower bound is 0, and a rank in the
+        ``+Inf`` bucket returns the highest finite bound.
+        """
+        if self.count <= 0 or not self.buckets:
+            return None
+        rank = q * self.count
+        lower_bound, lower_count = 0.0, 0.0
+        for le, cumulative in self.buckets:
+            if cumulative >= rank:
+                if math.isinf(le):
+                    return lower_bound
+                width = cumulative - lower_count
+                fraction = (rank - lower_count) / width if width > 0 else 1.0
+                return lower_bound + (le - lower_bound) * fraction
+            lower_bound, lower_count = le, cumulative
+        return lower_bound
+
+
+def parse_metrics(text: str) -> Scrape:
+    """Parse the Prometheus text exposition format (comments and timestamps ignored)."""
+    samples: dict[tuple[str, Labels], float] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _SAMPLE.match(line)
+        if match is None:
+            raise BenchmarkError(f"/metrics line {number} is not a Prometheus sample: {raw!r}")
+        name, label_text, value = match.groups()
+        labels = tuple(
+            sorted(
+                (k, re.sub(r"\\[\\\"n]", lambda m: _UNESCAPE[m.group(0)], v))
+                for k, v in _LABEL.findall(label_text or "")
+            )
+        )
+        try:
+            samples[(name, labels)] = float(value)
+        except ValueError:
+            raise BenchmarkError(f"/metrics line {number} has a value that is not a number: {raw!r}") from None
+    return Scrape(samples)
+
+
+def attribute(before: str, after: str, *, planned_kv_tokens: int | None) -> dict[str, Any]:
+    """What one model's server did during a scenario, from its scrapes before and after.
+
+    Keys (None where the server did not expose the metric): ``requests`` (successful,
+    as the server counted them), ``queue_mean_s``/``queue_p95_s``, ``inference_mean_s``/
+    ``inference_p95_s``, ``queue_share`` (queue time / (queue + inference) time, summed
+    over the scenario's requests), ``batch_size_mean``/``batch_size_p95`` (of the batches
+    formed), ``kv_tokens_found`` (``tgi_batch_max_total_tokens``), ``kv_tokens_planned``
+    and ``kv_found_vs_planned`` (found / planned - 1).
+    """
+    b, a = parse_metrics(before), parse_metrics(after)
+
+    def delta(name: str) -> Histogram | None:
+        h_after, h_before = a.histogram(name), b.histogram(name)
+        if h_after is None:
+            return None
+        return h_after - h_before if h_before is not None else h_after
+
+    queue = delta("tgi_request_queue_duration")
+    inference = delta("tgi_request_inference_duration")
+    batch = delta("tgi_batch_next_size")
+    success_after, success_before = a.value("tgi_request_success"), b.value("tgi_request_success")
+    requests = None
+    if success_after is not None:
+        requests = success_after - (success_before or 0.0)
+        if requests < 0:  # restarted in between
+            requests = success_after
+    busy = (queue.sum if queue else 0.0) + (inference.sum if inference else 0.0)
+    kv_found = a.value("tgi_batch_max_total_tokens")
+    return {
+        "requests": requests,
+        "queue_mean_s": queue.mean if queue else None,
+        "queue_p95_s": queue.quantile(0.95) if queue else None,
+        "inference_mean_s": inference.mean if inference else None,
+        "inference_p95_s": inference.quantile(0.95) if inference else None,
+        "queue_share": queue.sum / busy if queue and inference and busy > 0 else None,
+        "batch_size_mean": batch.mean if batch else None,
+        "batch_size_p95": batch.quantile(0.95) if batch else None,
+        "kv_tokens_found": kv_found,
+        "kv_tokens_planned": planned_kv_tokens,
+        "kv_found_vs_planned": (
+            kv_found / planned_kv_tokens - 1.0 if kv_found is not None and planned_kv_tokens else None
+        ),
+    }
+
+
+async def scrape(session: aiohttp.ClientSession, base_url: str, *, timeout_s: float = 10.0) -> str:
+    """GET ``{base_url}/metrics`` and return its text; a BenchmarkError names the URL on failure."""
+    url = base_url.rstrip("/") + "/metrics"
+    try:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
+            text = await response.text()
+            if response.status != 200:
+                raise BenchmarkError(f"scraping {url} answered HTTP {response.status}: {text[:200]!r}")
+            return text
+    except (aiohttp.ClientError, TimeoutError) as e:
+        raise BenchmarkError(f"scraping {url} failed: {e!r}") from e
