@@ -1,0 +1,260 @@
+"""A results directory, and its ``run.json``: everything ``report`` needs besides the records.
+
+A results directory ``results/<UTC timestamp>-<label>/`` holds:
+
+- ``requests.jsonl``: the records this run measured (``benchmark.results.ResultsWriter``).
+- ``baseline.jsonl`` (shared runs only): copies of the alone records this run is compared
+  with, taken from earlier directories by ``import_baselines``; so the directory alone
+  rebuilds its report, even if the earlier directories are deleted.
+- ``metrics/<scenario>-<model>-<before|after>.prom``: raw ``/metrics`` scrapes (``save_scrape``).
+- ``run.json``: the metadata below, written only by ``write_run_meta``.
+- the report files ``benchmark.report.write_report`` derives from the above.
+
+``run.json`` (``schema`` 1)::
+
+    {"schema": 1,
+     "label": "alone" | "shared" | "plan" | ...,     # the directory's suffix
+     "created": "2026-11-26T20:40:05Z",              # UTC, when the run started
+     "simulated": bool,                              # any model's /info said "simulated": true
+     "settings": {...},       # the load settings (pattern, iterations, max_new_tokens, api...):
+                              # baselines must have equal settings to be used
+     "contract": {"version": 1, "gpu": {...},        # the stack-outputs contract, its "models"
+                  "models": {"<key>": {...}}},       # cut to the models this run measured
+     "access": {"<key>": {"path": "port-forward" | "endpoint",
+                          "url": str,                # what the client called
+                          "health_rtt_s": float | null}},  # median GET /health round trip
+     "scenarios": [                                  # in the order they ran
+        {"scenario": "alone" | "shared" | label,     # = RequestRecord.scenario of its records
+         "models": ["<key>", ...],                   # the models that ran together
+         "started": iso, "finished": iso,
+         "metrics": {"<key>": {"before": "metrics/...prom", "after": "metrics/...prom"}},
+         "self_check": {...}}],                      # the engine's client self-check, as JSON
+     "baselines": {"<key>": "<directory name>"}}     # where baseline.jsonl's records came from
+
+Unknown keys are kept and ignored, so a newer writer does not break an older reader;
+a different ``schema`` number is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from benchmark.errors import BenchmarkError
+from benchmark.records import RequestRecord
+from benchmark.results import ResultsWriter, read_records
+
+__all__ = [
+    "SCHEMA",
+    "RUN_JSON",
+    "REQUESTS",
+    "BASELINE",
+    "AccessMeta",
+    "ScenarioMeta",
+    "RunMeta",
+    "utc_now",
+    "write_run_meta",
+    "read_run_meta",
+    "save_scrape",
+    "find_baselines",
+    "import_baselines",
+    "load_run",
+]
+
+SCHEMA = 1
+RUN_JSON = "run.json"
+REQUESTS = "requests.jsonl"
+BASELINE = "baseline.jsonl"
+
+
+def utc_now() -> str:
+    """Now, as run.json writes times: ISO 8601, UTC, to the second, with a ``Z``."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(kw_only=True)
+class AccessMeta:
+    """How the client reached one model, and what that path costs per round trip."""
+
+    path: Literal["port-forward", "endpoint"]
+    url: str
+    health_rtt_s: float | None = None  # median GET /health round trip through this path
+
+
+@dataclass(kw_only=True)
+class ScenarioMeta:
+    """One scenario of the run: the models that ran together, under one label."""
+
+    scenario: str
+    models: list[str]
+    started: str = ""
+    finished: str = ""
+    metrics: dict[str, dict[str, str]] = field(default_factory=dict)  # model -> phase -> file
+    self_check: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
+class RunMeta:
+    """The contents of ``run.json`` (see the module docstring)."""
+
+    label: str
+    created: str = field(default_factory=utc_now)
+    simulated: bool = False
+    settings: dict[str, Any] = field(default_factory=dict)
+    contract: dict[str, Any] = field(default_factory=dict)
+    access: dict[str, AccessMeta] = field(default_factory=dict)
+    scenarios: list[ScenarioMeta] = field(default_factory=list)
+    baselines: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA} | asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = RUN_JSON) -> RunMeta:
+        if data.get("schema") != SCHEMA:
+            raise BenchmarkError(
+                f"{source}: schema {data.get('schema')!r} is not one this version reads (it reads {SCHEMA})"
+            )
+        try:
+            known = _known(cls, data)
+            known["access"] = {k: AccessMeta(**_known(AccessMeta, v)) for k, v in known.get("access", {}).items()}
+            known["scenarios"] = [ScenarioMeta(**_known(ScenarioMeta, s)) for s in known.get("scenarios", [])]
+            return cls(**known)
+        except (TypeError, AttributeError) as e:
+            raise BenchmarkError(f"{source}: not a valid run.json: {e}") from e
+
+    def planned_kv_tokens(self, model: str) -> int | None:
+        """The planner's KV-token budget for ``model``, from the contract excerpt."""
+        value = self.contract.get("models", {}).get(model, {}).get("planned_kv_tokens")
+        return int(value) if isinstance(value, int | float) else None
+
+
+def _known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+def write_run_meta(run_dir: str | os.PathLike[str], meta: RunMeta) -> Path:
+    """Write ``run.json`` atomically (a reader never sees half of it); returns its path."""
+    path = Path(run_dir) / RUN_JSON
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_run_meta(run_dir: str | os.PathLike[str]) -> RunMeta:
+    path = Path(run_dir) / RUN_JSON
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BenchmarkError(f"{path}: no run.json: is {Path(run_dir)} a results directory?") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise BenchmarkError(f"{path}: cannot be read as JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise BenchmarkError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return RunMeta.from_dict(data, source=str(path))
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def save_scrape(
+    run_dir: str | os.PathLike[str], scenario: str, model: str, phase: Literal["before", "after"], text: str
+) -> str:
+    """Keep one raw ``/metrics`` scrape; returns its path relative to ``run_dir`` for
+    ``ScenarioMeta.metrics[model][phase]``."""
+    name = "-".join(_SAFE.sub("_", part) for part in (scenario, model, phase)) + ".prom"
+    path = Path(run_dir) / "metrics" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return f"metrics/{name}"
+
+
+def find_baselines(
+    results_root: str | os.PathLike[str], models: Iterable[str], settings: Mapping[str, Any]
+) -> dict[str, Path]:
+    """For each model, the latest results directory under ``results_root`` in which it ran
+    alone with these exact ``settings``. Models without one are left out.
+
+    "Alone" means a scenario labelled ``alone`` whose only model is this one (a plan's
+    directory holds several such scenarios); "latest" is by ``created``, then by name.
+    Directories that are not results directories, or whose run.json is unreadable, are
+    skipped.
+    """
+    wanted = set(models)
+    found: dict[str, tuple[str, str, Path]] = {}
+    root = Path(results_root)
+    if not root.is_dir():
+        return {}
+    for run_dir in root.iterdir():
+        if not (run_dir / RUN_JSON).is_file() or not (run_dir / REQUESTS).is_file():
+            continue
+        try:
+            meta = read_run_meta(run_dir)
+        except BenchmarkError:
+            continue
+        if meta.settings != dict(settings):
+            continue
+        for s in meta.scenarios:
+            if s.scenario == "alone" and len(s.models) == 1 and s.models[0] in wanted:
+                key = (meta.created, run_dir.name, run_dir)
+                if s.models[0] not in found or key[:2] > found[s.models[0]][:2]:
+                    found[s.models[0]] = key
+    return {model: key[2] for model, key in sorted(found.items())}
+
+
+def import_baselines(run_dir: str | os.PathLike[str], baselines: Mapping[str, Path]) -> RunMeta:
+    """Copy each model's alone records from its baseline directory into ``run_dir``'s
+    ``baseline.jsonl`` and name the source directories in its run.json (which must exist).
+    """
+    run_dir = Path(run_dir)
+    meta = read_run_meta(run_dir)
+    (run_dir / BASELINE).unlink(missing_ok=True)  # the writer appends; start afresh
+    with ResultsWriter(run_dir / BASELINE) as writer:
+        for model, source in sorted(baselines.items()):
+            for record in read_records(Path(source) / REQUESTS):
+                if record.model == model and record.scenario == "alone":
+                    writer.write(record)
+            meta.baselines[model] = Path(source).name
+    write_run_meta(run_dir, meta)
+    return meta
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    """A results directory read back: its metadata, its own records, and its baseline's."""
+
+    run_dir: Path
+    meta: RunMeta
+    records: Sequence[RequestRecord]
+    baseline: Sequence[RequestRecord]
+
+    def scrape_text(self, relative: str) -> str | None:
+        path = self.run_dir / relative
+        return path.read_text() if path.is_file() else None
+
+
+def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
+    """Read a results directory's raw files (``run.json``, ``requests.jsonl``, ``baseline.jsonl``)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise BenchmarkError(f"results directory {str(run_dir)!r} does not exist")
+    meta = read_run_meta(run_dir)
+    requests = run_dir / REQUESTS
+    if not requests.is_file():
+        raise BenchmarkError(f"{requests}: missing: the run recorded no requests")
+    baseline = run_dir / BASELINE
+    return LoadedRun(
+        run_dir=run_dir,
+        meta=meta,
+        records=read_records(requests),
+        baseline=read_records(baseline) if baseline.is_file() else [],
+    )
