@@ -1,0 +1,48 @@
+"""A TGI-compatible SIMULATED server: several models on one simulated time-sliced GPU.
+
+For tests and the offline demo; every answer says it is simulated (``/info`` has
+``"simulated": true`` and ``router: "gpu-sharing tgi simulator"``, ``/metrics`` starts
+with a comment saying so). Formats are TGI 3.x's (see ``benchmark.sim.server``).
+
+Python API::
+
+    gpu = SimulatedGpu(time_scale=1.0, truth_log="truth.jsonl")  # truth_log optional
+    async with SimulatedModel(preset("phi-3.5-mini"), gpu) as phi, \\
+               SimulatedModel(preset("deepseek-r1-distill-llama-8b"), gpu) as r1:
+        phi.base_url                       # http://127.0.0.1:<port>; start(host, port) to choose
+        await phi.set_replicas(0)          # port refuses, no GPU load; >0: warm up, then serve
+        gpu.truth.get("<X-Request-Id>")    # TruthRecord: emit time of every token event, ...
+        gpu.stats["phi-3.5-mini"]          # GpuStats: steps, busy_s, wait_s, switches
+
+- ``SimulatedGpu`` (``gpu.py``): runs one step at a time, round-robin between the models
+  (replicas) with work, plus a context-switch cost; owns the ``TruthLog`` (``truth.py``).
+- ``SimulatedModel`` (``model.py``): one Deployment: an aiohttp server on 127.0.0.1 and
+  its replicas, each a continuous-batching engine with a KV-token budget and
+  ``max_concurrent_requests``. ``await model.wait_ready()`` waits for /health to be 200.
+- ``ModelSpec`` (``spec.py``), ``FaultSpec`` (``faults.py``): limits, speed, faults.
+- ``PRESETS``/``preset()`` (``presets.py``): the reference pair on an L40S, derived from
+  weight bytes / memory bandwidth (simulated estimates, not measurements).
+- ``python -m benchmark serve-sim`` (``cli.py``): serve models until Ctrl-C.
+"""
+
+from benchmark.sim.faults import FAULT_KINDS, FaultSpec
+from benchmark.sim.gpu import GpuStats, SimulatedGpu
+from benchmark.sim.model import SimulatedModel
+from benchmark.sim.presets import PRESETS, REFERENCE_PAIR, preset
+from benchmark.sim.spec import ModelSpec
+from benchmark.sim.truth import TruthLog, TruthRecord, read_truth_jsonl
+
+__all__ = [
+    "FAULT_KINDS",
+    "FaultSpec",
+    "GpuStats",
+    "ModelSpec",
+    "PRESETS",
+    "REFERENCE_PAIR",
+    "SimulatedGpu",
+    "SimulatedModel",
+    "TruthLog",
+    "TruthRecord",
+    "preset",
+    "read_truth_jsonl",
+]

@@ -1,0 +1,334 @@
+"""A simulated TGI model: replicas with continuous batching on a shared ``SimulatedGpu``.
+
+Each replica is one TGI process: a router queue and a batching loop. The loop, like
+TGI's, admits waiting requests in arrival order while the KV-token budget allows (each
+request reserves its input tokens + ``max_new_tokens`` of ``max_batch_total_tokens``, and
+a prefill takes at most ``max_batch_prefill_tokens``), runs their prefill as one GPU step
+(which yields each one's first token; the running batch waits meanwhile), and otherwise
+runs one decode step for the whole running batch (one token each). At most
+``max_concurrent_requests`` requests are in a replica at once; the server answers the
+next one as TGI does when overloaded.
+
+Output: a deterministic tokenizer stand-in (``chars_per_token``), deterministic token
+texts, and with ``eos_probability`` > 0 a seeded early EOS (the last token is then a
+special ``</s>`` token and ``finish_reason`` is ``eos_token``); the seed is the request's
+``seed`` when it sends one, otherwise its request id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import random
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from benchmark.sim.faults import FaultPlan
+from benchmark.sim.gpu import SimulatedGpu
+from benchmark.sim.metrics import ModelMetrics
+from benchmark.sim.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["ABORT", "SimToken", "SimRequest", "Replica", "SimulatedModel"]
+
+ABORT = -1  # put on a request's queue when its replica goes away mid-request
+EOS_TOKEN_ID = 2
+_VOCAB = (
+    " the", " GPU", " time", " slic", "ing", " mod", "el", " sha", "red", " lat",
+    "ency", " tok", "ens", " per", " sec", "ond", " batch", " mem", "ory", " of",
+    " and", " to", " in", " a", " is", " that", " with", " for", " on", " as",
+)
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True, slots=True)
+class SimToken:
+    id: int
+    text: str
+    logprob: float
+    special: bool
+
+
+class SimRequest:
+    """One generation request inside a replica."""
+
+    __slots__ = ("request_id", "input_tokens", "max_new_tokens", "tokens", "finish_reason", "queue",
+                 "generated", "cancelled", "queued_at", "started_at", "done_at")
+
+    def __init__(self, request_id: str, input_tokens: int, max_new_tokens: int, seed: str, spec: ModelSpec) -> None:
+        self.request_id = request_id
+        self.input_tokens = input_tokens
+        self.max_new_tokens = max_new_tokens
+        self.tokens, self.finish_reason = plan_tokens(spec, seed, max_new_tokens)
+        self.queue: asyncio.Queue[int] = asyncio.Queue()  # indices of generated tokens, or ABORT
+        self.generated = 0
+        self.cancelled = False
+        self.queued_at = time.perf_counter()
+        self.started_at: float | None = None
+        self.done_at: float | None = None
+
+    @property
+    def reserve(self) -> int:
+        return self.input_tokens + self.max_new_tokens
+
+    def text(self) -> str:
+        return "".join(t.text for t in self.tokens if not t.special)
+
+
+def plan_tokens(spec: ModelSpec, seed: str, max_new_tokens: int) -> tuple[list[SimToken], str]:
+    """The tokens a request will generate and its finish reason, fixed by ``seed``."""
+    rng = random.Random(f"{spec.seed}/{seed}")
+    tokens: list[SimToken] = []
+    for i in range(max_new_tokens):
+        if i > 0 and spec.eos_probability > 0 and rng.random() < spec.eos_probability:
+            tokens.append(SimToken(EOS_TOKEN_ID, "</s>", round(-rng.random() * 0.1, 4), True))
+            return tokens, "eos_token"
+        j = rng.randrange(len(_VOCAB))
+        tokens.append(SimToken(100 + j, _VOCAB[j], round(-rng.random() * 2.0, 4), False))
+    return tokens, "length"
+
+
+class Replica:
+    """One TGI process of a model: its queue, running batch and batching loop."""
+
+    def __init__(self, model: SimulatedModel, index: int) -> None:
+        self.model = model
+        self.index = index
+        self.owner = f"{model.spec.key}#{index}"
+        self.ready = False
+        self.in_flight = 0
+        self.waiting: deque[SimRequest] = deque()
+        self.running: list[SimRequest] = []
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name=f"sim-replica-{self.owner}")
+
+    def try_acquire(self) -> bool:
+        if self.in_flight >= self.model.spec.max_concurrent_requests:
+            return False
+        self.in_flight += 1
+        return True
+
+    def release(self, request: SimRequest | None) -> None:
+        self.in_flight -= 1
+        if request is not None and request.done_at is None:
+            request.cancelled = True  # the handler left early: free its batch slot
+            self._wake.set()
+
+    def submit(self, request: SimRequest) -> None:
+        self.waiting.append(request)
+        self._wake.set()
+
+    @property
+    def batch_tokens(self) -> int:
+        return sum(r.reserve for r in self.running)
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+        for request in itertools.chain(self.waiting, self.running):
+            request.queue.put_nowait(ABORT)
+        self.waiting.clear()
+        self.running.clear()
+
+    async def warm_up(self) -> None:
+        await asyncio.sleep(self.model.spec.warmup_s * self.model.gpu.time_scale)
+        self.ready = True
+
+    async def _run(self) -> None:
+        spec, gpu, metrics = self.model.spec, self.model.gpu, self.model.metrics
+        while True:
+            if not self.waiting and not self.running:
+                self._wake.clear()
+                await self._wake.wait()
+            self.running = [r for r in self.running if not r.cancelled]
+            new = self._admit()
+            if new:
+                now = time.perf_counter()
+                for r in new:
+                    r.started_at = now
+                metrics.observe("tgi_batch_next_size", len(new))
+                seconds = spec.prefill_base_s + spec.prefill_s_per_token * sum(r.input_tokens for r in new)
+                await gpu.run(self.owner, spec.key, seconds, prefill=True)
+                self.running.extend(new)
+                stepped = new
+            elif self.running:
+                context = sum(r.input_tokens + r.generated for r in self.running)
+                await gpu.run(self.owner, spec.key, spec.decode_base_s + spec.decode_s_per_context_token * context)
+                stepped = list(self.running)
+            else:
+                continue
+            now = time.perf_counter()
+            for r in stepped:
+                if r.cancelled:
+                    continue
+                r.queue.put_nowait(r.generated)
+                r.generated += 1
+                if r.generated == len(r.tokens):
+                    r.done_at = now
+            self.running = [r for r in self.running if r.done_at is None and not r.cancelled]
+
+    def _admit(self) -> list[SimRequest]:
+        spec = self.model.spec
+        budget = spec.max_batch_total_tokens - self.batch_tokens
+        prefill = 0
+        new: list[SimRequest] = []
+        while self.waiting:
+            head = self.waiting[0]
+            if head.cancelled:
+                self.waiting.popleft()
+                continue
+            if head.reserve > budget or (new and prefill + head.input_tokens > spec.max_batch_prefill_tokens):
+                break
+            self.waiting.popleft()
+            budget -= head.reserve
+            prefill += head.input_tokens
+            new.append(head)
+        return new
+
+
+class SimulatedModel:
+    """One simulated TGI Deployment: its HTTP server on 127.0.0.1 and its replicas.
+
+    ``async with SimulatedModel(spec, gpu) as model:`` starts it (``model.base_url``);
+    ``await model.set_replicas(n)`` scales it: 0 stops listening (the port refuses) and
+    drops in-flight requests; more replicas warm up for ``spec.warmup_s`` (scaled) before
+    /health answers 200 and requests are served.
+    """
+
+    def __init__(self, spec: ModelSpec, gpu: SimulatedGpu, *, replicas: int = 1) -> None:
+        _check_replicas(replicas)
+        self.spec = spec
+        self.gpu = gpu
+        self.metrics = ModelMetrics(max_input_tokens=spec.max_input_tokens, max_total_tokens=spec.max_total_tokens)
+        self.faults = FaultPlan(spec.faults)
+        self.replicas: list[Replica] = []
+        self._target_replicas = replicas
+        self._next_index = itertools.count()
+        self._rr = itertools.count()
+        self._warmups: set[asyncio.Task[None]] = set()
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self.host = "127.0.0.1"
+        self.port: int | None = None
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Listen on ``host:port`` (0 picks a free port) and return the base URL."""
+        if host not in _LOOPBACK:
+            raise ValueError(f"host: got {host!r}; allowed: a loopback address ({', '.join(_LOOPBACK)})")
+        from benchmark.sim.server import build_app  # the routes need this module's classes
+
+        self.host = host
+        self._runner = web.AppRunner(build_app(self), access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        await self._listen(port)
+        target, self._target_replicas = self._target_replicas, 0
+        await self.set_replicas(target)
+        return self.base_url
+
+    async def stop(self) -> None:
+        await self._scale_to(0)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+            self._site = None
+
+    async def __aenter__(self) -> SimulatedModel:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self.port is None:
+            raise RuntimeError(f"simulated model {self.spec.key!r} has not been started")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    # --- scaling ---------------------------------------------------------------------
+
+    @property
+    def replica_count(self) -> int:
+        return len(self.replicas)
+
+    @property
+    def ready(self) -> bool:
+        return any(r.ready for r in self.replicas)
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        """Return once a replica has warmed up (/health answers 200)."""
+        deadline = time.perf_counter() + timeout
+        while not self.ready:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"simulated model {self.spec.key!r} not ready after {timeout:g} s")
+            await asyncio.sleep(0.002)
+
+    async def set_replicas(self, n: int) -> None:
+        """Scale to ``n`` replicas (the fake Kubernetes API's scale hook)."""
+        _check_replicas(n)
+        if self._runner is None:  # not started: remembered for start()
+            self._target_replicas = n
+            return
+        if n > 0 and self._site is None:
+            assert self.port is not None
+            await self._listen(self.port)
+        await self._scale_to(n)
+        if n == 0 and self._site is not None:
+            await self._site.stop()
+            self._site = None
+
+    async def _scale_to(self, n: int) -> None:
+        while len(self.replicas) > n:
+            await self.replicas.pop().stop()
+        while len(self.replicas) < n:
+            replica = Replica(self, next(self._next_index))
+            self.replicas.append(replica)
+            task = asyncio.create_task(replica.warm_up())
+            self._warmups.add(task)
+            task.add_done_callback(self._warmups.discard)
+
+    async def _listen(self, port: int) -> None:
+        assert self._runner is not None
+        self._site = web.TCPSite(self._runner, self.host, port, reuse_address=True)
+        await self._site.start()
+        if self.port is None:
+            self.port = int(self._runner.addresses[-1][1])
+
+    def pick_replica(self) -> Replica | None:
+        """The next ready replica, round-robin (as a Service spreads connections)."""
+        ready = [r for r in self.replicas if r.ready]
+        return ready[next(self._rr) % len(ready)] if ready else None
+
+    # --- model stand-ins -------------------------------------------------------------
+
+    def count_tokens(self, text: str) -> int:
+        """The tokenizer stand-in: ``chars_per_token`` characters per token, at least 1."""
+        return max(1, math.ceil(len(text) / self.spec.chars_per_token))
+
+    def gauges(self) -> dict[str, float]:
+        return {
+            "tgi_batch_current_size": sum(len(r.running) for r in self.replicas),
+            "tgi_batch_current_max_tokens": sum(r.batch_tokens for r in self.replicas),
+            "tgi_batch_max_total_tokens": self.spec.max_batch_total_tokens,
+            "tgi_queue_size": sum(len(r.waiting) for r in self.replicas),
+        }
+
+
+def _check_replicas(n: object) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 64:
+        raise ValueError(f"replicas: got {n!r}; allowed: an integer from 0 to 64")
