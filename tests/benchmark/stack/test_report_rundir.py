@@ -90,8 +90,8 @@ def test_import_baselines_copies_only_each_models_alone_records(tmp_path: Path) 
                     + sequential_run("phi", "shared", seed=3))
     shared = make_run(tmp_path, "20261126T120000Z-shared", "2026-11-26T12:00:00Z",
                       [("shared", ["phi", "llama"])], sequential_run("phi", "shared", seed=4))
-    for _ in range(2):  # importing again replaces, never duplicates
-        meta = import_baselines(shared, {"phi": plan})
+    import_baselines(shared, {"phi": plan})
+    meta = import_baselines(shared, {"phi": plan})  # importing again replaces, never duplicates
     assert meta.baselines == {"phi": plan.name} and read_run_meta(shared).baselines == {"phi": plan.name}
     copied = read_records(shared / "baseline.jsonl")
     assert copied == sequential_run("phi", "alone", seed=1)
