@@ -1,0 +1,34 @@
+"""The real entry point: `__main__.py` reads the running stack's config and declares the stack."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from typing import Any
+
+import pulumi
+import pytest
+
+from infra.settings import settings_from_pulumi
+from tests.pulumi_mocks import ROOT, dev_config, run_program
+
+
+def test_main_declares_the_same_stack_as_build() -> None:
+    def main(_settings: Any) -> dict[str, Any]:
+        runpy.run_path(str(ROOT / "__main__.py"))  # reads the config itself
+        return {}
+
+    via_main = run_program(dev_config(), build=main)
+    via_build = run_program(dev_config())
+    assert sorted((r.type, r.name) for r in via_main.resources) == sorted((r.type, r.name) for r in via_build.resources)
+
+
+def test_settings_from_pulumi_reads_the_config_and_masks_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `pulumi up` hands the config to the program in these two variables.
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({**dev_config(), "gpu-sharing:hfToken": "hf_abc123"}))
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", json.dumps(["gpu-sharing:hfToken"]))
+    pulumi.runtime.set_all_config({}, [])
+    s = settings_from_pulumi()
+    assert s.workloads.hf_token == "hf_abc123"
+    assert "hf_abc123" not in repr(s.workloads.hf_token)
+    assert s.cluster_name == "gpusharing-demo"

@@ -1,0 +1,251 @@
+"""What `pulumi preview` of the program would declare, checked the way a reviewer would:
+network, cluster, node groups, GPU Operator release and sharing config, exports."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.pulumi_mocks import ZONES, Recorded, RecordedResource, dev_config, run_program
+
+SUBNET = "aws:ec2/subnet:Subnet"
+NODE_GROUP = "eks:index:ManagedNodeGroup"
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+RELEASE = "kubernetes:helm.sh/v3:Release"
+
+
+def _with(key: str, **changes: Any) -> dict[str, Any]:
+    config = dev_config()
+    full = f"gpu-sharing:{key}"
+    config[full] = json.dumps({**json.loads(config[full]), **changes})
+    return config
+
+
+@pytest.fixture(scope="module")
+def dev() -> Recorded:
+    return run_program(dev_config())
+
+
+def _sharing_config(rec: Recorded) -> tuple[str, dict[str, Any]]:
+    """(ConfigMap name, the device plugin config the chart's default points at)."""
+    cm = rec.one(CONFIG_MAP)
+    default = rec.one(RELEASE).inputs["values"]["devicePlugin"]["config"]["default"]
+    return cm.inputs["metadata"]["name"], yaml.safe_load(cm.inputs["data"][default])
+
+
+# --- network -------------------------------------------------------------------------
+
+
+def test_subnets_public_and_private_in_each_of_two_zones(dev: Recorded) -> None:
+    subnets = dev.of_type(SUBNET)
+    public = [s for s in subnets if s.inputs["mapPublicIpOnLaunch"]]
+    private = [s for s in subnets if not s.inputs["mapPublicIpOnLaunch"]]
+    assert sorted(s.inputs["availabilityZone"] for s in public) == list(ZONES[:2])
+    assert sorted(s.inputs["availabilityZone"] for s in private) == list(ZONES[:2])
+    assert all(s.inputs["tags"]["kubernetes.io/role/elb"] == "1" for s in public)
+    assert all(s.inputs["tags"]["kubernetes.io/role/internal-elb"] == "1" for s in private)
+    assert all(s.inputs["tags"]["kubernetes.io/cluster/gpusharing-demo"] == "shared" for s in subnets)
+    cidrs = [s.inputs["cidrBlock"] for s in subnets]
+    assert len(set(cidrs)) == len(cidrs)
+    vpc = dev.one("aws:ec2/vpc:Vpc")
+    assert vpc.inputs["cidrBlock"] == "10.0.0.0/16"
+    assert vpc.inputs["enableDnsHostnames"] and vpc.inputs["enableDnsSupport"]
+
+
+def test_routes_public_via_internet_gateway_private_via_nat(dev: Recorded) -> None:
+    igw = dev.one("aws:ec2/internetGateway:InternetGateway")
+    nat = dev.one("aws:ec2/natGateway:NatGateway")
+    public_subnet_ids = {s.outputs["id"] for s in dev.of_type(SUBNET) if s.inputs["mapPublicIpOnLaunch"]}
+    assert nat.inputs["subnetId"] in public_subnet_ids
+    tables = {rt.outputs["id"]: rt.inputs["routes"] for rt in dev.of_type("aws:ec2/routeTable:RouteTable")}
+    for assoc in dev.of_type("aws:ec2/routeTableAssociation:RouteTableAssociation"):
+        (route,) = tables[assoc.inputs["routeTableId"]]
+        assert route["cidrBlock"] == "0.0.0.0/0"
+        if assoc.inputs["subnetId"] in public_subnet_ids:
+            assert route["gatewayId"] == igw.outputs["id"]
+        else:
+            assert route["natGatewayId"] == nat.outputs["id"]
+    assert len(dev.of_type("aws:ec2/routeTableAssociation:RouteTableAssociation")) == 4
+
+
+def test_nat_per_az_and_more_zones() -> None:
+    rec = run_program({**dev_config(), "gpu-sharing:natGateways": "perAz", "gpu-sharing:availabilityZoneCount": "3"})
+    nats = rec.of_type("aws:ec2/natGateway:NatGateway")
+    assert len(nats) == 3
+    zone_of = {s.outputs["id"]: s.inputs["availabilityZone"] for s in rec.of_type(SUBNET)}
+    assert sorted(zone_of[n.inputs["subnetId"]] for n in nats) == list(ZONES[:3])
+    private_routes = [
+        rt.inputs["routes"][0]["natGatewayId"]
+        for rt in rec.of_type("aws:ec2/routeTable:RouteTable")
+        if "natGatewayId" in rt.inputs["routes"][0]
+    ]
+    assert sorted(private_routes) == sorted(n.outputs["id"] for n in nats)
+
+
+def test_every_aws_resource_uses_the_stack_region_provider() -> None:
+    rec = run_program({**dev_config(), "aws:region": "eu-west-1"})
+    (provider,) = rec.of_type("pulumi:providers:aws")
+    assert provider.inputs["region"] == "eu-west-1"
+    aws = [r for r in rec.resources if r.type.startswith("aws:")]
+    assert aws and all(r.provider.split("::")[-2] == provider.name for r in aws), [
+        (r.name, r.provider) for r in aws if r.provider.split("::")[-2] != provider.name
+    ]
+    for component in rec.of_type("eks:index:Cluster") + rec.of_type(NODE_GROUP):
+        assert component.providers["aws"].split("::")[-2] == provider.name, component.name
+    assert all(c.provider.split("::")[-2] == provider.name for c in rec.calls), rec.calls
+    assert rec.outputs["region"] == "eu-west-1"
+
+
+# --- cluster and node groups ---------------------------------------------------------
+
+
+def test_cluster_api_auth_oidc_no_default_nodes_pinned_version(dev: Recorded) -> None:
+    c = dev.one("eks:index:Cluster").inputs
+    assert c["name"] == "gpusharing-demo"
+    assert c["version"] == "1.33"
+    assert c["authenticationMode"] == "API"
+    assert c["createOidcProvider"] is True
+    assert c["skipDefaultNodeGroup"] is True
+    assert c["endpointPublicAccess"] is True and c["publicAccessCidrs"] == ["0.0.0.0/0"]
+    role = dev.one("aws:iam/role:Role")
+    (entry,) = c["accessEntries"].values()
+    assert entry == {"principalArn": role.outputs["arn"], "type": "EC2_LINUX"}
+    attached = {a.inputs["policyArn"] for a in dev.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")}
+    assert "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy" in attached
+    assert "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy" in attached
+
+
+def test_public_access_cidrs_from_config() -> None:
+    rec = run_program({**dev_config(), "gpu-sharing:publicAccessCidrs": json.dumps(["203.0.113.0/24", "198.51.100.7/32"])})
+    assert rec.one("eks:index:Cluster").inputs["publicAccessCidrs"] == ["203.0.113.0/24", "198.51.100.7/32"]
+
+
+def test_node_groups_in_private_subnets_with_reference_sizes(dev: Recorded) -> None:
+    private = sorted(s.outputs["id"] for s in dev.of_type(SUBNET) if not s.inputs["mapPublicIpOnLaunch"])
+    cluster = dev.one("eks:index:Cluster").inputs
+    assert sorted(cluster["privateSubnetIds"]) == private
+    cpu = dev.one(NODE_GROUP, "cluster-cpu").inputs
+    gpu = dev.one(NODE_GROUP, "cluster-gpu").inputs
+    for ng in (cpu, gpu):
+        assert sorted(ng["subnetIds"]) == private
+        assert ng["cluster"].endswith("::cluster-eks")
+        assert ng["nodeRole"] == dev.one("aws:iam/role:Role").outputs["id"]
+    assert cpu["instanceTypes"] == ["t3.large"]
+    assert cpu["scalingConfig"] == {"desiredSize": 2, "minSize": 2, "maxSize": 4}
+    assert cpu["amiType"] == "AL2023_x86_64_STANDARD"
+    assert not cpu.get("taints")
+    assert gpu["instanceTypes"] == ["g6e.2xlarge"]
+    assert gpu["scalingConfig"] == {"desiredSize": 1, "minSize": 1, "maxSize": 1}
+    assert gpu["amiType"] == "AL2023_x86_64_NVIDIA"
+    assert gpu["labels"] == {"eks-node": "gpu"}
+    assert gpu["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
+    assert gpu["diskSize"] == 200
+
+
+def test_gpu_node_group_taint_labels_disk_from_config() -> None:
+    rec = run_program(_with("gpuNodes", taint=False, labels={"pool": "l40s"}, diskSizeGib=500, maxSize=2))
+    gpu = rec.one(NODE_GROUP, "cluster-gpu").inputs
+    assert not gpu.get("taints")
+    assert gpu["labels"] == {"pool": "l40s"}
+    assert gpu["diskSize"] == 500
+    assert gpu["scalingConfig"]["maxSize"] == 2
+
+
+# --- GPU Operator ----------------------------------------------------------------------
+
+
+def test_gpu_operator_release_chart_and_values(dev: Recorded) -> None:
+    release = dev.one(RELEASE).inputs
+    assert release["chart"] == "gpu-operator"
+    assert release["repositoryOpts"]["repo"] == "https://helm.ngc.nvidia.com/nvidia"
+    assert release["version"] == "v26.3.1"
+    assert release["namespace"] == dev.one("kubernetes:core/v1:Namespace").inputs["metadata"]["name"] == "gpu-operator"
+    values = release["values"]
+    assert values["driver"]["enabled"] is False
+    assert values["toolkit"]["enabled"] is False
+    cm = dev.one(CONFIG_MAP).inputs
+    assert values["devicePlugin"]["config"]["name"] == cm["metadata"]["name"]
+    assert values["devicePlugin"]["config"]["default"] in cm["data"]
+    assert cm["metadata"]["namespace"] == "gpu-operator"
+
+
+def test_time_slicing_config_map_content(dev: Recorded) -> None:
+    _, config = _sharing_config(dev)
+    assert config == {
+        "version": "v1",
+        "flags": {"migStrategy": "none"},
+        "sharing": {
+            "timeSlicing": {
+                "renameByDefault": False,
+                "failRequestsGreaterThanOne": False,
+                "resources": [{"name": "nvidia.com/gpu", "replicas": 10}],
+            }
+        },
+    }
+
+
+def test_mps_and_none_config_map_content() -> None:
+    _, mps = _sharing_config(run_program(_with("gpuSharing", strategy="mps", replicas=4, failRequestsGreaterThanOne=True)))
+    assert set(mps["sharing"]) == {"mps"}
+    assert mps["sharing"]["mps"]["resources"] == [{"name": "nvidia.com/gpu", "replicas": 4}]
+    # Without sharing the GPU holds one model: the catalog must fit (workloads check it).
+    one_model = json.dumps({"phi35-mini": {"modelId": "microsoft/Phi-3.5-mini-instruct"}})
+    _, none = _sharing_config(
+        run_program({**_with("gpuSharing", strategy="none", replicas=1), "gpu-sharing:models": one_model})
+    )
+    assert none == {"version": "v1", "flags": {"migStrategy": "none"}}
+
+
+def test_sharing_change_renames_the_config_map_so_the_device_plugin_rolls(dev: Recorded) -> None:
+    name, _ = _sharing_config(dev)
+    again, _ = _sharing_config(run_program(dev_config()))
+    assert again == name  # same config, same name: no needless roll
+    changed = run_program(_with("gpuSharing", replicas=4))
+    new_name, config = _sharing_config(changed)
+    assert new_name != name
+    assert config["sharing"]["timeSlicing"]["resources"][0]["replicas"] == 4
+    assert changed.one(RELEASE).inputs["values"]["devicePlugin"]["config"]["name"] == new_name
+    renamed, _ = _sharing_config(run_program(_with("gpuSharing", renameByDefault=True)))
+    assert renamed not in (name, new_name)
+
+
+def test_kubernetes_objects_go_through_the_clusters_provider_and_validate(dev: Recorded) -> None:
+    (provider,) = dev.of_type("pulumi:providers:kubernetes")
+    assert json.loads(provider.inputs["kubeconfig"])["kind"] == "Config"
+    objects = [r for r in dev.resources if r.type.startswith("kubernetes:")]
+    assert objects and all(r.provider.split("::")[-2] == provider.name for r in objects)
+    for r in dev.of_type("kubernetes:core/v1:Namespace") + dev.of_type(CONFIG_MAP):
+        kubernetes_validate.validate(_manifest(r), "1.33", strict=True)
+
+
+def _manifest(r: RecordedResource) -> dict[str, Any]:
+    return {k: v for k, v in r.inputs.items() if v is not None}
+
+
+# --- exports -------------------------------------------------------------------------
+
+
+def test_exports(dev: Recorded) -> None:
+    out = dev.outputs
+    assert out["clusterName"] == "gpusharing-demo"
+    assert out["region"] == "us-west-2"
+    assert out["gpu"] == {
+        "instance_type": "g6e.2xlarge",
+        "gpu_model": "NVIDIA L40S",
+        "memory_gib": pytest.approx(44.99, abs=0.01),
+        "sharing": {"strategy": "time-slicing", "replicas": 10},
+    }
+    assert json.loads(out["kubeconfig"])["kind"] == "Config"
+    assert "kubeconfig" in dev.secret_outputs
+    assert "gpu" not in dev.secret_outputs
+
+
+def test_component_type_tokens_and_child_names(dev: Recorded) -> None:
+    assert {"gpu-sharing:infra:Network", "gpu-sharing:infra:Cluster", "gpu-sharing:infra:GpuOperator"} <= dev.types()
+    prefixes = ("network-", "cluster-", "gpu-operator-")
+    children = [r for r in dev.resources if not r.type.startswith(("gpu-sharing:", "pulumi:providers:aws"))]
+    assert all(r.name.startswith(prefixes) for r in children), [r.name for r in children]
