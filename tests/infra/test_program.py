@@ -32,8 +32,8 @@ def dev() -> Recorded:
 
 def _sharing_config(rec: Recorded) -> tuple[str, dict[str, Any]]:
     """(ConfigMap name, the device plugin config the chart's default points at)."""
-    cm = rec.one(CONFIG_MAP)
-    default = rec.one(RELEASE).inputs["values"]["devicePlugin"]["config"]["default"]
+    cm = rec.one(CONFIG_MAP, "gpu-operator-device-plugin-config")
+    default = rec.one(RELEASE, "gpu-operator-release").inputs["values"]["devicePlugin"]["config"]["default"]
     return cm.inputs["metadata"]["name"], yaml.safe_load(cm.inputs["data"][default])
 
 
@@ -159,15 +159,16 @@ def test_gpu_node_group_taint_labels_disk_from_config() -> None:
 
 
 def test_gpu_operator_release_chart_and_values(dev: Recorded) -> None:
-    release = dev.one(RELEASE).inputs
+    release = dev.one(RELEASE, "gpu-operator-release").inputs
     assert release["chart"] == "gpu-operator"
     assert release["repositoryOpts"]["repo"] == "https://helm.ngc.nvidia.com/nvidia"
     assert release["version"] == "v26.3.1"
-    assert release["namespace"] == dev.one("kubernetes:core/v1:Namespace").inputs["metadata"]["name"] == "gpu-operator"
+    namespace = dev.one("kubernetes:core/v1:Namespace", "gpu-operator-ns").inputs["metadata"]["name"]
+    assert release["namespace"] == namespace == "gpu-operator"
     values = release["values"]
     assert values["driver"]["enabled"] is False
     assert values["toolkit"]["enabled"] is False
-    cm = dev.one(CONFIG_MAP).inputs
+    cm = dev.one(CONFIG_MAP, "gpu-operator-device-plugin-config").inputs
     assert values["devicePlugin"]["config"]["name"] == cm["metadata"]["name"]
     assert values["devicePlugin"]["config"]["default"] in cm["data"]
     assert cm["metadata"]["namespace"] == "gpu-operator"
@@ -208,7 +209,7 @@ def test_sharing_change_renames_the_config_map_so_the_device_plugin_rolls(dev: R
     new_name, config = _sharing_config(changed)
     assert new_name != name
     assert config["sharing"]["timeSlicing"]["resources"][0]["replicas"] == 4
-    assert changed.one(RELEASE).inputs["values"]["devicePlugin"]["config"]["name"] == new_name
+    assert changed.one(RELEASE, "gpu-operator-release").inputs["values"]["devicePlugin"]["config"]["name"] == new_name
     renamed, _ = _sharing_config(run_program(_with("gpuSharing", renameByDefault=True)))
     assert renamed not in (name, new_name)
 
@@ -218,7 +219,7 @@ def test_kubernetes_objects_go_through_the_clusters_provider_and_validate(dev: R
     assert json.loads(provider.inputs["kubeconfig"])["kind"] == "Config"
     objects = [r for r in dev.resources if r.type.startswith("kubernetes:")]
     assert objects and all(r.provider.split("::")[-2] == provider.name for r in objects)
-    for r in dev.of_type("kubernetes:core/v1:Namespace") + dev.of_type(CONFIG_MAP):
+    for r in (dev.one("kubernetes:core/v1:Namespace", "gpu-operator-ns"), dev.one(CONFIG_MAP, "gpu-operator-device-plugin-config")):
         kubernetes_validate.validate(_manifest(r), "1.33", strict=True)
 
 
@@ -246,6 +247,7 @@ def test_exports(dev: Recorded) -> None:
 
 def test_component_type_tokens_and_child_names(dev: Recorded) -> None:
     assert {"gpu-sharing:infra:Network", "gpu-sharing:infra:Cluster", "gpu-sharing:infra:GpuOperator"} <= dev.types()
-    prefixes = ("network-", "cluster-", "gpu-operator-")
-    children = [r for r in dev.resources if not r.type.startswith(("gpu-sharing:", "pulumi:providers:aws"))]
-    assert all(r.name.startswith(prefixes) for r in children), [r.name for r in children]
+    aws_and_eks = [r for r in dev.resources if r.type.startswith(("aws:", "eks:"))]
+    assert all(r.name.startswith(("network-", "cluster-")) for r in aws_and_eks), [r.name for r in aws_and_eks]
+    operator = {(r.type, r.name) for r in dev.resources if r.name.startswith("gpu-operator-")}
+    assert {t for t, _ in operator} == {"kubernetes:core/v1:Namespace", CONFIG_MAP, RELEASE}
