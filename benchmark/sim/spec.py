@@ -92,3 +92,5 @@ class ModelSpec:
             return base.replace(**values) if base is not None else cls(**values)
         except TypeError as e:  # a required field missing
             raise ValueError(f"{where}: {e}; required: key, model_id (or a preset)") from e
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from e
