@@ -1,0 +1,124 @@
+"""``python -m benchmark load``: drive a load against explicit endpoints, no stack needed.
+
+    python -m benchmark load --endpoint phi=http://127.0.0.1:8080 --endpoint r1=http://127.0.0.1:8081
+    python -m benchmark load --endpoint m=http://host:8080 --concurrency 64 --duration 60
+    python -m benchmark load --endpoint m=http://host:8000 --api openai-chat --model-name my/model \\
+        --rate 5 --arrival poisson --requests 500
+
+Every endpoint gets the same pattern and all run at once on one clock. Without a pattern flag
+the guide's standard suite runs (5 prompts x ``--iterations``, sequential). Writes
+``requests.jsonl`` (as requests complete), ``summary.csv`` and ``self_check.json`` into
+``--out`` and prints the summary and the client self-check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.errors import BenchmarkError
+from benchmark.load import LoadPattern, closed_loop, open_loop, standard_suite
+from benchmark.protocols import ADAPTERS
+from benchmark.results import ResultsWriter, read_records
+from benchmark.runner import Target, run_load_sync
+from benchmark.summary import summarize
+
+__all__ = ["configure", "run", "parse_endpoint", "pattern_from_args", "format_summary"]
+
+REQUESTS_FILE = "requests.jsonl"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--endpoint", action="append", default=[], metavar="KEY=URL", required=True,
+                        help="a model key and its base URL, e.g. phi=http://127.0.0.1:8080 (repeatable)")
+    parser.add_argument("--api", default="tgi-stream", help=f"protocol: {', '.join(ADAPTERS)} (default tgi-stream)")
+    parser.add_argument("--model-name", default="tgi", help="the OpenAI 'model' field (openai-chat; default tgi)")
+    pattern = parser.add_mutually_exclusive_group()
+    pattern.add_argument("--concurrency", type=int, metavar="N", help="closed loop: N requests in flight")
+    pattern.add_argument("--rate", type=float, metavar="R", help="open loop: R requests/s")
+    parser.add_argument("--arrival", default="poisson", help="open loop arrivals: poisson or constant (default poisson)")
+    parser.add_argument("--requests", type=int, metavar="N", help="stop after N requests")
+    parser.add_argument("--duration", type=float, metavar="S", help="start no request after S seconds")
+    parser.add_argument("--iterations", type=int, default=10, help="standard suite: passes over the 5 prompts (default 10)")
+    parser.add_argument("--max-new-tokens", type=int, default=100, help="tokens per request (default 100)")
+    parser.add_argument("--warmup", type=int, default=0, metavar="N", help="unrecorded requests per endpoint first")
+    parser.add_argument("--seed", type=int, default=0, help="open-loop schedule seed (default 0)")
+    parser.add_argument("--timeout", type=float, default=600.0, metavar="S", help="per-request timeout (default 600)")
+    parser.add_argument("--scenario", default="load", help="the label records carry (default load)")
+    parser.add_argument("--out", type=Path, help="results directory (default results/<UTC time>-load)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress line")
+
+
+def parse_endpoint(text: str) -> tuple[str, str]:
+    key, sep, url = text.partition("=")
+    if not sep or not key or not url.startswith(("http://", "https://")):
+        raise BenchmarkError(f"--endpoint {text!r}: expected KEY=URL with an http:// or https:// URL, "
+                             "e.g. phi=http://127.0.0.1:8080")
+    return key, url
+
+
+def pattern_from_args(args: argparse.Namespace) -> LoadPattern:
+    if args.api not in ADAPTERS:
+        raise BenchmarkError(f"--api {args.api!r}: allowed: {', '.join(ADAPTERS)}")
+    if args.arrival not in ("poisson", "constant"):
+        raise BenchmarkError(f"--arrival {args.arrival!r}: allowed: poisson, constant")
+    for flag, value, low in (("--concurrency", args.concurrency, 1), ("--requests", args.requests, 1),
+                             ("--iterations", args.iterations, 1), ("--max-new-tokens", args.max_new_tokens, 1),
+                             ("--warmup", args.warmup, 0)):
+        if value is not None and value < low:
+            raise BenchmarkError(f"{flag} {value!r}: allowed: an integer >= {low}")
+    for flag, value in (("--rate", args.rate), ("--duration", args.duration), ("--timeout", args.timeout)):
+        if value is not None and not value > 0:
+            raise BenchmarkError(f"{flag} {value!r}: allowed: a number > 0")
+    if args.concurrency is None and args.rate is None:
+        if args.requests is not None or args.duration is not None:
+            raise BenchmarkError("--requests/--duration limit a --concurrency or --rate load; "
+                                 "the standard suite's size is --iterations")
+        return standard_suite(iterations=args.iterations, max_new_tokens=args.max_new_tokens)
+    if args.requests is None and args.duration is None:
+        raise BenchmarkError("--concurrency/--rate need a limit: --requests N, --duration S, or both")
+    if args.concurrency is not None:
+        return closed_loop(args.concurrency, max_requests=args.requests, duration=args.duration,
+                           max_new_tokens=args.max_new_tokens)
+    return open_loop(args.rate, arrival=args.arrival, max_requests=args.requests, duration=args.duration,
+                     max_new_tokens=args.max_new_tokens, seed=args.seed)
+
+
+def run(args: argparse.Namespace) -> int:
+    endpoints = [parse_endpoint(e) for e in args.endpoint]
+    keys = [k for k, _ in endpoints]
+    if len(set(keys)) != len(keys):
+        raise BenchmarkError(f"--endpoint: model keys must be unique, got {keys!r}")
+    load = pattern_from_args(args)
+    targets = [Target(model=k, base_url=u, load=load, api=args.api, warmup=args.warmup,
+                      model_name=args.model_name, timeout=args.timeout) for k, u in endpoints]
+    out: Path = args.out or Path("results") / (datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-load")
+    if (out / REQUESTS_FILE).exists():
+        raise BenchmarkError(f"--out {str(out)!r} already holds {REQUESTS_FILE}; choose a new directory")
+    print(f"load: {load.describe()}, api {args.api}, {len(targets)} endpoint(s) -> {out}")
+    with ResultsWriter(out / REQUESTS_FILE) as writer:
+        report = run_load_sync(targets, scenario=args.scenario, writer=writer, progress=not args.no_progress)
+    summary = summarize(read_records(out / REQUESTS_FILE))  # rebuilt from the file, as a later reader would
+    summary.to_csv(out / "summary.csv", index=False)
+    (out / "self_check.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+    print(format_summary(summary))
+    print("\n".join(report.lines()))
+    return 0
+
+
+def format_summary(summary: pd.DataFrame) -> str:
+    """A compact terminal view: the columns a reader looks at first, latencies in ms."""
+    from benchmark.records import ERROR_KINDS
+
+    cols = ["model", "scenario", "count", "success_rate", "requests_per_min", "output_tokens_per_s"]
+    ms = ["e2e_mean", "e2e_p99", "ttft_mean", "ttft_p99", "itl_mean", "tpot_mean"]
+    view = summary[cols].copy()
+    for c in ms:
+        view[c + "_ms"] = summary[c] * 1e3
+    counts = {k: summary[f"errors_{k}"].tolist() for k in ERROR_KINDS}
+    view["errors"] = [", ".join(f"{k}={n[i]}" for k, n in counts.items() if n[i]) or "-" for i in range(len(view))]
+    return view.round(2).to_string(index=False)
