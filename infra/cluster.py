@@ -47,6 +47,7 @@ class ClusterArgs:
     vpc_id: pulumi.Input[str]
     public_subnet_ids: Sequence[pulumi.Input[str]]
     private_subnet_ids: Sequence[pulumi.Input[str]]
+    gpu_subnet_ids: Sequence[pulumi.Input[str]]  # the private subnets in zones offering the GPU type
     cpu_nodes: NodeGroupSettings
     gpu_nodes: NodeGroupSettings
 
@@ -109,7 +110,9 @@ class Cluster(pulumi.ComponentResource):
             opts=child,
         )
 
-        def node_group(suffix: str, spec: NodeGroupSettings, ami_type: str) -> eks.ManagedNodeGroup:
+        def node_group(
+            suffix: str, spec: NodeGroupSettings, ami_type: str, subnet_ids: Sequence[pulumi.Input[str]]
+        ) -> eks.ManagedNodeGroup:
             taints = (
                 [aws.eks.NodeGroupTaintArgs(key=GPU_TAINT_KEY, value="true", effect="NO_SCHEDULE")]
                 if spec.taint
@@ -125,15 +128,15 @@ class Cluster(pulumi.ComponentResource):
                     desired_size=spec.desired_size, min_size=spec.min_size, max_size=spec.max_size
                 ),
                 disk_size=spec.disk_size_gib,
-                subnet_ids=list(args.private_subnet_ids),
+                subnet_ids=list(subnet_ids),
                 labels=dict(spec.labels),
                 taints=taints,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=attachments),
             )
 
         self.node_groups = (
-            node_group("cpu", args.cpu_nodes, _CPU_AMI_TYPE),
-            node_group("gpu", args.gpu_nodes, _GPU_AMI_TYPE),
+            node_group("cpu", args.cpu_nodes, _CPU_AMI_TYPE, args.private_subnet_ids),
+            node_group("gpu", args.gpu_nodes, _GPU_AMI_TYPE, args.gpu_subnet_ids),
         )
         self.name = pulumi.Output.from_input(args.cluster_name)
         self.kubeconfig = pulumi.Output.secret(cluster.kubeconfig_json)

@@ -26,7 +26,7 @@ class Stack:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.aws_provider = aws.Provider("aws", region=settings.region)
-        zones = _availability_zones(self.aws_provider, settings.availability_zone_count)
+        zones, gpu_zones = _availability_zones(self.aws_provider, settings)
         self.network = Network(
             "network",
             NetworkArgs(
@@ -46,6 +46,7 @@ class Stack:
                 vpc_id=self.network.vpc_id,
                 public_subnet_ids=self.network.public_subnet_ids,
                 private_subnet_ids=self.network.private_subnet_ids,
+                gpu_subnet_ids=[self.network.private_subnet_ids[zones.index(z)] for z in gpu_zones],
                 cpu_nodes=settings.cpu_nodes,
                 gpu_nodes=settings.gpu_nodes,
             ),
@@ -82,13 +83,33 @@ def gpu_facts(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _availability_zones(provider: aws.Provider, count: int) -> tuple[str, ...]:
-    # A synchronous invoke: the zone count decides how many subnets to declare.
-    zones = aws.get_availability_zones(state="available", opts=pulumi.InvokeOptions(provider=provider)).names
-    if len(zones) < count:
+def _availability_zones(provider: aws.Provider, settings: Settings) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the zones to use, those of them that offer the GPU instance type).
+
+    Zones offering the GPU type come first: a GPU type is often offered in only some zones
+    of a region, and the GPU node group only gets subnets in zones that offer it.
+    Synchronous invokes: the zone count decides how many subnets to declare.
+    """
+    invoke = pulumi.InvokeOptions(provider=provider)
+    available = sorted(aws.get_availability_zones(state="available", opts=invoke).names)
+    count = settings.availability_zone_count
+    if len(available) < count:
         raise ConfigError(
             "gpu-sharing:availabilityZoneCount",
             count,
-            f"at most the {len(zones)} available zones of this region ({', '.join(zones)})",
+            f"at most the {len(available)} available zones of {settings.region} ({', '.join(available)})",
         )
-    return tuple(sorted(zones)[:count])
+    offering = aws.ec2.get_instance_type_offerings(
+        location_type="availability-zone",
+        filters=[{"name": "instance-type", "values": [settings.gpu_nodes.instance_type]}],
+        opts=invoke,
+    ).locations
+    gpu_capable = [z for z in available if z in offering]
+    if not gpu_capable:
+        raise ConfigError(
+            "gpu-sharing:gpuNodes.instanceType",
+            settings.gpu_nodes.instance_type,
+            f"an instance type offered in a zone of {settings.region}; it is offered in none of {', '.join(available)}",
+        )
+    zones = tuple((gpu_capable + [z for z in available if z not in gpu_capable])[:count])
+    return zones, tuple(z for z in zones if z in gpu_capable)

@@ -23,7 +23,9 @@ at what was declared before it did.
 What the mocks answer (measured facts in ../shared/TESTING.md):
 - ``eks:index:Cluster`` (a remote component: its children are never seen) with camelCase
   outputs including ``kubeconfig``/``kubeconfigJson``; resource-valued outputs are None.
-- ``aws:index/getAvailabilityZones:getAvailabilityZones`` with four us-west-2 zones.
+- ``aws:index/getAvailabilityZones:getAvailabilityZones`` with four us-west-2 zones, and
+  ``aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings`` with ``gpu_zones`` (all
+  four unless ``run_program(..., gpu_zones=...)`` says otherwise).
 - every other resource echoes its inputs plus ``id``/``arn``/``name``.
 - Resource references are switched off in the monitor (pulumi/pulumi#6561): resources
   passed as inputs arrive as URN strings.
@@ -115,8 +117,9 @@ def _ints(value: Any) -> Any:
 
 
 class _Mocks(pulumi.runtime.Mocks):
-    def __init__(self, into: Recorded) -> None:
+    def __init__(self, into: Recorded, gpu_zones: tuple[str, ...]) -> None:
         self.rec = into
+        self.gpu_zones = gpu_zones
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         inputs = _ints(dict(args.inputs))
@@ -163,6 +166,8 @@ class _Mocks(pulumi.runtime.Mocks):
         self.rec.calls.append(Call(args.token, _ints(dict(args.args)), args.provider or ""))
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             return {"names": list(ZONES), "zoneIds": [f"usw2-az{i + 1}" for i in range(len(ZONES))], "id": "us-west-2"}, []
+        if args.token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
+            return {"locations": list(self.gpu_zones), "locationTypes": ["availability-zone"] * len(self.gpu_zones)}, []
         return {}, []
 
 
@@ -209,6 +214,7 @@ def run_program(
     *,
     build: Callable[[Any], Mapping[str, Any]] | None = None,
     into: Recorded | None = None,
+    gpu_zones: tuple[str, ...] = ZONES,
 ) -> Recorded:
     """Run ``build(load_settings(config))`` under mocks; see the module docstring."""
     from infra.settings import load_settings
@@ -218,7 +224,7 @@ def run_program(
 
         build = program_build
     rec = into if into is not None else Recorded()
-    mocks = _Mocks(rec)
+    mocks = _Mocks(rec, gpu_zones)
     pulumi.runtime.set_mocks(
         mocks, project="gpu-sharing", stack="dev", preview=False, monitor=_NoResourceReferencesMonitor(mocks)
     )

@@ -10,6 +10,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from infra.validation import ConfigError
 from tests.pulumi_mocks import ZONES, Recorded, RecordedResource, dev_config, run_program
 
 SUBNET = "aws:ec2/subnet:Subnet"
@@ -84,6 +85,27 @@ def test_nat_per_az_and_more_zones() -> None:
         if "natGatewayId" in rt.inputs["routes"][0]
     ]
     assert sorted(private_routes) == sorted(n.outputs["id"] for n in nats)
+
+
+def test_gpu_nodes_only_in_zones_offering_the_gpu_type() -> None:
+    # g6e is offered in some zones of a region only: those zones are used first, and the
+    # GPU node group gets subnets only there.
+    rec = run_program(dev_config(), gpu_zones=("us-west-2c",))
+    zone_of = {s.outputs["id"]: s.inputs["availabilityZone"] for s in rec.of_type(SUBNET)}
+    assert sorted(set(zone_of.values())) == ["us-west-2a", "us-west-2c"]
+    gpu = rec.one(NODE_GROUP, "cluster-gpu").inputs
+    assert [zone_of[i] for i in gpu["subnetIds"]] == ["us-west-2c"]
+    cpu = rec.one(NODE_GROUP, "cluster-cpu").inputs
+    assert sorted(zone_of[i] for i in cpu["subnetIds"]) == ["us-west-2a", "us-west-2c"]
+    (offerings,) = [c for c in rec.calls if c.token.endswith("getInstanceTypeOfferings")]
+    assert offerings.args["filters"] == [{"name": "instance-type", "values": ["g6e.2xlarge"]}]
+
+
+def test_gpu_type_offered_nowhere_in_the_region_is_an_error_naming_it() -> None:
+    with pytest.raises(ConfigError) as caught:
+        run_program(dev_config(), gpu_zones=())
+    assert caught.value.key == "gpu-sharing:gpuNodes.instanceType"
+    assert "'g6e.2xlarge'" in str(caught.value)
 
 
 def test_every_aws_resource_uses_the_stack_region_provider() -> None:
