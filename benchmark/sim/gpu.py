@@ -8,10 +8,12 @@ replica to another costs ``context_switch_s`` more, as a time-sliced GPU pays fo
 context switch. A replica alone never waits and runs at full speed; replicas sharing the
 GPU wait for each other's steps, in proportion to the others' load.
 
-The GPU keeps its own timeline: a step starts when the previous one was due to end (or
-when asked, if the GPU was idle) and ends ``seconds`` later, so event-loop lateness does
-not stretch the simulated speed; only what is written to clients is stamped with real
-times. ``time_scale`` multiplies every simulated duration (0.1 runs ten times faster).
+The GPU keeps its own timeline: a step starts when both the GPU and the step's work were
+ready (``ready_at``: the end of the replica's previous step, or when its new requests
+arrived) and ends ``seconds`` later. So a busy event loop, which wakes a replica late,
+does not stretch the simulated speed: a late replica catches up (its tokens then reach
+the clients in a burst, and the truth log records when they really were written).
+``time_scale`` multiplies every simulated duration (0.1 runs ten times faster).
 """
 
 from __future__ import annotations
@@ -66,9 +68,13 @@ class SimulatedGpu:
         self._last_owner: str | None = None
         self._free_at = 0.0  # perf_counter when the last step is due to end
 
-    async def run(self, owner: str, model: str, seconds: float, *, prefill: bool = False) -> None:
-        """Run one step of ``seconds`` (unscaled) for replica ``owner`` of ``model``."""
-        asked = time.perf_counter()
+    async def run(self, owner: str, model: str, seconds: float, *, ready_at: float, prefill: bool = False) -> float:
+        """Run one step of ``seconds`` (unscaled) for replica ``owner`` of ``model``.
+
+        ``ready_at`` (perf_counter, not in the future) is when the step's work was ready;
+        returns when the step ended on the GPU's timeline.
+        """
+        asked = min(ready_at, time.perf_counter())
         async with self._lock:
             switch = self._last_owner is not None and self._last_owner != owner
             duration = (seconds + (self.context_switch_s if switch else 0.0)) * self.time_scale
@@ -82,9 +88,8 @@ class SimulatedGpu:
             stats.busy_s += duration
             stats.wait_s += start - asked
             stats.switches += switch
-            delay = end - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            await asyncio.sleep(max(0.0, end - time.perf_counter()))  # yields even when behind
+        return end
 
     def reset_stats(self) -> None:
         self.stats.clear()

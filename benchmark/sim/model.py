@@ -1,11 +1,14 @@
 """A simulated TGI model: replicas with continuous batching on a shared ``SimulatedGpu``.
 
 Each replica is one TGI process: a router queue and a batching loop. The loop, like
-TGI's, admits waiting requests in arrival order while the KV-token budget allows (each
-request reserves its input tokens + ``max_new_tokens`` of ``max_batch_total_tokens``, and
-a prefill takes at most ``max_batch_prefill_tokens``), runs their prefill as one GPU step
-(which yields each one's first token; the running batch waits meanwhile), and otherwise
-runs one decode step for the whole running batch (one token each). At most
+TGI's (``backends/v3/src/backend.rs``, ``queue.rs``), admits waiting requests in arrival
+order while the KV-token budget allows (each request reserves its input tokens +
+``max_new_tokens`` of ``max_batch_total_tokens``, and a prefill takes at most
+``max_batch_prefill_tokens``), runs their prefill as one GPU step (which yields each one's
+first token; the running batch waits meanwhile), and otherwise runs one decode step for
+the whole running batch (one token each). While a batch runs, new requests join it only
+when ``waiting_served_ratio`` x its size of them are waiting or after
+``max_waiting_tokens`` decode steps, as TGI does. At most
 ``max_concurrent_requests`` requests are in a replica at once; the server answers the
 next one as TGI does when overloaded.
 
@@ -146,24 +149,30 @@ class Replica:
 
     async def _run(self) -> None:
         spec, gpu, metrics = self.model.spec, self.model.gpu, self.model.metrics
+        last_end = 0.0  # when this replica's previous step ended on the GPU's timeline
+        since_prefill = 0  # decode steps since the last prefill (TGI's waiting_tokens)
         while True:
             if not self.waiting and not self.running:
                 self._wake.clear()
                 await self._wake.wait()
             self.running = [r for r in self.running if not r.cancelled]
-            new = self._admit()
+            new = self._admit(since_prefill)
             if new:
+                since_prefill = 0
                 now = time.perf_counter()
                 for r in new:
                     r.started_at = now
                 metrics.observe("tgi_batch_next_size", len(new))
                 seconds = spec.prefill_base_s + spec.prefill_s_per_token * sum(r.input_tokens for r in new)
-                await gpu.run(self.owner, spec.key, seconds, prefill=True)
+                ready = max(last_end, max(r.queued_at for r in new))
+                last_end = await gpu.run(self.owner, spec.key, seconds, ready_at=ready, prefill=True)
                 self.running.extend(new)
                 stepped = new
             elif self.running:
                 context = sum(r.input_tokens + r.generated for r in self.running)
-                await gpu.run(self.owner, spec.key, spec.decode_base_s + spec.decode_s_per_context_token * context)
+                seconds = spec.decode_base_s + spec.decode_s_per_context_token * context
+                last_end = await gpu.run(self.owner, spec.key, seconds, ready_at=last_end)
+                since_prefill += 1
                 stepped = list(self.running)
             else:
                 continue
@@ -177,22 +186,30 @@ class Replica:
                     r.done_at = now
             self.running = [r for r in self.running if r.done_at is None and not r.cancelled]
 
-    def _admit(self) -> list[SimRequest]:
+    def _admit(self, since_prefill: int) -> list[SimRequest]:
+        """The waiting requests to prefill now, in arrival order (possibly none).
+
+        As TGI's batching loop: while a batch runs, new requests join only when at least
+        ``waiting_served_ratio`` x the batch size of them fit, or after
+        ``max_waiting_tokens`` decode steps without a prefill.
+        """
         spec = self.model.spec
         budget = spec.max_batch_total_tokens - self.batch_tokens
         prefill = 0
         new: list[SimRequest] = []
-        while self.waiting:
-            head = self.waiting[0]
-            if head.cancelled:
-                self.waiting.popleft()
+        for request in self.waiting:
+            if request.cancelled:
                 continue
-            if head.reserve > budget or (new and prefill + head.input_tokens > spec.max_batch_prefill_tokens):
+            if request.reserve > budget or (new and prefill + request.input_tokens > spec.max_batch_prefill_tokens):
                 break
-            self.waiting.popleft()
-            budget -= head.reserve
-            prefill += head.input_tokens
-            new.append(head)
+            budget -= request.reserve
+            prefill += request.input_tokens
+            new.append(request)
+        if self.running and since_prefill < spec.max_waiting_tokens:
+            if len(new) < math.floor(len(self.running) * spec.waiting_served_ratio):
+                return []
+        admitted = set(map(id, new))
+        self.waiting = deque(r for r in self.waiting if id(r) not in admitted and not r.cancelled)
         return new
 
 

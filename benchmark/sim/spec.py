@@ -29,6 +29,8 @@ class ModelSpec:
     max_batch_total_tokens: int = 32768  # KV-token budget of the running batch
     max_batch_prefill_tokens: int = 4096
     max_concurrent_requests: int = 128  # TGI's default
+    waiting_served_ratio: float = 1.2  # TGI's default: waiting/running ratio that triggers a prefill
+    max_waiting_tokens: int = 20  # TGI's default: decode steps after which waiting requests join anyway
     prefill_base_s: float = 0.010
     prefill_s_per_token: float = 0.00005
     decode_base_s: float = 0.010
@@ -45,7 +47,7 @@ class ModelSpec:
         if not isinstance(self.model_id, str) or not self.model_id:
             raise ValueError(f"{self.key}.model_id: got {self.model_id!r}; allowed: a non-empty string")
         for name in ("max_input_tokens", "max_total_tokens", "max_batch_total_tokens",
-                     "max_batch_prefill_tokens", "max_concurrent_requests"):
+                     "max_batch_prefill_tokens", "max_concurrent_requests", "max_waiting_tokens"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{self.key}.{name}: got {value!r}; allowed: an integer >= 1")
@@ -64,6 +66,9 @@ class ModelSpec:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 600.0:
                 raise ValueError(f"{self.key}.{name}: got {value!r}; allowed: seconds from 0 to 600")
+        if isinstance(self.waiting_served_ratio, bool) or not isinstance(self.waiting_served_ratio, (int, float)) \
+                or not 0.0 <= self.waiting_served_ratio <= 100.0:
+            raise ValueError(f"{self.key}.waiting_served_ratio: got {self.waiting_served_ratio!r}; allowed: from 0 to 100")
         if not isinstance(self.eos_probability, (int, float)) or not 0.0 <= self.eos_probability < 1.0:
             raise ValueError(f"{self.key}.eos_probability: got {self.eos_probability!r}; allowed: from 0 to below 1")
         if not isinstance(self.chars_per_token, (int, float)) or not self.chars_per_token > 0:
