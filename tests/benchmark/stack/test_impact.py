@@ -32,6 +32,22 @@ def test_known_slowdown_lies_inside_every_interval() -> None:
     assert row["ci_high"] < 0
 
 
+def test_the_intervals_cover_the_truth_about_as_often_as_they_claim() -> None:
+    # 60 independent alone/shared pairs with a known 1.8x slowdown; a 95 % interval should
+    # miss about 3 of them (a miscalibrated or too narrow interval misses many more)
+    runs = 60
+    hits = {"e2e_mean": 0, "e2e_p50": 0, "output_tokens_per_s": 0}
+    for k in range(runs):
+        impact = compute_impact(sequential_run("phi", "alone", seed=1000 + 2 * k),
+                                sequential_run("phi", "shared", slowdown=1.8, seed=1001 + 2 * k), n_boot=500)
+        for metric in hits:
+            row = _row(impact, "phi", metric)
+            truth = 0.8 if metric.startswith("e2e") else 1 / 1.8 - 1
+            hits[metric] += row["ci_low"] <= truth <= row["ci_high"]
+    for metric, hit in hits.items():
+        assert hit / runs >= 0.85, (metric, hit)
+
+
 def test_no_slowdown_gives_an_interval_around_zero_and_a_real_one_excludes_zero() -> None:
     alone = sequential_run("phi", "alone", seed=3)
     same = compute_impact(alone, sequential_run("phi", "shared", seed=4))
