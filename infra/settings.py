@@ -74,6 +74,12 @@ class GpuSharingSettings:
     rename_by_default: bool
     fail_requests_greater_than_one: bool
 
+    @property
+    def resource_name(self) -> str:
+        """The extended resource a GPU pod asks for: renamed ``<name>.shared`` under
+        ``renameByDefault`` (k8s-device-plugin README, "Shared Access to GPUs")."""
+        return "nvidia.com/gpu.shared" if self.rename_by_default and self.strategy != "none" else "nvidia.com/gpu"
+
 
 @dataclass(frozen=True, kw_only=True)
 class GpuOperatorSettings:

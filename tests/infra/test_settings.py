@@ -74,3 +74,9 @@ def test_settings_are_immutable() -> None:
         s.cluster_name = "other"  # type: ignore[misc]
     with pytest.raises(TypeError):
         s.gpu_nodes.labels["eks-node"] = "cpu"  # type: ignore[index]
+
+
+def test_pods_ask_for_the_renamed_resource_under_rename_by_default() -> None:
+    assert load_settings({}).gpu_sharing.resource_name == "nvidia.com/gpu"
+    renamed = load_settings({"gpu-sharing:gpuSharing": {"renameByDefault": True}})
+    assert renamed.gpu_sharing.resource_name == "nvidia.com/gpu.shared"
