@@ -3,57 +3,16 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from synthetic_records import sequential_run
+from synthetic_records import SLOWDOWN, impact_of, plan_dir, sequential_run, write_dir
 
 from benchmark.cli import main
-from benchmark.records import RequestRecord
 from benchmark.report import write_report
-from benchmark.results import ResultsWriter
-from benchmark.rundir import AccessMeta, RunMeta, ScenarioMeta, import_baselines, write_run_meta
-
-SETTINGS = {"pattern": "standard-suite", "iterations": 10, "max_new_tokens": 100}
-CONTRACT = {"version": 1, "gpu": {"gpu_model": "L40S", "instance_type": "g6e.2xlarge", "memory_gib": 48.0,
-                                  "sharing": {"strategy": "time-slicing", "replicas": 10}},
-            "models": {"phi": {"model_id": "microsoft/Phi-3.5-mini-instruct", "planned_kv_tokens": 40000},
-                       "llama": {"model_id": "deepseek-ai/DeepSeek-R1-Distill-Llama-8B", "planned_kv_tokens": 20000}}}
-SLOWDOWN = {"phi": 1.8, "llama": 1.3}
-
-
-def write_dir(run_dir: Path, records: list[RequestRecord], scenarios: list[tuple[str, list[str]]], *,
-              simulated: bool, label: str, created: str = "2026-11-26T11:00:00Z") -> Path:
-    with ResultsWriter(run_dir / "requests.jsonl") as writer:
-        for r in records:
-            writer.write(r)
-    write_run_meta(run_dir, RunMeta(
-        label=label, created=created, simulated=simulated, settings=SETTINGS, contract=CONTRACT,
-        access={"phi": AccessMeta(path="port-forward", url="http://127.0.0.1:43001", health_rtt_s=0.0031)},
-        scenarios=[ScenarioMeta(scenario=s, models=m, started="2026-11-26T11:00:01Z",
-                                finished="2026-11-26T11:02:00Z") for s, m in scenarios],
-    ))
-    return run_dir
-
-
-def plan_dir(tmp_path: Path, *, simulated: bool = False) -> Path:
-    records = (sequential_run("phi", "alone", seed=1) + sequential_run("llama", "alone", seed=2, start=100)
-               + sequential_run("phi", "shared", slowdown=SLOWDOWN["phi"], seed=3, start=300)
-               + sequential_run("llama", "shared", slowdown=SLOWDOWN["llama"], seed=4, start=300))
-    scenarios = [("alone", ["phi"]), ("alone", ["llama"]), ("shared", ["phi", "llama"])]
-    return write_dir(tmp_path / "20261126T110000Z-plan", records, scenarios, simulated=simulated, label="plan")
-
-
-def impact_of(text: str, model: str) -> dict[str, tuple[float, float, float]]:
-    """Parse a guide-style impact line back into (change, ci low, ci high) per quantity, as fractions."""
-    line = next(line for line in text.splitlines() if line.lstrip("- ").startswith(f"Impact on {model} "))
-    pct = r"([+-]\d+\.\d)%"
-    found = re.findall(rf"(latency|throughput) {pct} \(95% CI {pct} to {pct}\)", line)
-    return {name: tuple(float(v) / 100 for v in values) for name, *values in found}  # type: ignore[misc]
-
+from benchmark.rundir import import_baselines
 
 def test_plan_report_has_the_guides_blocks_and_impact_lines_that_contain_the_true_slowdown(tmp_path: Path) -> None:
     report = write_report(plan_dir(tmp_path))

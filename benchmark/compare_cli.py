@@ -1,0 +1,75 @@
+"""``python -m benchmark compare DIR_A DIR_B``: the impact of run B against run A, per model.
+
+Typically A is an alone run and B a shared one, but any two runs of the same models compare
+(e.g. before and after a change of the GPU sharing settings). Each side uses one scenario of
+its directory: the only one it holds, or the one named by ``--a-scenario``/``--b-scenario``
+(a ``--plan all`` directory holds ``alone`` and ``shared``). Prints the impact lines and
+writes them with the detail table to ``DIR_B/compare-<DIR_A's name>.md`` (or ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from benchmark.errors import BenchmarkError
+from benchmark.impact import compute_impact
+from benchmark.records import RequestRecord
+from benchmark.report import SIMULATED_BANNER, impact_lines, impact_markdown
+from benchmark.rundir import LoadedRun, load_run
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dir_a", type=Path, metavar="DIR_A", help="the baseline results directory (e.g. alone)")
+    parser.add_argument("dir_b", type=Path, metavar="DIR_B", help="the results directory compared with it (e.g. shared)")
+    parser.add_argument("--a-scenario", help="DIR_A's scenario to use, when it holds several")
+    parser.add_argument("--b-scenario", help="DIR_B's scenario to use, when it holds several")
+    parser.add_argument("--out", type=Path, help="where to write the comparison (default: DIR_B/compare-<DIR_A name>.md)")
+
+
+def _side(run: LoadedRun, scenario: str | None, flag: str) -> tuple[str, list[RequestRecord]]:
+    labels = list(dict.fromkeys(r.scenario for r in run.records))
+    if not labels:
+        raise BenchmarkError(f"{run.run_dir}: no requests recorded, nothing to compare")
+    if scenario is None:
+        if len(labels) > 1:
+            raise BenchmarkError(
+                f"{run.run_dir} holds scenarios {', '.join(map(repr, labels))}: choose one with {flag}"
+            )
+        scenario = labels[0]
+    elif scenario not in labels:
+        raise BenchmarkError(f"{flag} {scenario!r}: {run.run_dir} holds {', '.join(map(repr, labels))}")
+    return scenario, [r for r in run.records if r.scenario == scenario]
+
+
+def run(args: argparse.Namespace) -> int:
+    a, b = load_run(args.dir_a), load_run(args.dir_b)
+    a_scenario, a_records = _side(a, args.a_scenario, "--a-scenario")
+    b_scenario, b_records = _side(b, args.b_scenario, "--b-scenario")
+    impact = compute_impact(a_records, b_records)
+    if not impact.models:
+        raise BenchmarkError(
+            f"no model in common: {a.run_dir} measured {', '.join(impact.only_baseline) or 'none'}, "
+            f"{b.run_dir} measured {', '.join(impact.only_other) or 'none'}"
+        )
+    baseline, other = f"A {a_scenario}", f"B {b_scenario}"
+    simulated = a.meta.simulated or b.meta.simulated
+    if a.meta.settings != b.meta.settings:
+        note = "note: the two runs used different settings; the comparison mixes their effect with the scenario's"
+    else:
+        note = ""
+    header = [f"A = {a.run_dir} ({a_scenario}), B = {b.run_dir} ({b_scenario})"] + ([note] if note else [])
+    lines = impact_lines(impact, other=other, baseline=baseline)
+    for model in impact.only_baseline:
+        lines.append(f"{model} ran only in A: not compared")
+    banner = [f"*** {SIMULATED_BANNER.replace('**', '')} ***"] if simulated else []
+    print("\n".join(banner + header + [""] + lines))
+
+    out = args.out or b.run_dir / f"compare-{a.run_dir.resolve().name}.md"
+    md = [f"# Comparison: {b.run_dir.name} ({b_scenario}) vs {a.run_dir.name} ({a_scenario})", ""]
+    md += ([f"> {SIMULATED_BANNER}", ""] if simulated else []) + [f"- {h}" for h in header] + [""]
+    md += impact_markdown(impact, other=other, baseline=baseline)
+    md += [f"- {model} ran only in A: not compared" for model in impact.only_baseline]
+    out.write_text("\n".join(md) + "\n")
+    print(f"\nwritten: {out}")
+    return 0

@@ -1,0 +1,50 @@
+"""``python -m benchmark compare DIR_A DIR_B``: run B's impact against run A, printed and written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from synthetic_records import impact_of, plan_dir, sequential_run, write_dir
+
+from benchmark.cli import main
+
+
+def test_compare_prints_and_writes_the_impact_of_b_against_a(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = write_dir(tmp_path / "a", sequential_run("phi", "alone", seed=1) + sequential_run("llama", "alone", seed=2),
+                  [("alone", ["phi"]), ("alone", ["llama"])], simulated=False, label="alone")
+    b = write_dir(tmp_path / "b", sequential_run("phi", "shared", slowdown=1.8, seed=3),
+                  [("shared", ["phi"])], simulated=True, label="shared")
+    assert main(["compare", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    change, low, high = impact_of(out, "phi")["latency"]
+    assert low <= 0.8 <= high and "Impact on phi (B shared vs A alone)" in out
+    assert "llama ran only in A: not compared" in out
+    assert out.startswith("*** SIMULATED")
+    written = (b / "compare-a.md").read_text()
+    assert impact_of(written, "phi")["latency"] == (change, low, high)
+    assert "| phi | E2E p95 |" in written
+
+
+def test_a_directory_with_several_scenarios_needs_a_choice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = plan_dir(tmp_path)
+    other = write_dir(tmp_path / "b", sequential_run("phi", "shared", slowdown=1.2, seed=8),
+                      [("shared", ["phi"])], simulated=False, label="shared")
+    assert main(["compare", str(plan), str(other)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'alone', 'shared'" in err[0] and "--a-scenario" in err[0]
+
+    assert main(["compare", str(plan), str(other), "--a-scenario", "alonee"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--a-scenario 'alonee'" in err[0] and "'alone', 'shared'" in err[0]
+
+    out_file = tmp_path / "cmp.md"
+    assert main(["compare", str(plan), str(other), "--a-scenario", "shared", "--out", str(out_file)]) == 0
+    assert "Impact on phi (B shared vs A shared)" in out_file.read_text()
+
+
+def test_runs_without_a_model_in_common_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = write_dir(tmp_path / "a", sequential_run("phi", "alone"), [("alone", ["phi"])], simulated=False, label="alone")
+    b = write_dir(tmp_path / "b", sequential_run("llama", "alone"), [("alone", ["llama"])], simulated=False, label="alone")
+    assert main(["compare", str(a), str(b)]) == 2
+    assert "no model in common" in capsys.readouterr().err
