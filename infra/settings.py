@@ -106,8 +106,12 @@ class Settings:
 
     @property
     def gpu_slots(self) -> int:
-        """Pods asking for one ``nvidia.com/gpu`` the GPU node group can hold at its max size."""
-        return self.gpu_sharing.replicas * self.gpu.gpus_per_node * self.gpu_nodes.max_size
+        return _gpu_slots(self.gpu_sharing, self.gpu, self.gpu_nodes)
+
+
+def _gpu_slots(sharing: GpuSharingSettings, gpu: GpuSpec, gpu_nodes: NodeGroupSettings) -> int:
+    """Pods asking for one ``nvidia.com/gpu`` the GPU node group can hold at its max size."""
+    return sharing.replicas * gpu.gpus_per_node * gpu_nodes.max_size
 
 
 def load_settings(raw: Mapping[str, Any]) -> Settings:
@@ -169,9 +173,7 @@ def load_settings(raw: Mapping[str, Any]) -> Settings:
     sharing = _gpu_sharing(root.section("gpuSharing", {}))
     operator = _gpu_operator(root.section("gpuOperator", {}))
 
-    workloads = load_workloads(
-        root, gpu=gpu, gpu_slots=sharing.replicas * gpu.gpus_per_node * gpu_nodes.max_size
-    )
+    workloads = load_workloads(root, gpu=gpu, gpu_slots=_gpu_slots(sharing, gpu, gpu_nodes))
     root.done()
     return Settings(
         cluster_name=cluster_name,
