@@ -245,37 +245,39 @@ class _Routes:
             return _json(_INCOMPLETE, status=spec.faults.http_status)
 
         resp: web.StreamResponse | None = None
-        if params.stream:
-            resp = web.StreamResponse(
-                headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                         "x-compute-type": "gpu+optimized", "X-Accel-Buffering": "no"}
-            )
-            await resp.prepare(request)
-            rec.headers_sent = time.perf_counter()
-
-        if fault == "overloaded" or not replica.try_acquire():
-            model.metrics.fail("overloaded")
-            rec.error_type = "overloaded"
-            if resp is None:
-                self._finish(rec, 429)
-                return _json(_OVERLOADED, status=429)
-            return await self._end_stream(request, resp, rec, params, _OVERLOADED)
-
-        seed = f"seed:{params.seed}" if params.seed is not None else rid
-        assert rec.input_tokens is not None and rec.max_new_tokens is not None
-        sim = SimRequest(rid, rec.input_tokens, rec.max_new_tokens, seed, spec)
-        replica.submit(sim)
+        sim: SimRequest | None = None
         try:
+            if params.stream:
+                resp = web.StreamResponse(
+                    headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                             "x-compute-type": "gpu+optimized", "X-Accel-Buffering": "no"}
+                )
+                await resp.prepare(request)
+                rec.headers_sent = time.perf_counter()
+            if fault == "overloaded" or not replica.try_acquire():
+                model.metrics.fail("overloaded")
+                rec.error_type = "overloaded"
+                if resp is None:
+                    self._finish(rec, 429)
+                    return _json(_OVERLOADED, status=429)
+                return await self._end_stream(request, resp, rec, params, _OVERLOADED)
+            seed = f"seed:{params.seed}" if params.seed is not None else rid
+            assert rec.input_tokens is not None and rec.max_new_tokens is not None
+            sim = SimRequest(rid, rec.input_tokens, rec.max_new_tokens, seed, spec)
+            replica.submit(sim)
             if resp is not None:
                 return await self._stream(request, resp, rec, params, sim, fault)
             return await self._respond(request, rec, params, sim, fault)
         except ConnectionError:  # the client went away
             rec.error_type = "client_disconnected"
-            rec.generated_tokens = len(rec.emit_times) if params.stream else None
-            self._finish(rec, 200 if resp is not None else None)
             return resp if resp is not None else web.Response(status=499)
         finally:
-            replica.release(sim)
+            if sim is not None:
+                replica.release(sim)
+            if not rec.done:  # left early: the client went away, or the server is shutting down
+                rec.error_type = rec.error_type or "cancelled"
+                rec.generated_tokens = len(rec.emit_times) if resp is not None else None
+                self._finish(rec, 200 if resp is not None else None)
 
     async def _admit(
         self, request: web.Request, parse: Callable[[dict[str, Any]], _Params], rec: TruthRecord

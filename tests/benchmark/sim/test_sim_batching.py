@@ -74,3 +74,38 @@ def test_past_max_concurrent_requests_the_server_is_overloaded_as_tgi() -> None:
         assert sum(1 for r in gpu.truth.records if r.error_type == "overloaded") == 4
 
     run(go())
+
+
+def test_late_arrivals_join_a_running_batch_as_tgi_decides() -> None:
+    """With 4 running, one newcomer is fewer than 1.2 x 4 waiting: it joins only after
+    max_waiting_tokens decode steps. With waiting_served_ratio 0 it joins at once."""
+
+    async def tokens_before_newcomer(**changes: object) -> int:
+        async with serving(fast_spec(max_waiting_tokens=10, decode_base_s=0.01, **changes)) as (gpu, [m]), aiohttp.ClientSession() as s:
+            url = m.base_url + "/generate_stream"
+            old = [asyncio.create_task(stream_events(s, url, gen_body(40), rid=f"old{i}")) for i in range(4)]
+            while not (rec := gpu.truth.get("old0")) or len(rec.emit_times) < 3:
+                await asyncio.sleep(0.001)
+            await stream_events(s, url, gen_body(3), rid="new")
+            await asyncio.gather(*old)
+            first_new = gpu.truth.get("new").emit_times[0]  # type: ignore[union-attr]
+            return sum(t < first_new for t in gpu.truth.get("old0").emit_times)  # type: ignore[union-attr]
+
+    assert run(tokens_before_newcomer()) == 11  # the prefill's token + 10 decode steps
+    assert run(tokens_before_newcomer(waiting_served_ratio=0.0)) <= 5
+
+
+def test_a_client_that_goes_away_frees_its_batch_slot() -> None:
+    async def go() -> None:
+        async with serving(fast_spec(decode_base_s=0.005)) as (gpu, [m]), aiohttp.ClientSession() as s:
+            async with s.post(m.base_url + "/generate_stream", json=gen_body(500), headers={"X-Request-Id": "gone"}) as r:
+                await r.content.readuntil(b"\n\n")
+                r.close()
+            replica = m.replicas[0]
+            while not (rec := gpu.truth.get("gone")) or not rec.done:
+                await asyncio.sleep(0.005)
+            assert rec.error_type == "client_disconnected" and 0 < len(rec.emit_times) < 500
+            await asyncio.sleep(0.02)
+            assert replica.in_flight == 0 and not replica.running
+
+    run(go())

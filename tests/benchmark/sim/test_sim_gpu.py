@@ -94,3 +94,19 @@ def test_scaling_down_mid_request_drops_the_connection() -> None:
             assert rec.generated_tokens == len(rec.emit_times) < 200
 
     run(go())
+
+
+def test_replicas_split_the_requests_and_time_slice_the_gpu() -> None:
+    async def go() -> None:
+        async with serving(fast_spec()) as (gpu, [m]), aiohttp.ClientSession() as s:
+            await m.set_replicas(2)
+            while not all(r.ready for r in m.replicas):
+                await asyncio.sleep(0.001)
+            gpu.reset_stats()
+            await asyncio.gather(*(stream_events(s, m.base_url + "/generate_stream", gen_body(20)) for _ in range(4)))
+            assert sorted(r.replica for r in gpu.truth.records) == [0, 0, 1, 1]
+            assert gpu.stats["m"].switches > 10  # two processes on one GPU take turns
+            async with s.get(m.base_url + "/info") as r:
+                assert (await r.json())["simulation"]["replicas"] == 2
+
+    run(go())
