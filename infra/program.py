@@ -16,6 +16,8 @@ from infra.gpu_operator import GpuOperator, GpuOperatorArgs
 from infra.network import Network, NetworkArgs
 from infra.settings import Settings
 from infra.validation import ConfigError
+from workloads.component import ModelWorkloads, ModelWorkloadsArgs
+from workloads.contract import contract_output
 
 __all__ = ["Stack", "build", "gpu_facts"]
 
@@ -57,6 +59,17 @@ class Stack:
             GpuOperatorArgs(operator=settings.gpu_operator, sharing=settings.gpu_sharing),
             pulumi.ResourceOptions(providers=[self.cluster.provider], depends_on=list(self.cluster.node_groups)),
         )
+        self.models = ModelWorkloads(
+            "models",
+            ModelWorkloadsArgs(
+                settings=settings.workloads,
+                node_selector=settings.gpu_nodes.labels,
+                tolerate_gpu_taint=settings.gpu_nodes.taint,
+                gpu_resource=settings.gpu_sharing.resource_name,
+            ),
+            # The GPU Operator's device plugin advertises the shared nvidia.com/gpu replicas.
+            pulumi.ResourceOptions(providers=[self.cluster.provider], depends_on=[self.gpu_operator]),
+        )
 
     def outputs(self) -> dict[str, Any]:
         s = self.settings
@@ -65,6 +78,9 @@ class Stack:
             "region": s.region,
             "kubeconfig": self.cluster.kubeconfig,  # a secret output
             "gpu": gpu_facts(s),
+            "contract": contract_output(
+                cluster_name=self.cluster.name, region=s.region, gpu=gpu_facts(s), workloads=s.workloads
+            ),
         }
 
 

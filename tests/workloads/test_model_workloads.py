@@ -1,0 +1,250 @@
+"""What `pulumi preview` declares for the models: every Kubernetes object validated against
+the 1.33 schemas, the TGI Deployments as the catalog and the planner say, toggles, start
+order, the Hugging Face token, and the `contract` export the benchmark reads."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from tests.pulumi_mocks import Recorded, RecordedResource, dev_config, run_program
+
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+SERVICE = "kubernetes:core/v1:Service"
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+SECRET = "kubernetes:core/v1:Secret"
+KEYS = ["phi35-mini", "deepseek-r1-8b"]
+TOKEN = "hf_test_token_value_not_real"
+
+
+def _models_with(**changes: dict[str, Any]) -> dict[str, Any]:
+    config = dev_config()
+    models = json.loads(config["gpu-sharing:models"])
+    for key, fields in changes.items():
+        models[key.replace("_", "-")].update(fields)
+    return {**config, "gpu-sharing:models": json.dumps(models)}
+
+
+@pytest.fixture(scope="module")
+def dev() -> Recorded:
+    return run_program({**dev_config(), "gpu-sharing:hfToken": TOKEN, "gpu-sharing:modelAccessCidrs": '["10.20.0.0/16"]'})
+
+
+def _deployment(rec: Recorded, key: str) -> dict[str, Any]:
+    (d,) = [r for r in rec.of_type(DEPLOYMENT) if r.inputs["metadata"]["name"] == key]
+    return d.inputs
+
+
+def _tgi(rec: Recorded, key: str) -> dict[str, Any]:
+    (c,) = _deployment(rec, key)["spec"]["template"]["spec"]["containers"]
+    return c
+
+
+def _flag(container: dict[str, Any], flag: str) -> str:
+    args = container["args"]
+    return args[args.index(flag) + 1]
+
+
+def _manifest(r: RecordedResource) -> dict[str, Any]:
+    return {k: v for k, v in r.inputs.items() if v is not None}
+
+
+def test_every_model_object_validates_strictly_against_kubernetes_1_33(dev: Recorded) -> None:
+    ns = dev.one("kubernetes:core/v1:Namespace", "models-namespace")
+    objects = [r for r in dev.resources if r.type.startswith("kubernetes:") and r.name.startswith("models-")]
+    kinds = {r.type for r in objects}
+    assert kinds == {ns.type, DEPLOYMENT, SERVICE, CONFIG_MAP, SECRET, "kubernetes:networking.k8s.io/v1:NetworkPolicy"}
+    for r in objects:
+        kubernetes_validate.validate(_manifest(r), "1.33", strict=True)
+        if r is not ns:
+            assert r.inputs["metadata"]["namespace"] == "llm-testing", r.name
+
+
+def test_one_deployment_and_service_per_model_named_after_its_key(dev: Recorded) -> None:
+    assert sorted(d.inputs["metadata"]["name"] for d in dev.of_type(DEPLOYMENT)) == sorted(KEYS)
+    for key in KEYS:
+        (svc,) = [s.inputs for s in dev.of_type(SERVICE) if s.inputs["metadata"]["name"] == key]
+        d = _deployment(dev, key)
+        assert svc["spec"]["type"] == "ClusterIP"
+        assert svc["spec"]["selector"] == d["spec"]["selector"]["matchLabels"]
+        assert set(svc["spec"]["selector"].items()) <= set(d["spec"]["template"]["metadata"]["labels"].items())
+        (port,) = svc["spec"]["ports"]
+        (container_port,) = _tgi(dev, key)["ports"]
+        assert (port["port"], port["targetPort"]) == (8080, container_port["name"])
+        assert container_port["containerPort"] == 8080 == int(_flag(_tgi(dev, key), "--port"))
+        labels = d["metadata"]["labels"]
+        assert labels["app.kubernetes.io/instance"] == key
+        assert labels["app.kubernetes.io/name"] == "text-generation-inference"
+        assert labels["app.kubernetes.io/version"] == "3.3.6"
+
+
+def test_tgi_arguments_come_from_the_catalog_and_the_plan(dev: Recorded) -> None:
+    contract = dev.outputs["contract"]["models"]
+    for key in KEYS:
+        tgi = _tgi(dev, key)
+        assert tgi["image"] == "ghcr.io/huggingface/text-generation-inference:3.3.6"
+        assert _flag(tgi, "--model-id") == contract[key]["model_id"]
+        assert _flag(tgi, "--max-input-tokens") == "256"
+        assert _flag(tgi, "--max-total-tokens") == "512"
+        assert _flag(tgi, "--max-batch-prefill-tokens") == "4096"
+        assert _flag(tgi, "--max-batch-total-tokens") == "8192"
+        assert _flag(tgi, "--max-concurrent-requests") == "16"
+        assert _flag(tgi, "--max-waiting-tokens") == "5"
+        assert float(_flag(tgi, "--cuda-memory-fraction")) == contract[key]["cuda_memory_fraction"]
+        assert _flag(tgi, "--hostname") == "0.0.0.0"
+        assert "--quantize" not in tgi["args"] and "--dtype" not in tgi["args"]
+    # 'auto' chose cumulative fractions: the first model's is the smaller.
+    assert contract["phi35-mini"]["cuda_memory_fraction"] < contract["deepseek-r1-8b"]["cuda_memory_fraction"] <= 1
+
+
+def test_pods_ask_for_the_renamed_shared_resource_under_rename_by_default() -> None:
+    config = dev_config()
+    sharing = {**json.loads(config["gpu-sharing:gpuSharing"]), "renameByDefault": True}
+    rec = run_program({**config, "gpu-sharing:gpuSharing": json.dumps(sharing)})
+    for key in KEYS:
+        assert _tgi(rec, key)["resources"]["limits"]["nvidia.com/gpu.shared"] == "1"
+        assert "nvidia.com/gpu" not in _tgi(rec, key)["resources"]["limits"]
+
+
+def test_quantize_and_dtype_reach_the_launcher() -> None:
+    rec = run_program(_models_with(phi35_mini={"dtype": "float16"}, deepseek_r1_8b={"quantize": "eetq"}))
+    assert _flag(_tgi(rec, "phi35-mini"), "--dtype") == "float16"
+    assert _flag(_tgi(rec, "deepseek-r1-8b"), "--quantize") == "eetq"
+
+
+def test_pod_runs_on_the_gpu_node_with_one_shared_gpu_and_a_tight_security_context(dev: Recorded) -> None:
+    for key in KEYS:
+        d = _deployment(dev, key)
+        pod = d["spec"]["template"]["spec"]
+        assert d["spec"]["replicas"] == 1
+        assert d["spec"]["strategy"] == {"type": "Recreate"}
+        assert pod["nodeSelector"] == {"eks-node": "gpu"}
+        assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+        tgi = _tgi(dev, key)
+        res = tgi["resources"]
+        assert res["limits"]["nvidia.com/gpu"] == "1" and res["requests"]["nvidia.com/gpu"] == "1"
+        assert res["requests"]["memory"] == res["limits"]["memory"] == "24Gi"
+        assert (res["requests"]["cpu"], res["limits"]["cpu"]) == ("2", "4")
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 1000
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        sc = tgi["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        # The only root step may change file owners and nothing else.
+        owner = next(c for c in pod["initContainers"] if c["name"] == "cache-owner")
+        assert owner["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
+
+
+def test_volumes_shm_in_memory_and_a_cache_that_survives_restarts(dev: Recorded) -> None:
+    for key in KEYS:
+        pod = _deployment(dev, key)["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mounts = {m["mountPath"]: m["name"] for m in _tgi(dev, key)["volumeMounts"]}
+        assert volumes[mounts["/dev/shm"]]["emptyDir"] == {"medium": "Memory", "sizeLimit": "1Gi"}
+        cache = volumes[mounts["/data"]]
+        assert "emptyDir" not in cache
+        assert cache["hostPath"] == {"path": f"/var/lib/gpu-sharing/hf-cache/{key}", "type": "DirectoryOrCreate"}
+
+
+def test_probes_give_download_and_warmup_time_and_a_lenient_liveness(dev: Recorded) -> None:
+    tgi = _tgi(dev, "deepseek-r1-8b")
+    startup, ready, live = tgi["startupProbe"], tgi["readinessProbe"], tgi["livenessProbe"]
+    for probe in (startup, ready, live):
+        assert probe["httpGet"] == {"path": "/health", "port": "http"}
+    assert startup["periodSeconds"] * startup["failureThreshold"] == 30 * 60
+    assert live["periodSeconds"] * live["failureThreshold"] >= 3 * 60
+    rec = run_program(_models_with(deepseek_r1_8b={"startupMinutes": 45}))
+    s = _tgi(rec, "deepseek-r1-8b")["startupProbe"]
+    assert s["periodSeconds"] * s["failureThreshold"] == 45 * 60
+
+
+def test_a_model_waits_for_the_enabled_models_planned_before_it(dev: Recorded) -> None:
+    first = _deployment(dev, "phi35-mini")["spec"]["template"]["spec"]["initContainers"]
+    second = _deployment(dev, "deepseek-r1-8b")["spec"]["template"]["spec"]["initContainers"]
+    assert [c["name"] for c in first] == ["cache-owner"]
+    wait = next(c for c in second if c["name"] == "wait-for-earlier-models")
+    assert wait["command"][-1:] == ["phi35-mini"]  # the keys it waits for, in order
+    assert "/health" in wait["command"][2]
+    order = dev.one(CONFIG_MAP, "models-start-order").inputs
+    assert order["metadata"]["name"] == "model-start-order"
+    assert order["data"]["enabled"].split() == KEYS
+    # Reversing the start order reverses who waits for whom.
+    rec = run_program(_models_with(phi35_mini={"startOrder": 3}))
+    assert [c["name"] for c in _deployment(rec, "deepseek-r1-8b")["spec"]["template"]["spec"]["initContainers"]] == [
+        "cache-owner"
+    ]
+    assert _deployment(rec, "phi35-mini")["spec"]["template"]["spec"]["initContainers"][-1]["command"][-1] == "deepseek-r1-8b"
+
+
+def test_toggling_a_model_off_changes_its_replicas_and_the_start_list_only() -> None:
+    on = run_program(dev_config())
+    off = run_program(_models_with(phi35_mini={"enabled": False}))
+    before = {(r.type, r.name): r.inputs for r in on.resources}
+    after = {(r.type, r.name): r.inputs for r in off.resources}
+    assert before.keys() == after.keys()  # the Service, cache and everything else stay
+    changed = {k for k in before if before[k] != after[k]}
+    assert changed == {(DEPLOYMENT, "models-phi35-mini-deployment"), (CONFIG_MAP, "models-start-order")}
+    assert after[(DEPLOYMENT, "models-phi35-mini-deployment")]["spec"]["replicas"] == 0
+    assert {**after[(DEPLOYMENT, "models-phi35-mini-deployment")]["spec"], "replicas": 1} == before[
+        (DEPLOYMENT, "models-phi35-mini-deployment")
+    ]["spec"]
+    assert after[(CONFIG_MAP, "models-start-order")]["data"]["enabled"].split() == ["deepseek-r1-8b"]
+    phi = off.outputs["contract"]["models"]["phi35-mini"]
+    assert (phi["enabled"], phi["replicas"]) == (False, 0)
+
+
+def test_hf_token_becomes_a_secret_referenced_by_the_pods_and_nowhere_else(dev: Recorded) -> None:
+    secret = dev.one(SECRET, "models-hf-token").inputs
+    assert secret["stringData"] == {"token": TOKEN}
+    for key in KEYS:
+        (env,) = [e for e in _tgi(dev, key)["env"] if e["name"] == "HF_TOKEN"]
+        assert env["valueFrom"]["secretKeyRef"] == {"name": secret["metadata"]["name"], "key": "token"}
+    others = [r for r in dev.resources if r.type != SECRET]
+    assert TOKEN not in json.dumps([r.inputs for r in others]) + json.dumps(dev.outputs)
+    plain = run_program(dev_config())
+    assert not plain.of_type(SECRET)
+    assert all(e["name"] != "HF_TOKEN" for e in _tgi(plain, "phi35-mini")["env"])
+
+
+def test_network_policy_admits_the_namespace_and_configured_cidrs_on_8080(dev: Recorded) -> None:
+    policy = dev.one("kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs["spec"]
+    (rule,) = policy["ingress"]
+    assert rule["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    assert rule["from"] == [{"podSelector": {}}, {"ipBlock": {"cidr": "10.20.0.0/16"}}]
+    labels = _deployment(dev, "phi35-mini")["spec"]["template"]["metadata"]["labels"]
+    assert set(policy["podSelector"]["matchLabels"].items()) <= set(labels.items())
+    assert policy["policyTypes"] == ["Ingress"]
+
+
+def test_contract_export_has_the_agreed_shape(dev: Recorded) -> None:
+    c = dev.outputs["contract"]
+    assert c["version"] == 1
+    assert c["cluster"] == {"name": "gpusharing-demo", "region": "us-west-2"}
+    assert c["namespace"] == "llm-testing"
+    assert c["gpu"] == dev.outputs["gpu"]
+    assert list(c["models"]) == KEYS
+    types = {
+        "model_id": str, "deployment": str, "service": str, "port": int, "enabled": bool, "replicas": int,
+        "start_order": int, "api": str, "max_input_tokens": int, "max_total_tokens": int,
+        "max_batch_total_tokens": int, "cuda_memory_fraction": float, "planned_kv_tokens": int,
+    }  # fmt: skip
+    for i, key in enumerate(KEYS, start=1):
+        m = c["models"][key]
+        for field, kind in types.items():
+            assert isinstance(m[field], kind) or (kind is float and isinstance(m[field], int)), (key, field)
+        assert (m["deployment"], m["service"], m["port"], m["api"]) == (key, key, 8080, "tgi")
+        assert (m["enabled"], m["replicas"], m["start_order"]) == (True, 1, i)
+        assert m["planned_kv_tokens"] >= m["max_batch_total_tokens"]
+    assert "contract" not in dev.secret_outputs
+
+
+def test_component_type_and_child_names(dev: Recorded) -> None:
+    assert {"gpu-sharing:workloads:ModelWorkloads", "gpu-sharing:workloads:InferenceModel"} <= dev.types()
+    for key in KEYS:
+        dev.one("gpu-sharing:workloads:InferenceModel", f"models-{key}")
+        dev.one(DEPLOYMENT, f"models-{key}-deployment")
+        dev.one(SERVICE, f"models-{key}-service")

@@ -1,0 +1,387 @@
+"""The models on the cluster: one ``InferenceModel`` (TGI Deployment + Service) per catalog
+entry, inside a ``ModelWorkloads`` component that also owns the namespace, the optional
+Hugging Face token Secret, the start-order list and the NetworkPolicy.
+
+Pass the cluster's Kubernetes provider through ``opts`` (``providers=[provider]``);
+children inherit it. Kubernetes object names are the catalog keys (deterministic, so
+the benchmark finds them); Pulumi names are ``f"{name}-..."``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pulumi_kubernetes.apps.v1 import DeploymentSpecArgs, DeploymentStrategyArgs
+from pulumi_kubernetes.core.v1 import (
+    CapabilitiesArgs,
+    ConfigMapVolumeSourceArgs,
+    ContainerArgs,
+    ContainerPortArgs,
+    EmptyDirVolumeSourceArgs,
+    EnvVarArgs,
+    EnvVarSourceArgs,
+    HostPathVolumeSourceArgs,
+    HTTPGetActionArgs,
+    PodSecurityContextArgs,
+    PodSpecArgs,
+    PodTemplateSpecArgs,
+    ProbeArgs,
+    ResourceRequirementsArgs,
+    SeccompProfileArgs,
+    SecretKeySelectorArgs,
+    SecurityContextArgs,
+    ServicePortArgs,
+    ServiceSpecArgs,
+    TolerationArgs,
+    VolumeArgs,
+    VolumeMountArgs,
+)
+from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
+from pulumi_kubernetes.networking.v1 import (
+    IPBlockArgs,
+    NetworkPolicyIngressRuleArgs,
+    NetworkPolicyPeerArgs,
+    NetworkPolicyPortArgs,
+    NetworkPolicySpecArgs,
+)
+
+from workloads.settings import ModelSettings, WorkloadSettings
+
+__all__ = [
+    "InferenceModel",
+    "InferenceModelArgs",
+    "ModelWorkloads",
+    "ModelWorkloadsArgs",
+    "PORT",
+    "CACHE_ROOT",
+    "model_labels",
+    "tgi_args",
+]
+
+PORT = 8080
+# The model cache: a directory per model on the GPU node's disk (see README, "Models and
+# GPU memory": why a hostPath and not a PVC).
+CACHE_ROOT = "/var/lib/gpu-sharing/hf-cache"
+TGI_UID = 1000
+START_ORDER_CONFIG_MAP = "model-start-order"
+HF_TOKEN_SECRET = "hf-token"
+_COMPONENT = "model-server"
+_PART_OF = "gpu-sharing"
+# Waits, in start order, for each earlier model that is enabled (listed in the mounted
+# start-order ConfigMap, re-read each round) to answer /health through its Service.
+_WAIT_SCRIPT = """\
+for key in "$@"; do
+  while grep -qx "$key" /etc/start-order/enabled; do
+    curl -fsS -o /dev/null --max-time 5 "http://$key:{port}/health" && break
+    echo "waiting for $key, which starts before this model, to be healthy"
+    sleep 10
+  done
+done
+"""
+
+
+def model_labels(model: ModelSettings) -> dict[str, str]:
+    """The recommended ``app.kubernetes.io/*`` labels of one model's objects."""
+    return {
+        "app.kubernetes.io/name": "text-generation-inference",
+        "app.kubernetes.io/instance": model.key,
+        "app.kubernetes.io/version": model.image.rsplit(":", 1)[-1].split("@")[0][:63],
+        "app.kubernetes.io/component": _COMPONENT,
+        "app.kubernetes.io/part-of": _PART_OF,
+        "app.kubernetes.io/managed-by": "pulumi",
+    }
+
+
+def tgi_args(model: ModelSettings) -> list[str]:
+    """``text-generation-launcher`` arguments (launcher/src/main.rs ``Args``).
+
+    ``--hostname 0.0.0.0`` is explicit because the launcher also reads ``HOSTNAME`` from
+    the environment (clap ``env``), which Kubernetes sets to the pod name: it would then
+    listen on the pod IP only, and ``kubectl port-forward`` (localhost) would not reach it.
+    """
+    args = [
+        "--model-id", model.model_id,
+        "--hostname", "0.0.0.0",
+        "--port", str(PORT),
+        "--max-input-tokens", str(model.max_input_tokens),
+        "--max-total-tokens", str(model.max_total_tokens),
+        "--max-batch-prefill-tokens", str(model.max_batch_prefill_tokens),
+        "--max-batch-total-tokens", str(model.max_batch_total_tokens),
+        "--max-concurrent-requests", str(model.max_concurrent_requests),
+        "--max-waiting-tokens", str(model.max_waiting_tokens),
+        "--cuda-memory-fraction", f"{model.cuda_memory_fraction:.4g}",
+        "--json-output",  # the image's default CMD, which args replace
+    ]  # fmt: skip
+    if model.revision:
+        args += ["--revision", model.revision]
+    if model.quantize:
+        args += ["--quantize", model.quantize]
+    if model.dtype:
+        args += ["--dtype", model.dtype]
+    return args
+
+
+@dataclass(frozen=True, kw_only=True)
+class InferenceModelArgs:
+    model: ModelSettings
+    namespace: pulumi.Input[str]
+    before: Sequence[str]  # catalog keys that start before this model, in order
+    total_startup_minutes: int  # this model's and its predecessors' startup budgets
+    node_selector: Mapping[str, str]
+    tolerate_gpu_taint: bool
+    gpu_resource: str  # the extended resource one GPU share is advertised as
+    hf_token_secret: str | None  # Secret name holding ``token``, or None
+
+
+class InferenceModel(pulumi.ComponentResource):
+    """One TGI model server: a Deployment (0 or 1 replica) and its ClusterIP Service."""
+
+    deployment_name: pulumi.Output[str]
+    service_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: InferenceModelArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("gpu-sharing:workloads:InferenceModel", name, None, opts)
+        m = args.model
+        labels = model_labels(m)
+        selector = {k: labels[k] for k in ("app.kubernetes.io/name", "app.kubernetes.io/instance")}
+        child = pulumi.ResourceOptions(parent=self)
+
+        deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata=ObjectMetaArgs(
+                name=m.key,
+                namespace=args.namespace,
+                labels=labels,
+                annotations={
+                    # Pulumi waits for the rollout: the model and those before it may need
+                    # to download and warm up first.
+                    "pulumi.com/timeoutSeconds": str(args.total_startup_minutes * 60),
+                    "gpu-sharing/model-id": m.model_id,
+                    "gpu-sharing/start-order": str(m.start_order),
+                },
+            ),
+            spec=DeploymentSpecArgs(
+                replicas=m.replicas,
+                # A surge pod would be a second TGI process on the shared GPU, breaking the plan.
+                strategy=DeploymentStrategyArgs(type="Recreate"),
+                revision_history_limit=3,
+                selector=LabelSelectorArgs(match_labels=selector),
+                template=PodTemplateSpecArgs(
+                    metadata=ObjectMetaArgs(labels=labels),
+                    spec=_pod_spec(args),
+                ),
+            ),
+            opts=child,
+        )
+        service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata=ObjectMetaArgs(
+                name=m.key,
+                namespace=args.namespace,
+                labels=labels,
+                # A disabled model has no pods: don't wait for endpoints that will not come.
+                annotations={"pulumi.com/skipAwait": "true"},
+            ),
+            spec=ServiceSpecArgs(
+                type="ClusterIP",
+                selector=selector,
+                ports=[ServicePortArgs(name="http", port=PORT, target_port="http", protocol="TCP")],
+            ),
+            opts=child,
+        )
+        self.deployment_name = deployment.metadata.apply(lambda md: md.name or m.key)
+        self.service_name = service.metadata.apply(lambda md: md.name or m.key)
+        self.register_outputs({"deployment_name": self.deployment_name, "service_name": self.service_name})
+
+
+def _pod_spec(args: InferenceModelArgs) -> PodSpecArgs:
+    m = args.model
+    tight = SecurityContextArgs(
+        allow_privilege_escalation=False,
+        read_only_root_filesystem=True,
+        capabilities=CapabilitiesArgs(drop=["ALL"]),
+    )
+    env = [
+        # The launcher and its Python shard write caches under $HOME (triton, flashinfer).
+        EnvVarArgs(name="HOME", value="/tmp"),
+        EnvVarArgs(name="HF_HOME", value="/data"),
+        EnvVarArgs(name="HUGGINGFACE_HUB_CACHE", value="/data"),
+    ]
+    if args.hf_token_secret:
+        env.append(
+            EnvVarArgs(
+                name="HF_TOKEN",
+                value_from=EnvVarSourceArgs(secret_key_ref=SecretKeySelectorArgs(name=args.hf_token_secret, key="token")),
+            )
+        )
+    health = HTTPGetActionArgs(path="/health", port="http")
+    init = [
+        ContainerArgs(
+            # hostPath directories are created root-owned; TGI runs as an unprivileged user
+            # and creates everything below it itself.
+            name="cache-owner",
+            image=m.image,
+            command=["chown", f"{TGI_UID}:{TGI_UID}", "/data"],
+            security_context=SecurityContextArgs(
+                run_as_user=0,
+                run_as_non_root=False,
+                allow_privilege_escalation=False,
+                read_only_root_filesystem=True,
+                capabilities=CapabilitiesArgs(drop=["ALL"], add=["CHOWN"]),
+            ),
+            resources=ResourceRequirementsArgs(requests={"cpu": "50m", "memory": "64Mi"}, limits={"memory": "128Mi"}),
+            volume_mounts=[VolumeMountArgs(name="cache", mount_path="/data")],
+        )
+    ]
+    if args.before:
+        init.append(
+            ContainerArgs(
+                name="wait-for-earlier-models",
+                image=m.image,
+                command=["sh", "-c", _WAIT_SCRIPT.format(port=PORT), "wait", *args.before],
+                security_context=tight,
+                resources=ResourceRequirementsArgs(requests={"cpu": "50m", "memory": "64Mi"}, limits={"memory": "128Mi"}),
+                volume_mounts=[VolumeMountArgs(name="start-order", mount_path="/etc/start-order", read_only=True)],
+            )
+        )
+    return PodSpecArgs(
+        node_selector=dict(args.node_selector),
+        tolerations=(
+            [TolerationArgs(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")]
+            if args.tolerate_gpu_taint
+            else None
+        ),
+        automount_service_account_token=False,
+        enable_service_links=False,  # TGI's launcher reads many env vars; keep Kubernetes' out
+        security_context=PodSecurityContextArgs(
+            run_as_non_root=True,
+            run_as_user=TGI_UID,
+            run_as_group=TGI_UID,
+            fs_group=TGI_UID,
+            seccomp_profile=SeccompProfileArgs(type="RuntimeDefault"),
+        ),
+        init_containers=init,
+        containers=[
+            ContainerArgs(
+                name="tgi",
+                image=m.image,
+                args=tgi_args(m),
+                env=env,
+                ports=[ContainerPortArgs(name="http", container_port=PORT, protocol="TCP")],
+                resources=ResourceRequirementsArgs(
+                    requests={"cpu": m.cpu, "memory": m.memory, args.gpu_resource: "1"},
+                    limits={"cpu": m.cpu_limit, "memory": m.memory, args.gpu_resource: "1"},
+                ),
+                security_context=tight,
+                # Download + load + warmup: up to startupMinutes before the pod restarts.
+                startup_probe=ProbeArgs(
+                    http_get=health, period_seconds=10, timeout_seconds=5, failure_threshold=m.startup_minutes * 6
+                ),
+                readiness_probe=ProbeArgs(http_get=health, period_seconds=10, timeout_seconds=5, failure_threshold=3),
+                # Lenient: a time-sliced GPU under load answers slowly; restart only a hung server.
+                liveness_probe=ProbeArgs(http_get=health, period_seconds=30, timeout_seconds=10, failure_threshold=6),
+                volume_mounts=[
+                    VolumeMountArgs(name="cache", mount_path="/data"),
+                    VolumeMountArgs(name="shm", mount_path="/dev/shm"),
+                    VolumeMountArgs(name="tmp", mount_path="/tmp"),
+                ],
+            )
+        ],
+        volumes=[
+            VolumeArgs(
+                name="cache",
+                host_path=HostPathVolumeSourceArgs(path=f"{CACHE_ROOT}/{m.key}", type="DirectoryOrCreate"),
+            ),
+            VolumeArgs(name="shm", empty_dir=EmptyDirVolumeSourceArgs(medium="Memory", size_limit=m.shm_size)),
+            VolumeArgs(name="tmp", empty_dir=EmptyDirVolumeSourceArgs(size_limit="8Gi")),
+            VolumeArgs(name="start-order", config_map=ConfigMapVolumeSourceArgs(name=START_ORDER_CONFIG_MAP)),
+        ],
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelWorkloadsArgs:
+    settings: WorkloadSettings
+    node_selector: Mapping[str, str]  # the GPU node group's labels
+    tolerate_gpu_taint: bool  # the GPU node group is tainted nvidia.com/gpu=true:NoSchedule
+    gpu_resource: str  # nvidia.com/gpu, or nvidia.com/gpu.shared under renameByDefault
+
+
+class ModelWorkloads(pulumi.ComponentResource):
+    """The namespace, its shared objects, and one ``InferenceModel`` per catalog entry."""
+
+    namespace: pulumi.Output[str]
+    models: dict[str, InferenceModel]
+
+    def __init__(self, name: str, args: ModelWorkloadsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("gpu-sharing:workloads:ModelWorkloads", name, None, opts)
+        s = args.settings
+        child = pulumi.ResourceOptions(parent=self)
+        for warning in s.plan.warnings:
+            pulumi.log.warn(warning, resource=self)
+
+        ns = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata=ObjectMetaArgs(name=s.namespace, labels={"app.kubernetes.io/part-of": _PART_OF}),
+            opts=child,
+        )
+        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
+        self.namespace = ns.metadata.apply(lambda md: md.name or s.namespace)
+
+        secret_name: str | None = None
+        if s.hf_token is not None:
+            k8s.core.v1.Secret(
+                f"{name}-hf-token",
+                metadata=ObjectMetaArgs(name=HF_TOKEN_SECRET, namespace=s.namespace),
+                type="Opaque",
+                string_data={"token": pulumi.Output.secret(s.hf_token)},
+                opts=in_ns,
+            )
+            secret_name = HF_TOKEN_SECRET
+
+        # Which models are enabled, in start order: the wait init containers read it, so a
+        # toggle changes this list and that model's replicas, not the other Deployments.
+        k8s.core.v1.ConfigMap(
+            f"{name}-start-order",
+            metadata=ObjectMetaArgs(name=START_ORDER_CONFIG_MAP, namespace=s.namespace),
+            data={"enabled": "".join(f"{m.key}\n" for m in s.enabled_models)},
+            opts=in_ns,
+        )
+
+        peers = [NetworkPolicyPeerArgs(pod_selector=LabelSelectorArgs())] + [
+            NetworkPolicyPeerArgs(ip_block=IPBlockArgs(cidr=c)) for c in s.model_access_cidrs
+        ]
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-ingress",
+            metadata=ObjectMetaArgs(name="model-servers-ingress", namespace=s.namespace),
+            spec=NetworkPolicySpecArgs(
+                pod_selector=LabelSelectorArgs(
+                    match_labels={"app.kubernetes.io/component": _COMPONENT, "app.kubernetes.io/part-of": _PART_OF}
+                ),
+                policy_types=["Ingress"],
+                ingress=[NetworkPolicyIngressRuleArgs(from_=peers, ports=[NetworkPolicyPortArgs(port=PORT, protocol="TCP")])],
+            ),
+            opts=in_ns,
+        )
+
+        ordered = list(s.models.values())
+        self.models = {}
+        for i, m in enumerate(ordered):
+            self.models[m.key] = InferenceModel(
+                f"{name}-{m.key}",
+                InferenceModelArgs(
+                    model=m,
+                    namespace=s.namespace,
+                    before=[p.key for p in ordered[:i]],
+                    total_startup_minutes=sum(p.startup_minutes for p in ordered[: i + 1]),
+                    node_selector=args.node_selector,
+                    tolerate_gpu_taint=args.tolerate_gpu_taint,
+                    gpu_resource=args.gpu_resource,
+                    hf_token_secret=secret_name,
+                ),
+                in_ns,
+            )
+        self.register_outputs({"namespace": self.namespace})
