@@ -90,11 +90,13 @@ class Histogram:
     def mean(self) -> float | None:
         return self.sum / self.count if self.count > 0 else None
 
-    def quantile(self, q: float) -> float | None:
-        """Linear interpolation inside the bucket holding rank ``q * count``.
+    def quantile(self, q: float, *, interpolate: bool = True) -> float | None:
+        """The value below which a fraction ``q`` of the observations fall.
 
-        As ``histogram_quantile``: the first bucket's lower bound is 0, and a rank in the
-        ``+Inf`` bucket returns the highest finite bound.
+        As ``histogram_quantile``: linear interpolation inside the bucket holding rank
+        ``q * count``, the first bucket's lower bound is 0, and a rank in the ``+Inf`` bucket
+        returns the highest finite bound. ``interpolate=False`` returns the bucket's upper
+        bound instead: exact for integer counts bucketed one by one (batch sizes).
         """
         if self.count <= 0 or not self.buckets:
             return None
@@ -104,6 +106,8 @@ class Histogram:
             if cumulative >= rank:
                 if math.isinf(le):
                     return lower_bound
+                if not interpolate:
+                    return le
                 width = cumulative - lower_count
                 fraction = (rank - lower_count) / width if width > 0 else 1.0
                 return lower_bound + (le - lower_bound) * fraction
@@ -172,7 +176,7 @@ def attribute(before: str, after: str, *, planned_kv_tokens: int | None) -> dict
         "inference_p95_s": inference.quantile(0.95) if inference else None,
         "queue_share": queue.sum / busy if queue and inference and busy > 0 else None,
         "batch_size_mean": batch.mean if batch else None,
-        "batch_size_p95": batch.quantile(0.95) if batch else None,
+        "batch_size_p95": batch.quantile(0.95, interpolate=False) if batch else None,
         "kv_tokens_found": kv_found,
         "kv_tokens_planned": planned_kv_tokens,
         "kv_found_vs_planned": (

@@ -296,7 +296,7 @@ def _attribution_table(frame: pd.DataFrame) -> list[str]:
         out.append(
             f"| {r['scenario']} | {r['model']} | {_num(r['requests'], 0)} | {_s(r['queue_mean_s'])} / {_s(r['queue_p95_s'])} "
             f"| {_s(r['inference_mean_s'])} / {_s(r['inference_p95_s'])} | {_pct(r['queue_share'])} "
-            f"| {_num(r['batch_size_mean'], 2)} / {_num(r['batch_size_p95'], 1)} | {kv} |"
+            f"| {_num(r['batch_size_mean'], 2)} / {_num(r['batch_size_p95'], 0)} | {kv} |"
         )
     out += ["", "Queue time is waiting for a place in a batch; inference time runs from joining a batch to the "
                 "last token, and grows when the GPU is time-sliced with other models."]

@@ -48,6 +48,7 @@ def test_attribution_covers_only_what_happened_between_the_scrapes() -> None:
     assert got["inference_mean_s"] == pytest.approx(inference_new.mean())
     assert got["queue_share"] == pytest.approx(queue_new.sum() / (queue_new.sum() + inference_new.sum()))
     assert got["batch_size_mean"] == pytest.approx(batch_new.mean())
+    assert got["batch_size_p95"] == np.percentile(batch_new, 95, method="inverted_cdf")
     # a quantile from buckets is exact to within the bucket that holds it
     for key, values in (("queue_p95_s", queue_new), ("inference_p95_s", inference_new)):
         true = np.percentile(values, 95)
