@@ -220,16 +220,14 @@ def run_program(
     from infra.settings import load_settings
 
     if build is None:
-        from infra.program import build as program_build
-
-        build = program_build
+        from infra.program import build
     rec = into if into is not None else Recorded()
     mocks = _Mocks(rec, gpu_zones)
     pulumi.runtime.set_mocks(
         mocks, project="gpu-sharing", stack="dev", preview=False, monitor=_NoResourceReferencesMonitor(mocks)
     )
     pulumi.runtime.set_all_config(dict(config))
-    program = build
+    program = build  # bound here: pyright narrows `build` to non-None only outside the closure
 
     @pulumi.runtime.test
     def run() -> pulumi.Output[Any]:
