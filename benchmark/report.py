@@ -50,6 +50,7 @@ from benchmark.timeline import throughput_timeline  # noqa: E402
 __all__ = ["Report", "Comparison", "analyse", "write_report", "result_blocks", "impact_lines", "impact_markdown"]
 
 BASELINE_SCENARIO = "alone"
+BIN_S = 1.0  # s, the throughput timeline's bins
 SIMULATED_BANNER = (
     "**SIMULATED**: these numbers come from the TGI simulator (`benchmark/sim`), "
     "not from models on a GPU. They show how the tool works, not how your cluster performs."
@@ -129,7 +130,7 @@ def analyse(run: LoadedRun) -> Analysis:
     runs = [(s.scenario, s.models) for s in run.meta.scenarios]
     return Analysis(
         run=run, records=records, sources=sources, summary=summarize(records), comparisons=comparisons,
-        attribution=pd.DataFrame(rows), timeline=throughput_timeline(records, runs=runs),
+        attribution=pd.DataFrame(rows), timeline=throughput_timeline(records, runs=runs, bin_s=BIN_S),
     )
 
 
@@ -299,7 +300,8 @@ def _attribution_table(frame: pd.DataFrame) -> list[str]:
             f"| {_num(r['batch_size_mean'], 2)} / {_num(r['batch_size_p95'], 0)} | {kv} |"
         )
     out += ["", "Queue time is waiting for a place in a batch; inference time runs from joining a batch to the "
-                "last token, and grows when the GPU is time-sliced with other models."]
+                "last token, and grows when the GPU is time-sliced with other models. The server's request "
+                "count includes warmup requests, which the client does not record."]
     return out
 
 
@@ -367,12 +369,14 @@ def _plots(a: Analysis, out: Path) -> list[Path]:
         part = a.timeline[a.timeline["scenario"] == scenario]
         for model in models:
             line = part[part["model"] == model]
-            if len(line):
-                ax.step(line["t"], line["tokens_per_s"], where="post", label=model)
-        ax.set(title=f"{scenario}: output tokens per second", xlabel="seconds since the scenario's start",
-               ylabel="tokens/s")
+            if len(line):  # repeat the last value to the end of its bin
+                t, y = line["t"].tolist(), line["tokens_per_s"].tolist()
+                ax.step(t + [t[-1] + BIN_S], y + y[-1:], where="post", label=model)
+        ax.set(title=f"{scenario}: output tokens per second ({BIN_S:g} s bins)",
+               xlabel="seconds since the scenario's start", ylabel="tokens/s")
+        ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper right")
+        ax.legend(loc="best")
     _save(fig, paths[1], a.run.meta.simulated)
     return paths
 
