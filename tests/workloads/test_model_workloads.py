@@ -248,3 +248,25 @@ def test_component_type_and_child_names(dev: Recorded) -> None:
         dev.one("gpu-sharing:workloads:InferenceModel", f"models-{key}")
         dev.one(DEPLOYMENT, f"models-{key}-deployment")
         dev.one(SERVICE, f"models-{key}-service")
+
+
+def test_the_benchmarks_reader_accepts_the_exported_outputs(dev: Recorded) -> None:
+    from benchmark.stack_outputs import parse_outputs
+
+    stack = parse_outputs(json.loads(json.dumps(dev.outputs)), source="mock preview")
+    assert [m.key for m in stack.active_models()] == KEYS
+    for m in stack.active_models():
+        d = _deployment(dev, m.deployment)
+        assert d["metadata"]["namespace"] == stack.namespace
+        assert float(_flag(_tgi(dev, m.key), "--cuda-memory-fraction")) == m.cuda_memory_fraction
+
+
+def test_preview_warns_with_numbers_when_the_guides_fractions_starve_the_8b_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pulumi
+
+    seen: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda msg, *a, **kw: seen.append(msg))
+    run_program(_models_with(phi35_mini={"cudaMemoryFraction": 0.4}, deepseek_r1_8b={"cudaMemoryFraction": 0.4}))
+    (warning,) = [w for w in seen if "KV cache" in w]
+    assert warning.startswith("deepseek-r1-8b: TGI will size its KV cache to 8176 tokens, fewer than its maxBatchTotalTokens 8192")
+    assert "fraction 0.4 makes it leave 28.79 GiB free" in warning
