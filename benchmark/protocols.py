@@ -33,6 +33,7 @@ reader.
 from __future__ import annotations
 
 import asyncio
+import collections
 from time import perf_counter
 from typing import Any, ClassVar
 
@@ -209,6 +210,57 @@ def adapter_for(name: str) -> Adapter:
         raise ValueError(f"unknown api {name!r}; allowed: {', '.join(sorted(ADAPTERS))}") from None
 
 
+class _StampedBuffer(collections.deque[bytes]):
+    """aiohttp's response buffer, noting ``perf_counter()`` and size of every chunk appended.
+
+    ``StreamReader.feed_data`` appends each chunk from the protocol's ``data_received``, so
+    the stamp is taken when the event loop handles the socket read, before our task is
+    scheduled: under load the task may resume milliseconds later, and ``readany`` joins
+    every chunk buffered meanwhile. (aiohttp 3.14: ``StreamReader._buffer`` is a deque that
+    ``feed_data`` appends to and ``readany`` empties.)
+    """
+
+    __slots__ = ("stamps",)
+
+    def __init__(self, chunks: collections.deque[bytes]) -> None:
+        super().__init__(chunks)
+        now = perf_counter()
+        self.stamps: collections.deque[tuple[float, int]] = collections.deque((now, len(c)) for c in chunks)
+
+    def append(self, data: bytes) -> None:
+        self.stamps.append((perf_counter(), len(data)))
+        super().append(data)
+
+
+def _stamp_arrivals(content: aiohttp.StreamReader) -> collections.deque[tuple[float, int]] | None:
+    buffer = getattr(content, "_buffer", None)
+    if type(buffer) is not collections.deque or getattr(content, "_buffer_offset", 0):
+        return None  # an aiohttp we do not know: fall back to stamping when the read returns
+    stamped = _StampedBuffer(buffer)
+    content._buffer = stamped  # type: ignore[attr-defined]  # noqa: SLF001
+    return stamped.stamps
+
+
+def _arrivals(chunk: bytes, stamps: collections.deque[tuple[float, int]] | None) -> list[tuple[float, bytes]]:
+    """Split what ``readany`` returned back into the chunks as they arrived, with their stamps."""
+    if not stamps:
+        return [(perf_counter(), chunk)]
+    t, size = stamps.popleft()
+    if size == len(chunk):
+        return [(t, chunk)]
+    out: list[tuple[float, bytes]] = []
+    pos = 0
+    while True:
+        out.append((t, chunk[pos:pos + size]))
+        pos += size
+        if pos >= len(chunk) or not stamps:
+            break
+        t, size = stamps.popleft()
+    if pos < len(chunk):
+        out.append((perf_counter(), chunk[pos:]))
+    return out
+
+
 def status_kind(status: int) -> ErrorKind:
     if status == 429:
         return "overloaded"
@@ -247,21 +299,24 @@ async def send(
             else:
                 decoder = SSEDecoder()
                 content = resp.content
+                stamps = _stamp_arrivals(content)
                 on_event = adapter.on_event
                 append = token_times.append
                 while True:
                     chunk = await content.readany()
                     if not chunk:
                         break
-                    t = perf_counter()
                     if end:
                         continue  # drain after the final event so the connection is reused
-                    for data in decoder.feed(chunk):
-                        flags = on_event(data, rec)
-                        if flags & TOKEN:
-                            append(t)
-                        if flags & END:
-                            end = t
+                    for t, piece in _arrivals(chunk, stamps):
+                        for data in decoder.feed(piece):
+                            flags = on_event(data, rec)
+                            if flags & TOKEN:
+                                append(t)
+                            if flags & END:
+                                end = t
+                                break
+                        if end:
                             break
                 if not end:
                     raise StreamFailure(

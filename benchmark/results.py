@@ -2,15 +2,16 @@
 
 Each line goes to the OS in a single ``write`` and is flushed at once, so a Ctrl-C, a crash or
 a SIGKILL keeps every record written so far (the page cache survives the process); ``fsync``
-runs at most every ``fsync_every`` seconds and on close, so an OS crash loses at most that
-much. ``read_records`` rebuilds the records from the file alone and tolerates a torn last line
+runs every ``fsync_every`` seconds in a background thread (it can take milliseconds, which
+would stall the event loop and delay every timestamp) and on close, so an OS crash loses at
+most that much. ``read_records`` rebuilds the records from the file alone and tolerates a torn last line
 (the one write a killed process may leave half done); damage anywhere else is an error.
 """
 
 from __future__ import annotations
 
 import os
-import time
+import threading
 from pathlib import Path
 from types import TracebackType
 
@@ -29,10 +30,13 @@ class ResultsWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.count = 0
-        self._fsync_every = fsync_every
-        self._last_fsync = time.monotonic()
         # unbuffered: each write() below is one system call carrying one whole line
         self._file = open(self.path, "ab", buffering=0)
+        self._synced = 0
+        self._stop = threading.Event()
+        self._syncer = threading.Thread(target=self._sync_loop, args=(fsync_every,), daemon=True,
+                                        name=f"fsync {self.path.name}")
+        self._syncer.start()
 
     def write(self, record: RequestRecord) -> None:
         # orjson serialises the slotted dataclass directly, ~10x faster than asdict + json
@@ -42,14 +46,19 @@ class ResultsWriter:
         """Append one already-serialised record (used by worker processes' results)."""
         self._file.write(line + b"\n")
         self.count += 1
-        now = time.monotonic()
-        if now - self._last_fsync >= self._fsync_every:
-            os.fsync(self._file.fileno())
-            self._last_fsync = now
+
+    def _sync_loop(self, every: float) -> None:
+        while not self._stop.wait(every):
+            count = self.count
+            if count != self._synced:
+                os.fsync(self._file.fileno())
+                self._synced = count
 
     def close(self) -> None:
         if self._file.closed:
             return
+        self._stop.set()
+        self._syncer.join()
         os.fsync(self._file.fileno())
         self._file.close()
 

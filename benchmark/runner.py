@@ -199,14 +199,16 @@ class _Driver:
         now = ctx.clock.now()
         if ctx.start > now:
             await asyncio.sleep(ctx.start - now)
-        while True:
+        intended = ctx.start  # each worker's first request is due at the start instant, later ones
+        while True:  # as soon as the previous one completes
             now = ctx.clock.now()
             if now >= end or (limit is not None and self.next_index >= limit):
                 return
             index = self.next_index
             self.next_index += 1
             self.stop_issuing = now
-            await self.one(index, now, ctx)
+            await self.one(index, min(intended, now), ctx)
+            intended = ctx.clock.now()
 
     async def _open(self, ctx: _RunContext, end: float) -> None:
         pending: set[asyncio.Task[None]] = set()

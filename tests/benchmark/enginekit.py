@@ -6,7 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Coroutine
+import re
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -77,3 +82,44 @@ async def stream_response(request: web.Request, parts: list[bytes], gap: float =
             await asyncio.sleep(gap)
     await resp.write_eof()
     return resp
+
+
+@contextlib.contextmanager
+def sim_process(config: dict[str, Any], workdir: Path, *, timeout: float = 20.0) -> Iterator[tuple[dict[str, str], Path]]:
+    """``python -m benchmark serve-sim`` in its own process (so server and client do not share a
+    CPU-bound event loop); yields ({model key: base URL}, truth log path)."""
+    cfg = workdir / "sim.json"
+    cfg.write_text(json.dumps(config), encoding="utf-8")
+    truth = workdir / "truth.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "benchmark", "serve-sim", "--config", str(cfg),
+                             "--truth-log", str(truth)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        urls: dict[str, str] = {}
+        deadline = time.monotonic() + timeout
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            m = re.match(r"\s+(\S+): (http://127\.0\.0\.1:\d+) ", line)
+            if m:
+                urls[m.group(1)] = m.group(2)
+            if line.startswith("Ctrl-C") or time.monotonic() > deadline:
+                break
+        if len(urls) != len(config["models"]):
+            raise RuntimeError(f"serve-sim did not start: {urls!r}, exit {proc.poll()!r}")
+        yield urls, truth
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def read_truth(path: Path, ids: Iterable[str] = (), *, wait: float = 5.0) -> dict[str, dict[str, Any]]:
+    """The simulator's truth records by request id, waiting up to ``wait`` s for all of ``ids``
+    (a request the client gave up on is logged when the server finishes with it)."""
+    deadline = time.monotonic() + wait
+    while True:
+        out: dict[str, dict[str, Any]] = {}
+        for line in path.read_text(encoding="utf-8").splitlines():
+            rec = json.loads(line)
+            out[rec["request_id"]] = rec
+        if set(ids) <= set(out) or time.monotonic() > deadline:
+            return out
+        time.sleep(0.05)
