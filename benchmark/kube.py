@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
+from kubernetes.stream import portforward
 
 from benchmark.errors import BenchmarkError
 
@@ -81,6 +83,7 @@ class Kube:
             raise BenchmarkError(f"the stack's kubeconfig cannot be loaded: {e}") from None
         cfg.retries = 1  # urllib3's default of 3 retries triples the wait on an unreachable API
         self.host = cfg.host
+        self.config = cfg
         self.api_client = client.ApiClient(cfg)
         self.apps = client.AppsV1Api(self.api_client)
         self.core = client.CoreV1Api(self.api_client)
@@ -149,6 +152,29 @@ class Kube:
             pods=len(pods),
             ready_pods=tuple(p.metadata.name for p in pods if p.metadata and p.metadata.name and _pod_ready(p)),
         )
+
+    def portforward_socket(self, pod: str, port: int) -> socket.socket:
+        """A new port-forward websocket to ``pod:port``; returns our end of its socket pair.
+
+        ``kubernetes.stream.portforward`` swaps the ApiClient's ``call_api`` while it runs,
+        which is not thread-safe: each call gets its own ApiClient.
+        """
+        api_client = client.ApiClient(self.config)
+        try:
+            pf = self._call(
+                f"port-forwarding to pod {pod!r} port {port}",
+                lambda: portforward(
+                    client.CoreV1Api(api_client).connect_get_namespaced_pod_portforward,
+                    pod, self.namespace, ports=str(port),
+                ),
+            )  # fmt: skip
+        finally:
+            api_client.close()
+        wrapped = pf.socket(port)  # the client's wrapper of one end of a socketpair
+        sock = socket.fromfd(wrapped.fileno(), socket.AF_UNIX, socket.SOCK_STREAM)
+        wrapped.close()
+        sock.setblocking(False)
+        return sock
 
     # -- async API --
 

@@ -13,34 +13,15 @@ through whichever path is used, for the report to state next to the figures.
 from __future__ import annotations
 
 import asyncio
-import socket
 import statistics
 import time
-from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
-from kubernetes.stream import portforward
 
 from benchmark.errors import BenchmarkError
 from benchmark.kube import Kube
 
-__all__ = ["Access", "PortForward", "health_rtt", "parse_endpoints", "wait_healthy"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class Access:
-    """How one model is reached, for the report."""
-
-    model: str
-    url: str
-    path: str  # "port-forward" or "endpoint"
-    detail: str  # e.g. "pod phi-abc:8080 via https://API" or "--endpoint"
-    health_rtt_ms: float | None = None  # median GET /health round trip
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "url": self.url, "path": self.path, "detail": self.detail,
-                "health_rtt_ms": self.health_rtt_ms}  # fmt: skip
+__all__ = ["PortForward", "health_rtt", "parse_endpoints", "wait_healthy"]
 
 
 def parse_endpoints(values: list[str] | None, known: list[str]) -> dict[str, str]:
@@ -88,30 +69,13 @@ class PortForward:
             await self._server.wait_closed()
             self._server = None
 
-    def _open_sync(self) -> socket.socket:
-        """One port-forward websocket to the pod; our end of the client's socket pair."""
-        pf = self.kube._call(
-            f"port-forwarding to pod {self.pod!r} port {self.port}",
-            lambda: portforward(
-                self.kube.core.connect_get_namespaced_pod_portforward,
-                self.pod,
-                self.kube.namespace,
-                ports=str(self.port),
-            ),
-        )
-        wrapped = pf.socket(self.port)  # the client's wrapper of a socketpair end
-        sock = socket.fromfd(wrapped.fileno(), socket.AF_UNIX, socket.SOCK_STREAM)
-        wrapped.close()
-        sock.setblocking(False)
-        return sock
-
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
         try:
             try:
-                sock = await asyncio.to_thread(self._open_sync)
+                sock = await asyncio.to_thread(self.kube.portforward_socket, self.pod, self.port)
             except BenchmarkError:
                 return  # the HTTP client sees the connection close and records the failure
             pod_r, pod_w = await asyncio.open_connection(sock=sock)
@@ -140,15 +104,15 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 
 async def health_rtt(session: aiohttp.ClientSession, url: str, *, samples: int = 20) -> float:
-    """Median ``GET /health`` round trip in ms through ``url`` (after one warm-up request)."""
+    """Median ``GET /health`` round trip in seconds through ``url`` (after one warm-up request)."""
     times = []
     for i in range(samples + 1):
         t0 = time.perf_counter()
         async with session.get(url + "/health") as r:
             await r.read()
         if i:  # the first one pays for the connection (and a new port-forward stream)
-            times.append((time.perf_counter() - t0) * 1000)
-    return round(statistics.median(times), 3)
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 async def wait_healthy(session: aiohttp.ClientSession, model: str, url: str, *, timeout: float, poll: float = 0.5) -> None:

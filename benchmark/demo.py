@@ -1,0 +1,124 @@
+"""``python -m benchmark demo`` (``make demo``): the whole stack run, offline, SIMULATED.
+
+It starts the reference pair as simulated TGI servers sharing one simulated L40S
+(``benchmark.sim``), a fake Kubernetes API whose Deployments drive them
+(``benchmark.sim.kube_api``), writes a stack-outputs file for them (the contract, with a
+kubeconfig for the fake API), and then runs exactly what a user runs against a stack:
+``python -m benchmark run --outputs FILE --plan all --endpoint KEY=URL ...`` (the same
+parser and the same code path), with the guide's standard suite (5 prompts x 10 iterations
+per model). The simulated GPU runs ``--time-scale`` times the presets' estimated step
+times (0.1: ten times faster than the estimate), so the demo ends in about a minute.
+Whether the figures are simulated is read from the servers' ``/info`` (``"simulated":
+true``), not assumed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from benchmark import stack_run
+from benchmark.sim import REFERENCE_PAIR, SimulatedGpu, SimulatedModel, preset
+from benchmark.sim.kube_api import FakeDeployment, FakeKubeApi
+from benchmark.sim.spec import ModelSpec
+from benchmark.stack_outputs import load_outputs
+
+__all__ = ["SimulatedStack", "configure", "demo", "demo_outputs", "run", "simulated_stack"]
+
+NAMESPACE = "llm-testing"
+# The guide's multi-model TGI limits (the workloads' catalog defaults), so the simulated
+# servers refuse and batch what a real deployment of the stack would.
+GUIDE_LIMITS = {"max_input_tokens": 256, "max_total_tokens": 512, "max_batch_total_tokens": 8192,
+                "max_concurrent_requests": 16}  # fmt: skip
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--iterations", type=stack_run._positive_int("--iterations"), default=10,
+                        help="repeats of the 5 standard prompts per model (default 10, the guide's)")
+    parser.add_argument("--time-scale", type=stack_run._positive_float("--time-scale"), default=0.1,
+                        help="simulated step time multiplier (default 0.1: 10x faster than the L40S estimate)")
+    parser.add_argument("--results-dir", type=Path, default=Path("results"), help="root of the results directories")
+    parser.add_argument("--no-progress", action="store_true", help="no progress lines")  # fmt: skip
+
+
+def demo_outputs(specs: list[ModelSpec], api: FakeKubeApi) -> dict[str, Any]:
+    """The stack outputs a deployed stack would print, for the simulated models."""
+    models = {
+        spec.key: {
+            "model_id": spec.model_id, "deployment": spec.key, "service": spec.key, "port": 8080,
+            "enabled": True, "replicas": 1, "start_order": i + 1, "api": "tgi",
+            "max_input_tokens": spec.max_input_tokens, "max_total_tokens": spec.max_total_tokens,
+            "max_batch_total_tokens": spec.max_batch_total_tokens,
+            "cuda_memory_fraction": 0.0, "planned_kv_tokens": spec.max_batch_total_tokens,
+        }
+        for i, spec in enumerate(specs)
+    }  # fmt: skip
+    contract = {
+        "version": 1,
+        "cluster": {"name": "simulated", "region": "local"},
+        "namespace": NAMESPACE,
+        "gpu": {"instance_type": "g6e.2xlarge", "gpu_model": "NVIDIA L40S (simulated)", "memory_gib": 44.39,
+                "sharing": {"strategy": "time-slicing", "replicas": 10}},
+        "models": models,
+    }  # fmt: skip
+    return {"contract": contract, "kubeconfig": api.kubeconfig(), "clusterName": "simulated"}
+
+
+@dataclasses.dataclass(frozen=True)
+class SimulatedStack:
+    """What ``simulated_stack`` serves: the stack outputs of a deployed stack, simulated."""
+
+    gpu: SimulatedGpu
+    models: dict[str, SimulatedModel]  # key -> its simulated server (and Deployment)
+    api: FakeKubeApi
+    outputs: dict[str, Any]  # as `pulumi stack output --json --show-secrets` would print
+
+
+@contextlib.asynccontextmanager
+async def simulated_stack(*, time_scale: float = 0.1, specs: list[ModelSpec] | None = None) -> AsyncIterator[SimulatedStack]:
+    """The reference pair (or ``specs``) on one simulated GPU, behind a fake Kubernetes API."""
+    gpu = SimulatedGpu(time_scale=time_scale)
+    specs = specs or [dataclasses.replace(preset(key), **GUIDE_LIMITS) for key in REFERENCE_PAIR]
+    async with contextlib.AsyncExitStack() as stack:
+        sims = {spec.key: await stack.enter_async_context(SimulatedModel(spec, gpu)) for spec in specs}
+        api = await stack.enter_async_context(FakeKubeApi(NAMESPACE, [
+            FakeDeployment(name=key, replicas=1, backend=sim.base_url, on_scale=sim.set_replicas)
+            for key, sim in sims.items()
+        ]))  # fmt: skip
+        yield SimulatedStack(gpu=gpu, models=sims, api=api, outputs=demo_outputs(specs, api))
+
+
+async def demo(
+    *, iterations: int = 10, time_scale: float = 0.1, results_dir: Path = Path("results"), progress: bool = True
+) -> Path:
+    """Serve the simulated pair and the fake API, then run the stack benchmark; returns its directory."""
+    async with simulated_stack(time_scale=time_scale) as sim:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        outputs_file = results_dir / "demo-stack-outputs.json"
+        outputs_file.write_text(json.dumps(sim.outputs, indent=2) + "\n")
+        argv = ["--outputs", str(outputs_file), "--plan", "all", "--iterations", str(iterations),
+                "--results-dir", str(results_dir), "--ready-timeout", "60"]  # fmt: skip
+        argv += [arg for key, model in sim.models.items() for arg in ("--endpoint", f"{key}={model.base_url}")]
+        if not progress:
+            argv.append("--no-progress")
+        print(f"SIMULATED demo: {len(sim.models)} simulated TGI servers on one simulated L40S (x{time_scale:g} time), "
+              f"a fake Kubernetes API at {sim.api.url}", file=sys.stderr)  # fmt: skip
+        print("running: python -m benchmark run " + " ".join(argv), file=sys.stderr)
+        parser = argparse.ArgumentParser()
+        stack_run.configure(parser)
+        args = parser.parse_args(argv)
+        options = dataclasses.replace(stack_run.options_from_args(args), poll=0.1)
+        return await stack_run.benchmark_stack(load_outputs(outputs_file=args.outputs), options)
+
+
+def run(args: argparse.Namespace) -> int:
+    asyncio.run(demo(iterations=args.iterations, time_scale=args.time_scale, results_dir=args.results_dir,
+                     progress=not args.no_progress))  # fmt: skip
+    return 0

@@ -1,0 +1,328 @@
+"""``python -m benchmark [run]``: benchmark the models of a deployed stack.
+
+1. Read the stack's outputs (``--outputs FILE`` or ``pulumi stack output``, ``--stack``).
+2. Choose the models: ``--models`` or the stack's active ones.
+3. Reach each one: ``--endpoint KEY=URL``, else the benchmark's own port-forward to a pod
+   of its Deployment, with the stack's kubeconfig; measure the path's ``/health`` round trip.
+4. Run the guide's standard suite (5 prompts x ``--iterations``, sequential, per model):
+   - plain run: once, labelled by what shares the GPU: one model running = ``alone``,
+     several = ``shared``; a shared run imports the latest alone runs of the same models
+     and settings under ``--results-dir`` as its baseline;
+   - ``--plan all``: each model alone, then all together in the stack's start order,
+     scaling the Deployments (``benchmark.plan``) and always restoring their replicas.
+   ``/metrics`` is scraped before and after every scenario.
+5. Write ``results/<UTC timestamp>-<label>/``: ``requests.jsonl`` as records arrive (an
+   interrupted run keeps them), ``run.json`` (``benchmark.rundir``), and the report files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import aiohttp
+
+from benchmark import rundir
+from benchmark.errors import BenchmarkError
+from benchmark.kube import Kube
+from benchmark.load import STANDARD_PROMPTS, standard_suite
+from benchmark.plan import Orchestrator, Scenario, plan_all, run_plan
+from benchmark.portforward import PortForward, health_rtt, parse_endpoints, wait_healthy
+from benchmark.promscrape import scrape
+from benchmark.protocols import ADAPTERS
+from benchmark.records import RunClock
+from benchmark.results import ResultsWriter
+from benchmark.runner import Target, run_load
+from benchmark.stack_outputs import ModelEntry, StackOutputs, load_outputs
+
+__all__ = ["RunOptions", "benchmark_stack", "configure", "run"]
+
+
+AccessPath = Literal["port-forward", "endpoint"]
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    """What to run, independent of where the stack's outputs came from."""
+
+    plan: str | None = None  # None or "all"
+    models: list[str] | None = None
+    endpoints: list[str] = field(default_factory=list)  # raw --endpoint KEY=URL values
+    iterations: int = 10
+    max_new_tokens: int = 100
+    api: str = "tgi-stream"
+    warmup: int = 1
+    results_dir: Path = Path("results")
+    ready_timeout: float = 900.0
+    poll: float = 1.0
+    progress: bool = True
+
+    def settings(self, stack: StackOutputs) -> dict[str, Any]:
+        """What must be equal for two runs' figures to be compared (baselines)."""
+        return {
+            "suite": "standard",
+            "prompts": [p.id for p in STANDARD_PROMPTS],
+            "iterations": self.iterations,
+            "max_new_tokens": self.max_new_tokens,
+            "api": self.api,
+            "warmup": self.warmup,
+            "cluster": stack.cluster_name,
+            "gpu": dict(stack.gpu),
+        }
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--outputs", type=Path, metavar="FILE",
+                        help="the stack outputs saved with `pulumi stack output --json --show-secrets > FILE`")
+    source.add_argument("--stack", metavar="NAME", help="read the outputs of this Pulumi stack (default: the selected one)")
+    parser.add_argument("--plan", choices=["all"],
+                        help="all: each model alone, then all together; scales the Deployments and restores them")
+    parser.add_argument("--models", type=lambda s: [k.strip() for k in s.split(",") if k.strip()], metavar="KEY[,KEY]",
+                        help="benchmark these catalog models (default: the stack's active ones)")
+    parser.add_argument("--endpoint", action="append", default=[], metavar="KEY=URL",
+                        help="reach model KEY at URL instead of a port-forward (repeatable)")
+    parser.add_argument("--iterations", type=_positive_int("--iterations"), default=10,
+                        help="repeats of the 5 standard prompts per model (default 10)")
+    parser.add_argument("--max-new-tokens", type=_positive_int("--max-new-tokens"), default=100)
+    parser.add_argument("--api", choices=sorted(ADAPTERS), default="tgi-stream", help="protocol (default tgi-stream)")
+    parser.add_argument("--warmup", type=_positive_int("--warmup", allow_zero=True), default=1,
+                        help="unrecorded requests per model before each scenario (default 1)")
+    parser.add_argument("--results-dir", type=Path, default=Path("results"), help="root of the results directories")
+    parser.add_argument("--ready-timeout", type=_positive_float("--ready-timeout"), default=900.0,
+                        help="seconds to wait for a model to be ready (default 900: download + warmup)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress lines")  # fmt: skip
+
+
+def _positive_int(flag: str, *, allow_zero: bool = False) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if value < (0 if allow_zero else 1):
+            raise argparse.ArgumentTypeError(f"{flag} {text!r}: expected an integer >= {0 if allow_zero else 1}")
+        return value
+
+    return parse
+
+
+def _positive_float(flag: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{flag} {text!r}: expected a number of seconds > 0")
+        return value
+
+    return parse
+
+
+def options_from_args(args: argparse.Namespace) -> RunOptions:
+    return RunOptions(
+        plan=args.plan, models=args.models, endpoints=args.endpoint, iterations=args.iterations,
+        max_new_tokens=args.max_new_tokens, api=args.api, warmup=args.warmup, results_dir=args.results_dir,
+        ready_timeout=args.ready_timeout, progress=not args.no_progress,
+    )  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    options = options_from_args(args)
+    stack = load_outputs(outputs_file=args.outputs, stack=args.stack)
+    asyncio.run(benchmark_stack(stack, options))
+    return 0
+
+
+def _run_dir(root: Path, label: str) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = root / f"{stamp}-{label}"
+    n = 1
+    while path.exists():  # two runs in one second
+        n += 1
+        path = root / f"{stamp}-{label}-{n}"
+    return path
+
+
+class _StackRun:
+    """One invocation: the state shared by its scenarios."""
+
+    def __init__(self, stack: StackOutputs, options: RunOptions, models: list[ModelEntry],
+                 endpoints: dict[str, str], kube: Kube | None, run_dir: Path, meta: rundir.RunMeta,
+                 log: Callable[[str], None]) -> None:  # fmt: skip
+        self.stack, self.options, self.models, self.endpoints = stack, options, models, endpoints
+        self.by_key = {m.key: m for m in models}
+        self.kube, self.run_dir, self.meta, self.log = kube, run_dir, meta, log
+        self.clock = RunClock()
+        self.writer = ResultsWriter(run_dir / rundir.REQUESTS)
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.session.close()
+
+    async def _open(self, stack: contextlib.AsyncExitStack, model: ModelEntry) -> tuple[str, AccessPath]:
+        """(url, path) for one model: its override, or a port-forward to a ready pod."""
+        if model.key in self.endpoints:
+            return self.endpoints[model.key], "endpoint"
+        assert self.kube is not None  # checked before any scenario
+        state = await self.kube.state(model.deployment)
+        if not state.ready_pods:
+            raise BenchmarkError(
+                f"model {model.key!r}: deployment {model.deployment!r} has no ready pod to port-forward to "
+                f"({state.describe()}); is it scaled to 0? use --plan all, or scale it up"
+            )
+        url = await stack.enter_async_context(PortForward(self.kube, state.ready_pods[0], model.port))
+        return url, "port-forward"
+
+    async def _info(self, url: str) -> dict[str, Any]:
+        try:
+            async with self.session.get(url + "/info") as r:
+                data = await r.json(content_type=None) if r.status == 200 else {}
+                return data if isinstance(data, dict) else {}
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+            return {}
+
+    async def _scrape(
+        self, scenario: Scenario, urls: dict[str, str], phase: Literal["before", "after"]
+    ) -> dict[str, str]:
+        saved = {}
+        for key, url in urls.items():
+            try:
+                text = await scrape(self.session, url)
+            except BenchmarkError as e:
+                self.log(f"  warning: no server-side attribution for {key}: {e}")
+                continue
+            saved[key] = rundir.save_scrape(self.run_dir, scenario.name, key, phase, text)
+        return saved
+
+    async def scenario(self, scenario: Scenario) -> None:
+        opts = self.options
+        async with contextlib.AsyncExitStack() as stack:
+            urls: dict[str, str] = {}
+            for key in scenario.models:
+                model = self.by_key[key]
+                url, path = await self._open(stack, model)
+                await wait_healthy(self.session, key, url, timeout=opts.ready_timeout, poll=min(opts.poll, 0.5))
+                urls[key] = url
+                if key not in self.meta.access:  # measured once, idle, before any load
+                    rtt = await health_rtt(self.session, url)
+                    self.meta.access[key] = rundir.AccessMeta(path=path, url=url, health_rtt_s=rtt)
+                    info = await self._info(url)
+                    if info.get("simulated") is True:
+                        self.meta.simulated = True
+                    self.log(f"  {key}: {path} {url}, GET /health median {rtt * 1000:.2f} ms"
+                             + (" [SIMULATED server]" if info.get("simulated") is True else ""))
+            meta = rundir.ScenarioMeta(scenario=scenario.name, models=list(scenario.models), started=rundir.utc_now())
+            self.meta.scenarios.append(meta)
+            rundir.write_run_meta(self.run_dir, self.meta)
+            before = await self._scrape(scenario, urls, "before")
+            targets = [
+                Target(model=key, base_url=urls[key], api=opts.api, warmup=opts.warmup,
+                       load=standard_suite(iterations=opts.iterations, max_new_tokens=opts.max_new_tokens))
+                for key in scenario.models
+            ]  # fmt: skip
+            self.log(f"scenario {scenario.title}: {len(targets)} x {opts.iterations * len(STANDARD_PROMPTS)} requests")
+            report = await run_load(targets, scenario=scenario.name, writer=self.writer, clock=self.clock,
+                                    progress=opts.progress)  # fmt: skip
+            after = await self._scrape(scenario, urls, "after")
+            meta.finished = rundir.utc_now()
+            meta.metrics = {k: {"before": before[k], "after": after[k]} for k in urls if k in before and k in after}
+            meta.self_check = report.to_dict()
+            rundir.write_run_meta(self.run_dir, self.meta)
+            for line in report.lines():
+                self.log(line)
+
+
+async def _running_models(stack: StackOutputs, kube: Kube | None, log: Callable[[str], None]) -> set[str]:
+    """Which catalog models run now: live replicas when the cluster answers, else the contract's."""
+    if kube is not None:
+        try:
+            return {m.key for m in stack.models.values() if await kube.replicas(m.deployment) > 0}
+        except BenchmarkError as e:
+            log(f"note: cannot read the Deployments' replicas ({e}); assuming the stack's active models run")
+    return {m.key for m in stack.active_models()}
+
+
+async def benchmark_stack(
+    stack: StackOutputs, options: RunOptions, *, log: Callable[[str], None] = _log
+) -> Path:
+    """Run the benchmark against ``stack``; returns the results directory."""
+    models = stack.select(options.models)
+    endpoints = parse_endpoints(options.endpoints, sorted(stack.models))
+    planned = plan_all(models) if options.plan == "all" else None
+    needs_kube = options.plan is not None or any(m.key not in endpoints for m in models)
+    if needs_kube and stack.kubeconfig is None:
+        raise BenchmarkError(
+            f"{stack.source} has no kubeconfig output: pass --endpoint KEY=URL for every model "
+            "(and no --plan), or save the outputs with --show-secrets"
+        )
+    # also without port-forwards, the cluster tells which models share the GPU (best effort)
+    kube = Kube(stack.kubeconfig, stack.namespace) if stack.kubeconfig is not None else None
+    try:
+        if planned is not None:
+            scenarios = planned
+            label = "plan"
+        else:
+            running = await _running_models(stack, kube, log)
+            name = "shared" if running - {models[0].key} or len(models) > 1 else "alone"
+            scenarios = [Scenario(name, tuple(m.key for m in models))]
+            label = name
+            if running - {m.key for m in models}:
+                log(f"note: also running on the GPU, not measured: {', '.join(sorted(running - {m.key for m in models}))}")
+        run_dir = _run_dir(options.results_dir, label)
+        meta = rundir.RunMeta(
+            label=label,
+            settings=options.settings(stack),
+            contract={**dict(stack.contract), "models": {m.key: stack.contract["models"][m.key] for m in models}},
+        )
+        rundir.write_run_meta(run_dir, meta)
+        log(f"results: {run_dir}")
+        state = _StackRun(stack, options, models, endpoints, kube, run_dir, meta, log)
+        try:
+            if options.plan == "all":
+                assert kube is not None
+                orchestrator = Orchestrator(kube, models, ready_timeout=options.ready_timeout, poll=options.poll, log=log)
+                await run_plan(orchestrator, scenarios, state.scenario)
+            else:
+                await state.scenario(scenarios[0])
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            log(f"interrupted: the requests recorded so far are in {run_dir / rundir.REQUESTS}")
+            raise
+        finally:
+            await state.close()
+        if label == "shared":
+            found = rundir.find_baselines(options.results_dir, [m.key for m in models], meta.settings)
+            if found:
+                rundir.import_baselines(run_dir, found)
+                log("baselines (alone): " + ", ".join(f"{k} from {p.name}" for k, p in found.items()))
+            missing = [m.key for m in models if m.key not in found]
+            if missing:
+                log(f"no alone run with the same settings for {', '.join(missing)} under {options.results_dir}: "
+                    "no impact for them (run them alone first, or use --plan all)")
+        _write_report(run_dir, log)
+        return run_dir
+    finally:
+        if kube is not None:
+            kube.close()
+
+
+def _write_report(run_dir: Path, log: Callable[[str], None]) -> None:
+    """The report files (``benchmark.report``); the guide's blocks and impact lines to stdout."""
+    from benchmark.report import write_report  # matplotlib and friends: only when there is a report
+
+    written = write_report(run_dir)
+    print(written.console, flush=True)
+    log(f"report: {run_dir / 'report.md'} (rebuild it with `python -m benchmark report {run_dir}`)")

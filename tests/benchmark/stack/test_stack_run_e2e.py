@@ -1,0 +1,153 @@
+"""`run` end to end, offline: simulated TGI servers on one simulated GPU behind the fake
+Kubernetes API, through the real kubernetes client (scale, status, port-forward)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from stack_helpers import BackgroundLoop
+
+from benchmark import rundir
+from benchmark.demo import simulated_stack
+from benchmark.impact import compute_impact
+from benchmark.results import read_records
+from benchmark.stack_outputs import parse_outputs
+from benchmark.stack_run import RunOptions, benchmark_stack
+
+PHI, R1 = "phi-3.5-mini", "deepseek-r1-distill-llama-8b"
+
+
+def _options(tmp_path: Path, **kw: object) -> RunOptions:
+    base = RunOptions(iterations=1, max_new_tokens=10, results_dir=tmp_path / "results", ready_timeout=20,
+                      poll=0.05, progress=False, warmup=0)  # fmt: skip
+    return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
+
+
+def test_plan_all_through_port_forwards_restores_and_records_everything(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with simulated_stack(time_scale=0.05) as sim:
+            stack = parse_outputs(sim.outputs, source="test")
+            await sim.models[R1].set_replicas(0)  # found at 0: must be put back to 0
+            sim.api.deployments[R1].replicas = 0
+            run_dir = await benchmark_stack(stack, _options(tmp_path, plan="all"), log=lambda s: None)
+            assert sim.api.replicas() == {PHI: 1, R1: 0}
+            meta = rundir.read_run_meta(run_dir)
+            assert run_dir.name.endswith("-plan") and meta.label == "plan"
+            assert [(s.scenario, s.models) for s in meta.scenarios] == [
+                ("alone", [R1]), ("alone", [PHI]), ("shared", [PHI, R1])
+            ]
+            # reached through the benchmark's own port-forwards, whose overhead was measured
+            assert {k: a.path for k, a in meta.access.items()} == {PHI: "port-forward", R1: "port-forward"}
+            assert all(a.health_rtt_s is not None and a.health_rtt_s > 0 for a in meta.access.values())
+            assert any("/portforward" in path for _, path in sim.api.calls)
+            assert meta.simulated is True  # read from the servers' /info
+            for s in meta.scenarios:  # /metrics before and after every scenario, for each of its models
+                assert sorted(s.metrics) == sorted(s.models)
+                assert all((run_dir / f).is_file() for phases in s.metrics.values() for f in phases.values())
+            records = read_records(run_dir / rundir.REQUESTS)
+            counts = {(r.scenario, r.model): 0 for r in records}
+            for r in records:
+                counts[(r.scenario, r.model)] += 1
+                assert r.success, r.error
+            assert counts == {("alone", R1): 5, ("alone", PHI): 5, ("shared", PHI): 5, ("shared", R1): 5}
+
+    asyncio.run(main())
+
+
+def test_plain_runs_detect_alone_and_shared_and_find_the_alone_baselines(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with simulated_stack(time_scale=0.05) as sim:
+            stack = parse_outputs(sim.outputs, source="test")
+            endpoints = [f"{k}={m.base_url}" for k, m in sim.models.items()]
+            dirs = {}
+            for only in (PHI, R1):  # each alone: the other scaled to 0 in the cluster
+                for key in sim.models:
+                    await sim.api.scale(sim.api.deployments[key], 1 if key == only else 0)
+                dirs[only] = await benchmark_stack(stack, _options(tmp_path, models=[only], endpoints=endpoints),
+                                                   log=lambda s: None)  # fmt: skip
+                assert dirs[only].name.endswith("-alone")
+            for key in sim.models:
+                await sim.api.scale(sim.api.deployments[key], 1)
+            shared = await benchmark_stack(stack, _options(tmp_path, endpoints=endpoints), log=lambda s: None)
+            assert shared.name.endswith("-shared")
+            meta = rundir.read_run_meta(shared)
+            assert meta.baselines == {PHI: dirs[PHI].name, R1: dirs[R1].name}
+            assert {r.model for r in read_records(shared / rundir.BASELINE)} == {PHI, R1}
+            assert {k: a.path for k, a in meta.access.items()} == {PHI: "endpoint", R1: "endpoint"}
+
+    asyncio.run(main())
+
+
+def test_impact_matches_the_simulated_slowdown(tmp_path: Path) -> None:
+    """The client's impact interval contains the slowdown the simulator actually produced,
+    taken from its truth log (server-side receive and last-token times of the same requests)."""
+
+    async def main() -> None:
+        async with simulated_stack(time_scale=0.1) as sim:
+            stack = parse_outputs(sim.outputs, source="test")
+            endpoints = [f"{k}={m.base_url}" for k, m in sim.models.items()]
+            opts = _options(tmp_path, plan="all", endpoints=endpoints, iterations=2, max_new_tokens=40)
+            run_dir = await benchmark_stack(stack, opts, log=lambda s: None)
+            records = read_records(run_dir / rundir.REQUESTS)
+            alone = [r for r in records if r.scenario == "alone"]
+            shared = [r for r in records if r.scenario == "shared"]
+            impact = compute_impact(alone, shared, n_boot=1000)
+            rows = impact.per_model.set_index(["model", "metric"])
+            for model in (PHI, R1):
+                truth = {}
+                for side, recs in (("alone", alone), ("shared", shared)):
+                    t = [sim.gpu.truth.get(r.request_id) for r in recs if r.model == model]
+                    truth[side] = sum(x.end - x.received for x in t if x and x.end) / len(t)
+                simulated = truth["shared"] / truth["alone"] - 1
+                row = rows.loc[(model, "e2e_mean")]
+                assert row.ci_low <= simulated <= row.ci_high, (model, simulated, row.to_dict())
+            # sharing the GPU costs the smaller model a measurable slowdown
+            assert rows.loc[(PHI, "e2e_mean")].ci_low > 0.2
+
+    asyncio.run(main())
+
+
+def test_sigint_in_the_second_scenario_restores_replicas(tmp_path: Path) -> None:
+    bg = BackgroundLoop()
+    ctx = simulated_stack(time_scale=0.05)
+    sim = bg.call(ctx.__aenter__())
+    try:
+        outputs = tmp_path / "outputs.json"
+        outputs.write_text(json.dumps(sim.outputs))
+        argv = [sys.executable, "-m", "benchmark", "run", "--outputs", str(outputs), "--plan", "all",
+                "--iterations", "10", "--max-new-tokens", "10", "--results-dir", str(tmp_path / "results"),
+                "--no-progress", "--ready-timeout", "30"]  # fmt: skip
+        argv += [a for k, m in sim.models.items() for a in ("--endpoint", f"{k}={m.base_url}")]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+        lines: list[str] = []
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 60
+        for line in proc.stderr:  # the second scenario (PHI alone) starts its load
+            lines.append(line)
+            if line.startswith(f"scenario alone: {PHI}: 1 x") or time.monotonic() > deadline:
+                break
+        time.sleep(0.3)  # some requests of the second scenario in flight
+        assert sim.api.replicas() == {PHI: 1, R1: 0}, "".join(lines)
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=60)
+        err = "".join(lines) + rest
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err
+        assert "restored replicas" in err and "interrupted" in err
+        assert sim.api.replicas() == {PHI: 1, R1: 1}
+        run_dir = next((tmp_path / "results").glob("*-plan"))
+        kept = read_records(run_dir / rundir.REQUESTS)  # what ran before the interrupt is kept
+        assert sum(r.scenario == "alone" and r.model == R1 for r in kept) == 50
+        assert any(r.model == PHI for r in kept)
+    finally:
+        bg.call(ctx.__aexit__(None, None, None))
+        bg.close()
