@@ -324,6 +324,7 @@ class _Routes:
         n = len(sim.tokens)
         fault_at = min(self.model.spec.faults.after_tokens, n - 1) if fault in _MIDSTREAM else -1
         encode = self._chat_chunk if params.api == "chat" else self._stream_event
+        last = time.perf_counter()
         for i in range(n):
             if await sim.queue.get() == ABORT:
                 return self._drop(request, resp, rec, "aborted")
@@ -338,18 +339,16 @@ class _Routes:
                     self.model.metrics.fail("generation")
                     rec.error_type = "generation"
                     return await self._end_stream(request, resp, rec, params, _GENERATION_ERROR)
-            payload = _sse(encode(params, sim, i, rec))
-            t = time.perf_counter()
-            await resp.write(payload)
-            rec.emit_times.append(t)
+            last = await _write(resp, _sse(encode(params, sim, i, rec)))
+            rec.emit_times.append(last)
         rec.generated_tokens = n
         rec.finish_reason = sim.finish_reason
         if params.api == "chat" and params.include_usage:
-            await resp.write(_sse(self._chat_envelope("chat.completion.chunk", [], _usage(sim))))
+            last = await _write(resp, _sse(self._chat_envelope("chat.completion.chunk", [], _usage(sim))))
         if params.api == "chat":
-            await resp.write(_sse(b"[DONE]"))
+            last = await _write(resp, _sse(b"[DONE]"))
         await resp.write_eof()
-        self._succeed(rec, sim, 200)
+        self._succeed(rec, sim, 200, end=last)
         return resp
 
     def _stream_event(self, params: _Params, sim: SimRequest, i: int, rec: TruthRecord) -> dict[str, Any]:
@@ -390,12 +389,12 @@ class _Routes:
         self, request: web.Request, resp: web.StreamResponse, rec: TruthRecord, params: _Params, error: dict[str, str]
     ) -> web.StreamResponse:
         """An ``{"error", "error_type"}`` event after a 200 ends the stream (chat: then [DONE])."""
-        await resp.write(_sse(error))
+        last = await _write(resp, _sse(error))
         if params.api == "chat":
-            await resp.write(_sse(b"[DONE]"))
+            last = await _write(resp, _sse(b"[DONE]"))
         await resp.write_eof()
         rec.generated_tokens = len(rec.emit_times)
-        self._finish(rec, 200)
+        self._finish(rec, 200, end=last)
         return resp
 
     def _drop(self, request: web.Request, resp: web.StreamResponse | None, rec: TruthRecord, why: str | None) -> web.StreamResponse:
@@ -430,11 +429,12 @@ class _Routes:
             body = body[: len(body) // 2]
         headers = self._timing_headers(params, sim, rec)
         resp = web.Response(text=body, content_type="application/json", headers=headers)
+        end = time.perf_counter()
         await resp.prepare(request)
         await resp.write_eof()
         rec.generated_tokens = len(sim.tokens)
         rec.finish_reason = sim.finish_reason
-        self._succeed(rec, sim, 200)
+        self._succeed(rec, sim, 200, end=end)
         return resp
 
     def _generate_body(self, params: _Params, sim: SimRequest) -> dict[str, Any]:
@@ -487,11 +487,12 @@ class _Routes:
 
     # --- bookkeeping -----------------------------------------------------------------
 
-    def _finish(self, rec: TruthRecord, status: int | None) -> None:
-        self.model.gpu.truth.finish(rec, end=time.perf_counter(), status=status)
+    def _finish(self, rec: TruthRecord, status: int | None, *, end: float | None = None) -> None:
+        """Log ``rec`` as done; ``end`` is when its last bytes were handed over (default: now)."""
+        self.model.gpu.truth.finish(rec, end=time.perf_counter() if end is None else end, status=status)
 
-    def _succeed(self, rec: TruthRecord, sim: SimRequest, status: int) -> None:
-        self._finish(rec, status)
+    def _succeed(self, rec: TruthRecord, sim: SimRequest, status: int, *, end: float) -> None:
+        self._finish(rec, status, end=end)
         m = self.model.metrics
         m.request_success += 1
         started = sim.started_at if sim.started_at is not None else sim.queued_at
@@ -531,6 +532,13 @@ def _usage(sim: SimRequest) -> dict[str, int]:
 
 def _close_if(close: bool) -> dict[str, str]:
     return {"Connection": "close"} if close else {}
+
+
+async def _write(resp: web.StreamResponse, data: bytes) -> float:
+    """Write ``data``; returns the perf_counter taken immediately before it went to the socket."""
+    t = time.perf_counter()
+    await resp.write(data)
+    return t
 
 
 async def _stall(resp: web.StreamResponse, seconds: float) -> None:

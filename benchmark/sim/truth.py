@@ -6,8 +6,9 @@ that is CLOCK_MONOTONIC, one clock for every process on the machine, so the time
 server in another process compare directly with a client's ``perf_counter()`` readings.
 
 ``emit_times`` holds, for a streamed response, the time each token event's bytes were
-handed to the socket (taken immediately before the write); ``end`` is when the response's
-last byte was written, or when the request failed. Records are in memory at once
+handed to the socket (taken immediately before the write); ``end`` is taken the same way
+for the response's last event (the last token event on ``/generate_stream``, ``[DONE]`` on
+chat) or its whole body (``/generate``), or is when the request failed. Records are in memory at once
 (``TruthLog.get``); with a path they are also appended to a JSONL file as each request
 finishes, flushed line by line, for servers in another process.
 """
@@ -33,7 +34,7 @@ class TruthRecord:
     replica: int | None = None  # which replica's engine served it
     headers_sent: float | None = None  # streaming: when the 200 and its headers were written
     emit_times: list[float] = field(default_factory=list)  # every token event, when written
-    end: float | None = None  # when the last byte was written (or the request failed)
+    end: float | None = None  # when the last event / the body was written (or the request failed)
     input_tokens: int | None = None
     max_new_tokens: int | None = None
     generated_tokens: int | None = None  # as reported to the client in details/usage
