@@ -143,6 +143,9 @@ async def _serve(models: list[tuple[ModelSpec, int, int]], gpu_args: dict[str, f
             print(f"  {spec.key}: {url} ({spec.model_id}, {replicas} replica(s), simulated)")
         if truth_log:
             print(f"truth log: {truth_log}")
+        print("warming up...", flush=True)
+        await asyncio.gather(*(m.wait_ready(timeout=m.spec.warmup_s * gpu.time_scale + 10)
+                               for m in running if m.replica_count))
         print("Ctrl-C to stop.", flush=True)
         await stop.wait()
     finally:
