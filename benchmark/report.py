@@ -234,7 +234,8 @@ def _markdown(a: Analysis) -> str:
         md.append(f"- Baseline for `{model}`: the alone run in `{source}` (copied to `baseline.jsonl`)")
     md += [f"- Settings: `{json.dumps(meta.settings, sort_keys=True)}`", ""]
 
-    md += ["## Results", "", "```", *result_blocks(a.summary), "```", ""]
+    blocks = result_blocks(a.summary)
+    md += ["## Results", ""] + (["```", *blocks, "```"] if blocks else ["No requests recorded."]) + [""]
     for c in a.comparisons:
         md += [f"## Impact: {c.scenario} vs {BASELINE_SCENARIO}", ""]
         md += impact_markdown(c.impact, other=c.scenario, baseline=BASELINE_SCENARIO) + [""]
