@@ -88,11 +88,18 @@ def model_labels(model: ModelSettings) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "text-generation-inference",
         "app.kubernetes.io/instance": model.key,
-        "app.kubernetes.io/version": model.image.rsplit(":", 1)[-1].split("@")[0][:63],
+        "app.kubernetes.io/version": _image_tag(model.image),
         "app.kubernetes.io/component": _COMPONENT,
         "app.kubernetes.io/part-of": _PART_OF,
         "app.kubernetes.io/managed-by": "pulumi",
     }
+
+
+def _image_tag(image: str) -> str:
+    """The tag of an image reference ("unversioned" without one), as a label value."""
+    name = image.split("@", 1)[0].rsplit("/", 1)[-1]
+    tag = name.split(":", 1)[1] if ":" in name else "unversioned"
+    return tag[:63].rstrip("-_.") or "unversioned"
 
 
 def tgi_args(model: ModelSettings) -> list[str]:
@@ -332,8 +339,9 @@ class ModelWorkloads(pulumi.ComponentResource):
         self.namespace = ns.metadata.apply(lambda md: md.name or s.namespace)
 
         secret_name: str | None = None
+        pod_inputs: list[pulumi.Resource] = []
         if s.hf_token is not None:
-            k8s.core.v1.Secret(
+            secret = k8s.core.v1.Secret(
                 f"{name}-hf-token",
                 metadata=ObjectMetaArgs(name=HF_TOKEN_SECRET, namespace=s.namespace),
                 type="Opaque",
@@ -341,10 +349,11 @@ class ModelWorkloads(pulumi.ComponentResource):
                 opts=in_ns,
             )
             secret_name = HF_TOKEN_SECRET
+            pod_inputs.append(secret)
 
         # Which models are enabled, in start order: the wait init containers read it, so a
         # toggle changes this list and that model's replicas, not the other Deployments.
-        k8s.core.v1.ConfigMap(
+        start_order = k8s.core.v1.ConfigMap(
             f"{name}-start-order",
             metadata=ObjectMetaArgs(name=START_ORDER_CONFIG_MAP, namespace=s.namespace),
             data={"enabled": "".join(f"{m.key}\n" for m in s.enabled_models)},
@@ -367,6 +376,9 @@ class ModelWorkloads(pulumi.ComponentResource):
             opts=in_ns,
         )
 
+        pod_inputs.append(start_order)
+        # Pods mount the start-order list and read the token: create those first.
+        for_models = pulumi.ResourceOptions(parent=self, depends_on=[ns, *pod_inputs])
         ordered = list(s.models.values())
         self.models = {}
         for i, m in enumerate(ordered):
@@ -382,6 +394,6 @@ class ModelWorkloads(pulumi.ComponentResource):
                     gpu_resource=args.gpu_resource,
                     hf_token_secret=secret_name,
                 ),
-                in_ns,
+                for_models,
             )
         self.register_outputs({"namespace": self.namespace})

@@ -32,7 +32,10 @@ Two moments are planned for each model, in start order:
 - *restart*: the models before it have served traffic and hold their activation peak
   (PyTorch's caching allocator keeps it): the smaller KV cache, the one reported.
 
-Everything the planner cannot read from TGI's code is an ``Assumptions`` field.
+Everything the planner cannot read from TGI's code is an ``Assumptions`` field. The card's
+``total`` and idle free memory are ``infra.gpus.GpuSpec.total_gib`` (nvidia-smi's total)
+and ``usable_gib``; if torch's ``total_memory`` is lower on a real card, each process
+leaves ``(1 - 0.9 f)`` times the difference less free than planned for those after it.
 """
 
 from __future__ import annotations
