@@ -119,6 +119,7 @@ async def demo(
 
 
 def run(args: argparse.Namespace) -> int:
-    asyncio.run(demo(iterations=args.iterations, time_scale=args.time_scale, results_dir=args.results_dir,
-                     progress=not args.no_progress))  # fmt: skip
+    run_dir = asyncio.run(demo(iterations=args.iterations, time_scale=args.time_scale,
+                               results_dir=args.results_dir, progress=not args.no_progress))  # fmt: skip
+    print(f"\nSIMULATED demo done. Report: {run_dir / 'report.md'} (plots, CSV and JSON beside it)")
     return 0

@@ -1,0 +1,31 @@
+"""`python -m benchmark demo` (what `make demo` runs): offline, simulated, with the guide's
+blocks and impact lines on stdout and a report on disk."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from benchmark.cli import main
+
+
+def test_demo_prints_the_guide_blocks_and_impact_and_writes_a_report(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    argv = ["demo", "--iterations", "1", "--time-scale", "0.05", "--results-dir", str(tmp_path), "--no-progress"]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("*** SIMULATED")  # from the servers' /info, before any figure
+    for model in ("phi-3.5-mini", "deepseek-r1-distill-llama-8b"):
+        for scenario in ("alone", "shared"):
+            block = out[out.index(f"{model} ({scenario})") :]
+            assert re.match(rf"{re.escape(model)} \({scenario}\)\n  Total Requests: 5\n  Successful Requests: 5\n", block)
+        assert re.search(rf"Impact on {re.escape(model)} \(shared vs alone\): latency \+\d", out)
+    assert "Fairness (Jain's index" in out
+    report = Path(re.findall(r"Report: (\S+report\.md)", out)[-1])
+    assert report.is_file() and report.parent.parent == tmp_path
+    assert "SIMULATED" in report.read_text()
+    assert "run --outputs" in err and "--plan all" in err  # the user-facing command it ran
+    assert "restored replicas" in err
