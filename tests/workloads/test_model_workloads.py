@@ -110,8 +110,11 @@ def test_pods_ask_for_the_renamed_shared_resource_under_rename_by_default() -> N
 
 
 def test_quantize_and_dtype_reach_the_launcher() -> None:
-    rec = run_program(_models_with(phi35_mini={"dtype": "float16"}, deepseek_r1_8b={"quantize": "eetq"}))
+    rec = run_program(
+        _models_with(phi35_mini={"dtype": "float16", "revision": "main"}, deepseek_r1_8b={"quantize": "eetq"})
+    )
     assert _flag(_tgi(rec, "phi35-mini"), "--dtype") == "float16"
+    assert _flag(_tgi(rec, "phi35-mini"), "--revision") == "main"
     assert _flag(_tgi(rec, "deepseek-r1-8b"), "--quantize") == "eetq"
 
 

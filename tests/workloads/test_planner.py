@@ -10,6 +10,7 @@ batch's KV in either start order.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -142,3 +143,11 @@ def test_a_warmup_that_does_not_fit_names_max_batch_prefill_tokens():
     with pytest.raises(PlanError) as info:
         plan_memory(L40S, [request("r1", 1.0, max_batch_prefill_tokens=65536, max_batch_total_tokens=65536)])
     assert info.value.setting == "maxBatchPrefillTokens" and "Not enough memory to handle" in str(info.value)
+
+
+def test_8_bit_quantization_keeps_embeddings_at_16_bit_and_frees_kv_room():
+    plain = plan_memory(L40S, [request("r1", None)]).model("r1")
+    eetq = plan_memory(L40S, [replace(request("r1", None), quantize="eetq")]).model("r1")
+    embeddings = 128256 * 4096 * 2  # input embeddings + lm_head (not tied)
+    assert eetq.weights_bytes == embeddings * 2 + (8_030_261_248 - embeddings) * 1
+    assert eetq.kv_tokens > plain.kv_tokens
