@@ -47,7 +47,7 @@ from benchmark.runner import RunReport, TargetReport  # noqa: E402
 from benchmark.summary import records_frame, summarize  # noqa: E402
 from benchmark.timeline import throughput_timeline  # noqa: E402
 
-__all__ = ["Report", "Comparison", "analyse", "write_report", "result_blocks", "impact_lines", "impact_markdown"]
+__all__ = ["Analysis", "Comparison", "Report", "analyse", "write_report", "result_blocks", "impact_lines", "impact_markdown"]
 
 BASELINE_SCENARIO = "alone"
 BIN_S = 1.0  # s, the throughput timeline's bins
@@ -109,6 +109,7 @@ class Report:
 
 
 def analyse(run: LoadedRun) -> Analysis:
+    """Every number of the report: summary, impact per non-alone scenario, attribution, timelines."""
     own_alone = {r.model for r in run.records if r.scenario == BASELINE_SCENARIO}
     borrowed = [r for r in run.baseline if r.scenario == BASELINE_SCENARIO and r.model not in own_alone]
     records = list(run.records) + borrowed
@@ -190,7 +191,7 @@ def impact_lines(impact: Impact, *, other: str, baseline: str) -> list[str]:
         )
     fair = impact.fairness
     if fair.index is not None:
-        lines.append(f"Fairness (Jain's index over tokens/s relative to {baseline}): {fair.index:.3f} "
+        lines.append(f"Fairness (Jain's index over tokens/s relative to {baseline}): {_num(fair.index, 3)} "
                      f"({level} {_num(fair.ci_low, 3)} to {_num(fair.ci_high, 3)})")
     for model in impact.only_other:
         lines.append(f"No {baseline} baseline for {model}: no impact computed")
