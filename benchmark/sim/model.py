@@ -110,7 +110,8 @@ class Replica:
         self.waiting: deque[SimRequest] = deque()
         self.running: list[SimRequest] = []
         self._wake = asyncio.Event()
-        self._task = asyncio.create_task(self._run(), name=f"sim-replica-{self.owner}")
+        self._tasks = (asyncio.create_task(self._run(), name=f"sim-replica-{self.owner}"),
+                       asyncio.create_task(self._warm_up(), name=f"sim-warmup-{self.owner}"))
 
     def try_acquire(self) -> bool:
         if self.in_flight >= self.model.spec.max_concurrent_requests:
@@ -133,17 +134,16 @@ class Replica:
         return sum(r.reserve for r in self.running)
 
     async def stop(self) -> None:
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
+        self.ready = False
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         for request in itertools.chain(self.waiting, self.running):
             request.queue.put_nowait(ABORT)
         self.waiting.clear()
         self.running.clear()
 
-    async def warm_up(self) -> None:
+    async def _warm_up(self) -> None:
         await asyncio.sleep(self.model.spec.warmup_s * self.model.gpu.time_scale)
         self.ready = True
 
@@ -232,7 +232,7 @@ class SimulatedModel:
         self._target_replicas = replicas
         self._next_index = itertools.count()
         self._rr = itertools.count()
-        self._warmups: set[asyncio.Task[None]] = set()
+        self._scaling = asyncio.Lock()  # one scale at a time: a scale may stop and start the listener
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self.host = "127.0.0.1"
@@ -301,23 +301,20 @@ class SimulatedModel:
         if self._runner is None:  # not started: remembered for start()
             self._target_replicas = n
             return
-        if n > 0 and self._site is None:
-            assert self.port is not None
-            await self._listen(self.port)
-        await self._scale_to(n)
-        if n == 0 and self._site is not None:
-            await self._site.stop()
-            self._site = None
+        async with self._scaling:
+            if n > 0 and self._site is None:
+                assert self.port is not None
+                await self._listen(self.port)
+            await self._scale_to(n)
+            if n == 0 and self._site is not None:
+                await self._site.stop()
+                self._site = None
 
     async def _scale_to(self, n: int) -> None:
         while len(self.replicas) > n:
             await self.replicas.pop().stop()
         while len(self.replicas) < n:
-            replica = Replica(self, next(self._next_index))
-            self.replicas.append(replica)
-            task = asyncio.create_task(replica.warm_up())
-            self._warmups.add(task)
-            task.add_done_callback(self._warmups.discard)
+            self.replicas.append(Replica(self, next(self._next_index)))
 
     async def _listen(self, port: int) -> None:
         assert self._runner is not None
