@@ -95,4 +95,11 @@ class SimulatedGpu:
         self.stats.clear()
 
     def close(self) -> None:
+        """Close the truth log's file (the in-memory log stays readable)."""
         self.truth.close()
+
+    async def __aenter__(self) -> SimulatedGpu:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
