@@ -39,6 +39,7 @@ from typing import Any, ClassVar
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from benchmark.records import ErrorKind, RequestRecord
 from benchmark.sse import SSEDecoder
@@ -273,7 +274,7 @@ def status_kind(status: int) -> ErrorKind:
 
 async def send(
     session: aiohttp.ClientSession,
-    url: str,
+    url: str | URL,
     adapter: Adapter,
     body: bytes,
     rec: RequestRecord,

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import numpy as np
+from yarl import URL
 
 from benchmark.load import LoadPattern
 from benchmark.progress import Progress
@@ -144,7 +145,7 @@ class _Driver:
         self.target = target
         self.scenario = scenario
         self.adapter: Adapter = adapter_for(target.api)
-        self.url = target.url
+        self.url = URL(target.url)  # parsed once, not per request
         self.timeout = aiohttp.ClientTimeout(total=target.timeout)
         load = target.load
         # one body per prompt, serialised once
