@@ -59,6 +59,7 @@ __all__ = [
     "CACHE_ROOT",
     "model_labels",
     "tgi_args",
+    "WAIT_SCRIPT",
 ]
 
 PORT = 8080
@@ -72,14 +73,23 @@ _COMPONENT = "model-server"
 _PART_OF = "gpu-sharing"
 # Waits, in start order, for each earlier model that is enabled (listed in the mounted
 # start-order ConfigMap, re-read each round) to answer /health through its Service.
-_WAIT_SCRIPT = """\
-for key in "$@"; do
-  while grep -qx "$key" /etc/start-order/enabled; do
-    curl -fsS -o /dev/null --max-time 5 "http://$key:{port}/health" && break
-    echo "waiting for $key, which starts before this model, to be healthy"
-    sleep 10
-  done
-done
+# argv: enabled-list file, URL template with {key}, retry seconds, then the keys.
+# Python's standard library only: every TGI image has a python3 on PATH.
+WAIT_SCRIPT = """\
+import sys, time, urllib.request
+listing, url, pause, keys = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4:]
+def enabled():
+    with open(listing) as f:
+        return f.read().split()
+for key in keys:
+    while key in enabled():
+        try:
+            urllib.request.urlopen(url.format(key=key), timeout=5)
+            print(f"{key} is healthy", flush=True)
+            break
+        except Exception as e:
+            print(f"waiting for {key}, which starts before this model, to be healthy: {e}", flush=True)
+            time.sleep(pause)
 """
 
 
@@ -248,7 +258,10 @@ def _pod_spec(args: InferenceModelArgs) -> PodSpecArgs:
             ContainerArgs(
                 name="wait-for-earlier-models",
                 image=m.image,
-                command=["sh", "-c", _WAIT_SCRIPT.format(port=PORT), "wait", *args.before],
+                command=[
+                    "python3", "-c", WAIT_SCRIPT,
+                    "/etc/start-order/enabled", f"http://{{key}}:{PORT}/health", "10", *args.before,
+                ],  # fmt: skip
                 security_context=tight,
                 resources=ResourceRequirementsArgs(requests={"cpu": "50m", "memory": "64Mi"}, limits={"memory": "128Mi"}),
                 volume_mounts=[VolumeMountArgs(name="start-order", mount_path="/etc/start-order", read_only=True)],

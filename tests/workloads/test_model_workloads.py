@@ -170,8 +170,9 @@ def test_a_model_waits_for_the_enabled_models_planned_before_it(dev: Recorded) -
     second = _deployment(dev, "deepseek-r1-8b")["spec"]["template"]["spec"]["initContainers"]
     assert [c["name"] for c in first] == ["cache-owner"]
     wait = next(c for c in second if c["name"] == "wait-for-earlier-models")
-    assert wait["command"][-1:] == ["phi35-mini"]  # the keys it waits for, in order
-    assert "/health" in wait["command"][2]
+    # The enabled list it reads, the Service URL it polls, then the keys it waits for, in order.
+    assert wait["command"][3:] == ["/etc/start-order/enabled", "http://{key}:8080/health", "10", "phi35-mini"]
+    assert {"name": "start-order", "mountPath": "/etc/start-order", "readOnly": True} in wait["volumeMounts"]
     order = dev.one(CONFIG_MAP, "models-start-order").inputs
     assert order["metadata"]["name"] == "model-start-order"
     assert order["data"]["enabled"].split() == KEYS
@@ -273,3 +274,41 @@ def test_preview_warns_with_numbers_when_the_guides_fractions_starve_the_8b_mode
     (warning,) = [w for w in seen if "KV cache" in w]
     assert warning.startswith("deepseek-r1-8b: TGI will size its KV cache to 8176 tokens, fewer than its maxBatchTotalTokens 8192")
     assert "fraction 0.4 makes it leave 28.79 GiB free" in warning
+
+
+def test_the_wait_script_blocks_until_each_enabled_earlier_model_is_healthy(tmp_path) -> None:
+    """Run the init container's script against a local server: it waits while 'first' answers
+    503, skips 'off' (not in the enabled list), and exits once 'first' answers 200."""
+    import http.server
+    import subprocess
+    import sys
+    import threading
+
+    from workloads.component import WAIT_SCRIPT
+
+    calls: list[str] = []
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            calls.append(self.path)
+            self.send_response(200 if len(calls) >= 3 else 503)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    listing = tmp_path / "enabled"
+    listing.write_text("first\nme\n")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", WAIT_SCRIPT, str(listing), f"http://127.0.0.1:{server.server_port}/{{key}}/health",
+             "0.05", "off", "first"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+    assert done.returncode == 0, done.stderr
+    assert calls == ["/first/health"] * 3  # never asked the disabled model
+    assert done.stdout.count("waiting for first") == 2 and "first is healthy" in done.stdout
