@@ -1,0 +1,61 @@
+"""``python -m benchmark load``: what it writes and prints, and how it refuses bad flags."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from enginekit import sim_process
+
+from benchmark.cli import main
+from benchmark.results import read_records
+
+
+def test_load_writes_records_summary_and_self_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    models = [{"key": k, "model_id": f"example/{k}", "warmup_s": 0.0, "prefill_base_s": 0.002,
+               "decode_base_s": 0.002} for k in ("a", "b")]
+    with sim_process({"models": models}, tmp_path) as (urls, _):
+        out = tmp_path / "run"
+        code = main(["load", "--endpoint", f"a={urls['a']}", "--endpoint", f"b={urls['b']}", "--concurrency", "3",
+                     "--requests", "9", "--max-new-tokens", "5", "--warmup", "1", "--scenario", "shared",
+                     "--out", str(out), "--no-progress"])
+    assert code == 0
+    records = read_records(out / "requests.jsonl")
+    assert sorted(r.model for r in records) == ["a"] * 9 + ["b"] * 9
+    assert all(r.success and r.scenario == "shared" and r.output_tokens == 5 for r in records)
+    with open(out / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["model"], r["scenario"], r["count"], r["success_rate"]) for r in rows] == [
+        ("a", "shared", "9", "1.0"), ("b", "shared", "9", "1.0")]
+    check = json.loads((out / "self_check.json").read_text())
+    assert [(t["model"], t["requested_concurrency"], t["sent"]) for t in check["targets"]] == [("a", 3, 9), ("b", 3, 9)]
+    printed = capsys.readouterr().out
+    assert "closed loop, concurrency 3, 9 requests" in printed and "client self-check" in printed
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--endpoint", "phi"], "--endpoint 'phi': expected KEY=URL"),
+    (["--endpoint", "phi=localhost:80"], "--endpoint 'phi=localhost:80'"),
+    (["--endpoint", "a=http://x", "--endpoint", "a=http://y", "--concurrency", "2", "--requests", "3"],
+     "model keys must be unique"),
+    (["--endpoint", "a=http://x", "--api", "vllm"], "--api 'vllm': allowed: tgi-stream, tgi-generate, openai-chat"),
+    (["--endpoint", "a=http://x", "--concurrency", "0", "--requests", "3"], "--concurrency 0: allowed: an integer >= 1"),
+    (["--endpoint", "a=http://x", "--rate", "-2", "--requests", "3"], "--rate -2.0: allowed: a number > 0"),
+    (["--endpoint", "a=http://x", "--rate", "2", "--arrival", "burst", "--requests", "3"],
+     "--arrival 'burst': allowed: poisson, constant"),
+    (["--endpoint", "a=http://x", "--concurrency", "2"], "need a limit: --requests N, --duration S"),
+    (["--endpoint", "a=http://x", "--requests", "5"], "the standard suite's size is --iterations"),
+])
+def test_bad_flags_exit_2_naming_flag_value_and_allowed(argv: list[str], message: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["load", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err, err
+
+
+def test_refuses_to_append_to_an_earlier_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "requests.jsonl").write_text("")
+    assert main(["load", "--endpoint", "a=http://127.0.0.1:9", "--out", str(tmp_path)]) == 2
+    assert "already holds requests.jsonl" in capsys.readouterr().err
