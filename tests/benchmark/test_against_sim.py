@@ -4,7 +4,7 @@ and the error kind of every injected fault."""
 
 from __future__ import annotations
 
-import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,8 @@ def test_timings_match_server_truth_at_concurrency_1_and_64(tmp_path: Path, api:
             assert len(records) == requests
             errors = sorted(errors_against_truth(records, truth, clock))
             within = sum(e <= TOLERANCE for e in errors) / len(errors)
-            assert within >= share, (concurrency, within, errors[-5:])
+            busy = f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"  # a busy machine explains a miss
+            assert within >= share, (concurrency, within, errors[-5:], busy)
             assert errors[len(errors) // 2] <= TOLERANCE / 2, (concurrency, errors[len(errors) // 2])
 
 
