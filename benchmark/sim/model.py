@@ -39,9 +39,10 @@ from benchmark.sim.spec import ModelSpec
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["ABORT", "SimToken", "SimRequest", "Replica", "SimulatedModel"]
+__all__ = ["ABORT", "KEEPALIVE", "SimToken", "SimRequest", "Replica", "SimulatedModel"]
 
 ABORT = -1  # put on a request's queue when its replica goes away mid-request
+KEEPALIVE = -2  # put on a request's queue when nothing was written to it for sse_keepalive_s
 EOS_TOKEN_ID = 2
 _VOCAB = (
     " the", " GPU", " time", " slic", "ing", " mod", "el", " sha", "red", " lat",
@@ -63,17 +64,18 @@ class SimRequest:
     """One generation request inside a replica."""
 
     __slots__ = ("request_id", "input_tokens", "max_new_tokens", "tokens", "finish_reason", "queue",
-                 "generated", "cancelled", "queued_at", "started_at", "done_at")
+                 "generated", "cancelled", "queued_at", "started_at", "done_at", "last_event")
 
     def __init__(self, request_id: str, input_tokens: int, max_new_tokens: int, seed: str, spec: ModelSpec) -> None:
         self.request_id = request_id
         self.input_tokens = input_tokens
         self.max_new_tokens = max_new_tokens
         self.tokens, self.finish_reason = plan_tokens(spec, seed, max_new_tokens)
-        self.queue: asyncio.Queue[int] = asyncio.Queue()  # indices of generated tokens, or ABORT
+        self.queue: asyncio.Queue[int] = asyncio.Queue()  # token indices, ABORT or KEEPALIVE
         self.generated = 0
         self.cancelled = False
         self.queued_at = time.perf_counter()
+        self.last_event = self.queued_at  # when a token (or a keep-alive) was last queued
         self.started_at: float | None = None
         self.done_at: float | None = None
 
@@ -111,7 +113,8 @@ class Replica:
         self.running: list[SimRequest] = []
         self._wake = asyncio.Event()
         self._tasks = (asyncio.create_task(self._run(), name=f"sim-replica-{self.owner}"),
-                       asyncio.create_task(self._warm_up(), name=f"sim-warmup-{self.owner}"))
+                       asyncio.create_task(self._warm_up(), name=f"sim-warmup-{self.owner}"),
+                       asyncio.create_task(self._keep_alive(), name=f"sim-keepalive-{self.owner}"))
 
     def try_acquire(self) -> bool:
         if self.in_flight >= self.model.spec.max_concurrent_requests:
@@ -147,6 +150,18 @@ class Replica:
         await asyncio.sleep(self.model.spec.warmup_s * self.model.gpu.time_scale)
         self.ready = True
 
+    async def _keep_alive(self) -> None:
+        """Like axum's ``KeepAlive``: a request that got nothing for ``sse_keepalive_s`` (while
+        queued, or in a long prefill) gets a keep-alive comment (streams) or nothing (JSON)."""
+        interval = self.model.spec.sse_keepalive_s
+        while True:
+            await asyncio.sleep(interval / 4)
+            now = time.perf_counter()
+            for request in itertools.chain(self.waiting, self.running):
+                if now - request.last_event >= interval:
+                    request.last_event = now
+                    request.queue.put_nowait(KEEPALIVE)
+
     async def _run(self) -> None:
         spec, gpu, metrics = self.model.spec, self.model.gpu, self.model.metrics
         last_end = 0.0  # when this replica's previous step ended on the GPU's timeline
@@ -181,6 +196,7 @@ class Replica:
                 if r.cancelled:
                     continue
                 r.queue.put_nowait(r.generated)
+                r.last_event = now
                 r.generated += 1
                 if r.generated == len(r.tokens):
                     r.done_at = now

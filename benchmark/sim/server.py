@@ -23,6 +23,8 @@ Formats follow huggingface/text-generation-inference (``router/src/server.rs``,
   as an event after a 200, and so does this), 424 ``generation``, 500
   ``incomplete_generation``; ``/health`` answers 503 ``{"error": "unhealthy", "error_type":
   "healthcheck"}``.
+A stream that gets no event for ``sse_keepalive_s`` (15 s, axum's ``KeepAlive`` default)
+gets a ``:`` comment, while queued as during a ``stall`` fault.
 ``/info`` has TGI's Info fields plus ``"simulated": true`` and a ``simulation`` block;
 ``/metrics`` is ``benchmark.sim.metrics``. The truth log is filled here: every token
 event's time is taken immediately before its bytes are written.
@@ -41,14 +43,13 @@ from typing import Any
 
 from aiohttp import web
 
-from benchmark.sim.model import ABORT, Replica, SimRequest, SimToken, SimulatedModel
+from benchmark.sim.model import ABORT, KEEPALIVE, Replica, SimRequest, SimToken, SimulatedModel
 from benchmark.sim.truth import TruthRecord
 
 __all__ = ["build_app", "ROUTER_NAME", "TGI_VERSION"]
 
 ROUTER_NAME = "gpu-sharing tgi simulator"
 TGI_VERSION = "3.3.0"  # the TGI release whose formats this serves
-KEEPALIVE_S = 15.0  # axum's KeepAlive default interval; sent as ":" comments while stalled
 _MIDSTREAM = ("stall", "disconnect", "malformed", "error_event")
 _OVERLOADED = {"error": "Model is overloaded", "error_type": "overloaded"}
 _GENERATION_ERROR = {"error": "Request failed during generation: simulated fault", "error_type": "generation"}
@@ -326,11 +327,11 @@ class _Routes:
         encode = self._chat_chunk if params.api == "chat" else self._stream_event
         last = time.perf_counter()
         for i in range(n):
-            if await sim.queue.get() == ABORT:
+            if await _next_token(sim, resp) == ABORT:
                 return self._drop(request, resp, rec, "aborted")
             if i == fault_at:
                 if fault == "stall":
-                    await _stall(resp, self.model.spec.faults.stall_s)
+                    await _stall(resp, self.model.spec.faults.stall_s, self.model.spec.sse_keepalive_s)
                 elif fault == "disconnect":
                     return self._drop(request, resp, rec, None)
                 elif fault == "malformed":
@@ -413,7 +414,7 @@ class _Routes:
         self, request: web.Request, rec: TruthRecord, params: _Params, sim: SimRequest, fault: str | None
     ) -> web.StreamResponse:
         for _ in range(len(sim.tokens)):
-            if await sim.queue.get() == ABORT:
+            if await _next_token(sim, None) == ABORT:
                 return self._drop(request, None, rec, "aborted")
         if fault == "stall":
             await asyncio.sleep(self.model.spec.faults.stall_s)
@@ -541,11 +542,19 @@ async def _write(resp: web.StreamResponse, data: bytes) -> float:
     return t
 
 
-async def _stall(resp: web.StreamResponse, seconds: float) -> None:
+async def _next_token(sim: SimRequest, resp: web.StreamResponse | None) -> int:
+    """The next token index (or ABORT); keep-alives become ``:`` comments on a stream."""
+    while (item := await sim.queue.get()) == KEEPALIVE:
+        if resp is not None:
+            await resp.write(b":\n\n")
+    return item
+
+
+async def _stall(resp: web.StreamResponse, seconds: float, keepalive_s: float) -> None:
     """Write nothing but SSE keep-alive comments (as axum's KeepAlive) for ``seconds``."""
     end = time.perf_counter() + seconds
     while (left := end - time.perf_counter()) > 0:
-        await asyncio.sleep(min(left, KEEPALIVE_S))
+        await asyncio.sleep(min(left, keepalive_s))
         if end - time.perf_counter() > 0:
             await resp.write(b":\n\n")
 

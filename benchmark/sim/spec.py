@@ -38,6 +38,7 @@ class ModelSpec:
     eos_probability: float = 0.0  # chance that any token after the first is EOS (seeded)
     chars_per_token: float = 4.0  # the tokenizer stand-in
     warmup_s: float = 0.5  # time from a replica starting to /health answering 200
+    sse_keepalive_s: float = 15.0  # axum's KeepAlive default: a ":" comment after this long without an event
     seed: int = 0
     faults: FaultSpec = field(default_factory=FaultSpec)
 
@@ -69,6 +70,9 @@ class ModelSpec:
         if isinstance(self.waiting_served_ratio, bool) or not isinstance(self.waiting_served_ratio, (int, float)) \
                 or not 0.0 <= self.waiting_served_ratio <= 100.0:
             raise ValueError(f"{self.key}.waiting_served_ratio: got {self.waiting_served_ratio!r}; allowed: from 0 to 100")
+        if isinstance(self.sse_keepalive_s, bool) or not isinstance(self.sse_keepalive_s, (int, float)) \
+                or not 0.01 <= self.sse_keepalive_s <= 600.0:
+            raise ValueError(f"{self.key}.sse_keepalive_s: got {self.sse_keepalive_s!r}; allowed: seconds from 0.01 to 600")
         if not isinstance(self.eos_probability, (int, float)) or not 0.0 <= self.eos_probability < 1.0:
             raise ValueError(f"{self.key}.eos_probability: got {self.eos_probability!r}; allowed: from 0 to below 1")
         if not isinstance(self.chars_per_token, (int, float)) or not self.chars_per_token > 0:

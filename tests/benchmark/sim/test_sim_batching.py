@@ -109,3 +109,22 @@ def test_a_client_that_goes_away_frees_its_batch_slot() -> None:
             assert replica.in_flight == 0 and not replica.running
 
     run(go())
+
+
+def test_a_stream_waiting_in_the_queue_gets_keep_alive_comments() -> None:
+    # a budget of one request at a time: the second waits for the first, as axum keeps it alive
+    spec = fast_spec(max_input_tokens=10, max_total_tokens=100, max_batch_total_tokens=100,
+                     decode_base_s=0.005, sse_keepalive_s=0.05)
+
+    async def go() -> None:
+        async with serving(spec) as (_, [m]), aiohttp.ClientSession() as s:
+            url = m.base_url + "/generate_stream"
+            first = asyncio.create_task(post(s, url, gen_body(95, prompt="a")))  # reserves 96 of 100
+            await asyncio.sleep(0.02)
+            status, raw = await post(s, url, gen_body(5, prompt="b"))
+            await first
+        head = raw[: raw.index(b"data:")]
+        assert status == 200 and head.count(b":\n\n") >= 3  # ~0.45 s queued, a comment every 0.05 s
+        assert raw.count(b"data:") == 5
+
+    run(go())

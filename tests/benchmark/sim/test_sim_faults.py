@@ -9,7 +9,6 @@ import pytest
 from simkit import fast_spec, gen_body, post, run, serving, stream_events
 
 from benchmark.sim import FAULT_KINDS, FaultSpec
-from benchmark.sim import server as sim_server
 from benchmark.sim.faults import FaultPlan
 
 ORDER = ("http_5xx", "overloaded", "stall", "disconnect", "malformed", "error_event")
@@ -21,12 +20,12 @@ def _faulty(http_status: int = 500) -> FaultSpec:
                      http_status=http_status)
 
 
-def test_every_fault_kind_on_the_stream(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sim_server, "KEEPALIVE_S", 0.1)  # see the keep-alive comments during a stall
+def test_every_fault_kind_on_the_stream() -> None:
     assert set(ORDER) == set(FAULT_KINDS)
 
     async def go() -> None:
-        async with serving(fast_spec(faults=_faulty())) as (gpu, [m]), aiohttp.ClientSession() as s:
+        spec = fast_spec(faults=_faulty(), sse_keepalive_s=0.1)  # see keep-alive comments during the stall
+        async with serving(spec) as (gpu, [m]), aiohttp.ClientSession() as s:
             url = m.base_url + "/generate_stream"
             status, raw = await post(s, url, gen_body(6), rid="f1")
             assert status == 500 and json.loads(raw)["error_type"] == "incomplete_generation"
