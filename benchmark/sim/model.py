@@ -258,6 +258,8 @@ class SimulatedModel:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Listen on ``host:port`` (0 picks a free port) and return the base URL."""
+        if self._runner is not None:
+            raise RuntimeError(f"simulated model {self.spec.key!r} is already started at {self.base_url}")
         if host not in _LOOPBACK:
             raise ValueError(f"host: got {host!r}; allowed: a loopback address ({', '.join(_LOOPBACK)})")
         from benchmark.sim.server import build_app  # the routes need this module's classes
