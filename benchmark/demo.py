@@ -88,8 +88,10 @@ async def simulated_stack(*, time_scale: float = 0.1, specs: list[ModelSpec] | N
     specs = specs or [dataclasses.replace(preset(key), **GUIDE_LIMITS) for key in REFERENCE_PAIR]
     async with contextlib.AsyncExitStack() as stack:
         sims = {spec.key: await stack.enter_async_context(SimulatedModel(spec, gpu)) for spec in specs}
+        keys = list(sims)  # in start order, gated like the stack's pods
         api = await stack.enter_async_context(FakeKubeApi(NAMESPACE, [
-            FakeDeployment(name=key, replicas=1, backend=sim.base_url, on_scale=sim.set_replicas)
+            FakeDeployment(name=key, replicas=1, backend=sim.base_url, on_scale=sim.set_replicas,
+                           after=keys[: keys.index(key)])
             for key, sim in sims.items()
         ]))  # fmt: skip
         yield SimulatedStack(gpu=gpu, models=sims, api=api, outputs=demo_outputs(specs, api))

@@ -1,10 +1,12 @@
 """The orchestrated plan: each model alone, then all together, then the cluster as it was.
 
-``plan_all`` lists the scenarios; ``Orchestrator.prepare`` scales the Deployments so that
-exactly a scenario's models run (the others at 0 replicas, their pods gone: a terminating
-TGI pod still holds its GPU memory), starting them one by one in the stack's start order
-and waiting until each is ready, because under time-slicing TGI sizes its KV cache from
-the memory left by the processes started before it; ``run_plan`` runs the scenarios and
+``plan_all`` lists the scenarios; ``Orchestrator.prepare`` scales the catalog's Deployments
+so that exactly a scenario's models run (every other one at 0 replicas, its pods gone: a
+terminating TGI pod still holds its GPU memory), starting them one by one in the stack's
+start order and waiting until each is ready, because under time-slicing TGI sizes its KV
+cache from the memory left by the processes started before it (and the stack's
+start-order gate holds a pod until the enabled models before it are healthy, see
+``Orchestrator.prepare``); ``run_plan`` runs the scenarios and
 restores every touched Deployment's ORIGINAL replicas (read from the cluster before the
 first change) in a ``finally``: on success, an exception, a failed wait, Ctrl-C (asyncio
 cancels the run and the restore still completes, shielded from further cancellation) or a
@@ -58,19 +60,23 @@ def plan_all(models: Sequence[ModelEntry]) -> list[Scenario]:
 
 
 class Orchestrator:
-    """Scales the plan's Deployments; remembers what it found so it can put it back."""
+    """Scales the catalog's Deployments; remembers what it found so it can put it back.
+
+    ``catalog`` is every model of the contract, not only the measured ones: "alone" means
+    nothing else on the GPU, and the start-order gate may need models outside the plan.
+    """
 
     def __init__(
         self,
         kube: Kube,
-        models: Sequence[ModelEntry],
+        catalog: Sequence[ModelEntry],
         *,
         ready_timeout: float,
         poll: float = 1.0,
         log: Callable[[str], None] = print,
     ) -> None:
         self.kube = kube
-        self.models = sorted(models, key=lambda m: (m.start_order, m.key))
+        self.models = sorted(catalog, key=lambda m: (m.start_order, m.key))
         self.by_key = {m.key: m for m in self.models}
         self.ready_timeout = ready_timeout
         self.poll = poll
@@ -94,55 +100,100 @@ class Orchestrator:
         self.log(f"  scale {model.deployment} -> {replicas}")
         await self.kube.scale(model.deployment, replicas)
 
-    async def prepare(self, scenario: Scenario) -> None:
-        """Make exactly ``scenario.models`` run, started in start order, each ready before the next."""
-        await self.snapshot()
-        wanted = [self.by_key[k] for k in scenario.models]
-        current = {m.key: await self.kube.replicas(m.deployment) for m in self.models}
-        # A wanted model already up after a wanted model that is down would have started
-        # out of order: it restarts after its predecessors.
-        restart: set[str] = set()
-        gap = False
-        for m in self.models:
-            if m in wanted:
-                if current[m.key] == 0:
-                    gap = True
-                elif gap:
-                    restart.add(m.key)
-        down = [m for m in self.models if current[m.key] > 0 and (m not in wanted or m.key in restart)]
-        for m in down:
+    async def _down(self, models: Sequence[ModelEntry]) -> None:
+        for m in models:
             await self._scale(m, 0)
-        for m in down:
+        for m in models:
             await self.kube.wait_settled(m.deployment, 0, timeout=self.ready_timeout, poll=self.poll)
-        for m in wanted:  # in start order
-            n = self.replicas_on(m)
-            if current[m.key] != n or m.key in restart:
-                await self._scale(m, n)
-            await self.kube.wait_settled(m.deployment, n, timeout=self.ready_timeout, poll=self.poll)
+
+    async def _up(self, model: ModelEntry) -> None:
+        n = self.replicas_on(model)
+        await self._scale(model, n)
+        await self.kube.wait_settled(model.deployment, n, timeout=self.ready_timeout, poll=self.poll)
+
+    async def prepare(self, scenario: Scenario) -> None:
+        """Make exactly ``scenario.models`` run, each started after the models before it.
+
+        Two rules of the stack shape this. Memory: TGI sizes its KV cache from what the
+        processes started before it left, so a model never starts while a model later in
+        the start order runs (those are stopped first, and restarted in order if wanted).
+        The start-order gate: each pod's init container waits until every *enabled* model
+        before it answers ``/health`` (workloads/component.py, ``wait-for-earlier-models``),
+        so those run, as helpers, while a later model starts, and are stopped after.
+        """
+        await self.snapshot()
+        wanted = set(scenario.models)
+        up = {m.key for m in self.models if await self.kube.replicas(m.deployment) > 0}
+        start: list[ModelEntry] = []  # wanted models to (re)start: after the first one down, all
+        for m in self.models:
+            if m.key in wanted and (m.key not in up or start):
+                start.append(m)
+        if start:
+            last = start[-1].start_order
+            helpers = [m for m in self.models if m.key not in wanted and m.enabled and m.start_order < last]
+            first = min(m.start_order for m in [*start, *(h for h in helpers if h.key not in up)])
+            later = [m for m in self.models if m.key in up and m.start_order > first]
+            await self._down(later)
+            up -= {m.key for m in later}
+            for m in self.models:  # in start order, each ready before the next
+                if m.key not in up and (m in start or m in helpers or m.key in wanted):
+                    await self._up(m)
+                    up.add(m.key)
+        await self._down([m for m in self.models if m.key in up and m.key not in wanted])
+        for m in self.models:
+            if m.key in wanted:
+                n = self.replicas_on(m)
+                await self.kube.wait_settled(m.deployment, n, timeout=self.ready_timeout, poll=self.poll)
 
     async def restore(self) -> dict[str, int]:
-        """Scale every touched Deployment back to its original replicas: downs first, then
-        ups in start order. Tries them all; one line names any it could not restore."""
-        failures = []
-        restored = {}
-        ups = [m for m in self.models if m.deployment in self.touched]
-        downs = []
-        for m in ups:
+        """Scale every Deployment that differs from what was found back to its original
+        replicas; tries them all, and one line names any it could not restore.
+
+        Order matters as in ``prepare``: a model that must start again while a model later
+        in the start order runs would find that one's memory taken, so those later models
+        are stopped first (and waited for) and started again after it. The ups are issued
+        in start order without waiting: the stack's start-order gate sequences them.
+        """
+        failures: list[str] = []
+        restored: dict[str, int] = {}
+        now: dict[str, int | None] = {}
+        for m in self.models:
             try:
-                now = await self.kube.replicas(m.deployment)
+                now[m.key] = await self.kube.replicas(m.deployment)
             except BenchmarkError:
-                now = -1  # unknown: set it anyway
-            if now > self.original[m.deployment]:
-                downs.append(m)
-        for m in [*downs, *(m for m in ups if m not in downs)]:
-            n = self.original[m.deployment]
+                now[m.key] = None  # unknown: set it anyway
+        was = {m.key: self.original.get(m.deployment, 0) for m in self.models}
+        starting = [m for m in self.models if was[m.key] > 0 and now[m.key] == 0]
+        first = min((m.start_order for m in starting), default=None)
+        downs = [
+            m for m in self.models
+            if (was[m.key] == 0 and now[m.key] != 0)
+            or (first is not None and (now[m.key] or 0) > 0 and m.start_order > first)
+        ]  # fmt: skip
+        ups = [m for m in self.models if was[m.key] > 0 and (now[m.key] != was[m.key] or m in downs)]
+
+        async def scale(m: ModelEntry, n: int) -> bool:
             try:
                 await self.kube.scale(m.deployment, n)
                 restored[m.deployment] = n
+                return True
             except BenchmarkError as e:
                 failures.append(f"{m.deployment} to {n} ({e})")
+                return False
+
+        stopped = [m for m in downs if await scale(m, 0)]
+        if starting:
+            for m in stopped:
+                try:
+                    await self.kube.wait_settled(m.deployment, 0, timeout=self.ready_timeout, poll=self.poll)
+                except BenchmarkError as e:
+                    failures.append(f"{m.deployment}: {e}")
+        for m in ups:
+            await scale(m, was[m.key])
         if restored:
             self.log("restored replicas: " + ", ".join(f"{d}={n}" for d, n in restored.items()))
+        elif not failures:
+            self.log("replicas are as found: " + ", ".join(f"{d}={n}" for d, n in self.original.items()))
         if failures:
             raise BenchmarkError(
                 "could not restore the original replicas of " + "; ".join(failures)

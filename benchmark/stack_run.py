@@ -294,7 +294,7 @@ async def benchmark_stack(
         try:
             if options.plan == "all":
                 assert kube is not None
-                orchestrator = Orchestrator(kube, models, ready_timeout=options.ready_timeout, poll=options.poll, log=log)
+                orchestrator = Orchestrator(kube, list(stack.models.values()), ready_timeout=options.ready_timeout, poll=options.poll, log=log)
                 await run_plan(orchestrator, scenarios, state.scenario)
             else:
                 await state.scenario(scenarios[0])

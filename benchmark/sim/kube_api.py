@@ -14,7 +14,9 @@ Served (``apps/v1`` and ``v1``; answers shaped like the API server's):
 Pods are bookkeeping: scaling up adds pods, scaling down marks the surplus terminating for
 ``terminate_s`` before they vanish (as a real pod holds its GPU memory until it is gone).
 A pod is Ready when its backend answers ``GET /health`` with 200, the way the Deployment's
-readiness probe decides; ``readyReplicas``/``availableReplicas`` follow. Each Deployment's
+readiness probe decides; ``readyReplicas``/``availableReplicas`` follow; a new pod of a Deployment with ``after``
+set waits (as the stack's start-order init container does) until those have a ready pod.
+Each Deployment's
 ``on_scale(n)`` hook (e.g. a simulated model's ``set_replicas``) is called on every scale.
 The port-forward streams a pod's port to the Deployment's backend over the websocket
 channel protocol the client speaks (data channel 0, error channel 1, each opened by a frame
@@ -50,6 +52,7 @@ PORTFORWARD_PROTOCOL = "v4.channel.k8s.io"
 class _Pod:
     name: str
     deleted_at: float | None = None  # time.monotonic() when scaled away
+    initialized: bool = False  # its init containers are done (the start-order gate passed)
 
 
 @dataclass(kw_only=True)
@@ -61,12 +64,17 @@ class FakeDeployment:
     backend: str | None = None  # base URL of what the pods serve (health probe, port-forward)
     on_scale: Callable[[int], Any] | None = None  # called (and awaited if async) on every scale
     container_port: int = 8080
+    # The stack's start-order gate: a new pod initialises only once every Deployment named
+    # here has a ready pod (workloads/component.py, init container wait-for-earlier-models).
+    after: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)  # selector labels; default app=<name>
     pods: list[_Pod] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.labels = self.labels or {"app.kubernetes.io/name": self.name}
         self.pods = [self._new_pod() for _ in range(self.replicas)]
+        for pod in self.pods:  # found running: initialised long ago
+            pod.initialized = True
 
     def _new_pod(self) -> _Pod:
         return _Pod(f"{self.name}-{secrets.token_hex(5)}-{secrets.token_hex(3)[:5]}")
@@ -187,12 +195,20 @@ class FakeKubeApi:
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
             return False
 
+    async def _ready_pods(self, dep: FakeDeployment) -> int:
+        objects = await self._pod_objects(dep)
+        return sum(p["status"]["conditions"][0]["status"] == "True" for p in objects)
+
     async def _pod_objects(self, dep: FakeDeployment) -> list[dict[str, Any]]:
         self._reap(dep)
         healthy = await self._backend_ready(dep)
+        waiting = [p for p in dep.pods if not p.initialized and p.deleted_at is None]
+        if waiting and all([await self._ready_pods(self.deployments[name]) > 0 for name in dep.after]):
+            for pod in waiting:
+                pod.initialized = True
         out = []
         for pod in dep.pods:
-            ready = healthy and pod.deleted_at is None
+            ready = healthy and pod.deleted_at is None and pod.initialized
             meta: dict[str, Any] = {"name": pod.name, "namespace": self.namespace, "labels": dict(dep.labels)}
             if pod.deleted_at is not None:
                 meta["deletionTimestamp"] = _ts()

@@ -28,4 +28,4 @@ def test_demo_prints_the_guide_blocks_and_impact_and_writes_a_report(
     assert report.is_file() and report.parent.parent == tmp_path
     assert "SIMULATED" in report.read_text()
     assert "run --outputs" in err and "--plan all" in err  # the user-facing command it ran
-    assert "restored replicas" in err
+    assert "replicas are as found: phi-3.5-mini=1, deepseek-r1-distill-llama-8b=1" in err

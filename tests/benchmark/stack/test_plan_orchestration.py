@@ -27,8 +27,9 @@ def _models(*keys: str) -> list[ModelEntry]:
 
 
 async def _cluster(original: dict[str, int], *, healthy: bool = True) -> tuple[FakeKubeApi, dict[str, HealthBackend], list[str]]:
-    """A fake API whose Deployments are backed by health backends; ``events`` logs every
-    scale as 'name=n' followed by which other models were healthy at that moment."""
+    """A fake API whose Deployments (in start order) are backed by health backends and
+    gated like the stack's pods (a new pod waits until the earlier models are ready);
+    ``events`` logs every scale as 'name=n' followed by which other models were up then."""
     backends = {name: HealthBackend(n) for name, n in original.items()}
     events: list[str] = []
     for b in backends.values():
@@ -42,10 +43,12 @@ async def _cluster(original: dict[str, int], *, healthy: bool = True) -> tuple[F
 
         return on_scale
 
+    names = list(original)
     deps = [
-        FakeDeployment(name=name, replicas=n, backend=backends[name].url if healthy else None, on_scale=hook(name))
+        FakeDeployment(name=name, replicas=n, backend=backends[name].url if healthy else None, on_scale=hook(name),
+                       after=names[: names.index(name)])
         for name, n in original.items()
-    ]
+    ]  # fmt: skip
     api = FakeKubeApi(NS, deps, terminate_s=0.05)
     await api.start()
     return api, backends, events
@@ -78,10 +81,44 @@ def test_plan_runs_each_alone_then_shared_in_start_order_and_restores() -> None:
             ]
             for name, keys, pods in seen:  # exactly the scenario's models have pods
                 assert {k for k, n in pods.items() if n > 0} == set(keys), (name, keys, pods)
-            # shared: a (already up alone) first, then b with a up, then c with a and b up
-            shared = events[events.index("a=1 while up:") + 1 :]
-            assert shared[:2] == ["b=1 while up:a", "c=1 while up:a,b"], events
+            _assert_started_in_order(events, ["a", "b", "c"])
+            # the shared scenario adds b then c to a, which ran alone last; the restore only stops b
+            assert events[-3:] == ["b=1 while up:a", "c=1 while up:a,b", "b=0 while up:a,c"], events
             assert api.replicas() == {"a": 1, "b": 0, "c": 1}  # the originals, b included
+        finally:
+            await _teardown(api, backends)
+
+    asyncio.run(main())
+
+
+def _assert_started_in_order(events: list[str], order: list[str]) -> None:
+    """Every start happened with every earlier model up (the gate) and no later one (memory)."""
+    for event in events:
+        name, rest = event.split("=", 1)
+        n, up = rest.split(" while up:")
+        if int(n) > 0:
+            up_set = set(filter(None, up.split(",")))
+            earlier, later = set(order[: order.index(name)]), set(order[order.index(name) + 1 :])
+            assert earlier <= up_set and not (later & up_set), (event, events)
+
+
+def test_alone_scenarios_start_the_earlier_models_for_the_gate_and_a_subset_plan_stops_the_rest() -> None:
+    async def main() -> None:
+        api, backends, events = await _cluster({"a": 1, "b": 1, "c": 1, "d": 1})
+        catalog = _models("a", "b", "c", "d")
+        measured = [m for m in catalog if m.key in ("b", "c")]  # --models b,c: a and d are not measured
+        seen: list[tuple[str, tuple[str, ...], set[str]]] = []
+
+        async def run_scenario(s: Scenario) -> None:
+            seen.append((s.name, s.models, {k for k, d in api.deployments.items() if d.pods}))
+
+        try:
+            orchestrator = Orchestrator(Kube(api.kubeconfig(), NS), catalog, ready_timeout=5, poll=0.02, log=lambda s: None)
+            await run_plan(orchestrator, plan_all(measured), run_scenario)
+            assert seen == [("alone", ("c",), {"c"}), ("alone", ("b",), {"b"}), ("shared", ("b", "c"), {"b", "c"})]
+            _assert_started_in_order(events, ["a", "b", "c", "d"])
+            assert "a=1 while up:" in events  # a helped b (and then c) through the gate, then stopped
+            assert api.replicas() == {"a": 1, "b": 1, "c": 1, "d": 1}
         finally:
             await _teardown(api, backends)
 
