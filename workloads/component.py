@@ -340,6 +340,8 @@ class ModelWorkloads(pulumi.ComponentResource):
         super().__init__("gpu-sharing:workloads:ModelWorkloads", name, None, opts)
         s = args.settings
         child = pulumi.ResourceOptions(parent=self)
+        # The memory plan, at every preview: what each TGI process will get, in start order.
+        pulumi.log.info(s.plan.describe(), resource=self)
         for warning in s.plan.warnings:
             pulumi.log.warn(warning, resource=self)
 
