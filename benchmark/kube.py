@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -97,16 +98,20 @@ class Kube:
         try:
             return fn()
         except ApiException as e:
-            detail = e.reason or ""
+            status, detail, body = e.status, e.reason or "", e.body or ""
+            handshake = re.match(r"Handshake status (\d+) ([^-]*)-\+-\+- .* -\+-\+- (.*)$", detail, re.S)
+            if status == 0 and handshake:  # a websocket (port-forward) refused: status and body in reason
+                status, detail, body = int(handshake[1]), handshake[2].strip(), handshake[3]
             try:
-                detail = json.loads(e.body or "")["message"]
+                detail = json.loads(body)["message"]
             except (ValueError, KeyError, TypeError):
                 pass
-            hint = ""
-            if e.status in (401, 403):
-                hint = " (check that your credentials may access the cluster: the stack's kubeconfig runs `aws eks get-token`)"
+            hint = {
+                401: " (credentials rejected: the stack's kubeconfig runs `aws eks get-token` with your AWS credentials)",
+                403: " (your identity lacks this permission; the README lists the ones the benchmark needs)",
+            }.get(status, "")
             raise BenchmarkError(
-                f"Kubernetes API: {what} in namespace {self.namespace!r} failed: HTTP {e.status}: {detail}{hint}"
+                f"Kubernetes API: {what} in namespace {self.namespace!r} failed: HTTP {status}: {detail}{hint}"
             ) from None
         except (urllib3.exceptions.HTTPError, OSError) as e:
             raise BenchmarkError(f"Kubernetes API at {self.host}: {what} failed: {type(e).__name__}: {e}") from None
@@ -189,14 +194,27 @@ class Kube:
         return await asyncio.to_thread(self.state_sync, deployment)
 
     async def wait_settled(
-        self, deployment: str, replicas: int, *, timeout: float, poll: float = 1.0
+        self,
+        deployment: str,
+        replicas: int,
+        *,
+        timeout: float,
+        poll: float = 1.0,
+        log: Callable[[str], None] | None = None,
+        log_every: float = 30.0,
     ) -> DeploymentState:
-        """Wait until the Deployment runs exactly ``replicas`` ready pods (0: no pod left)."""
-        deadline = time.monotonic() + timeout
+        """Wait until the Deployment runs exactly ``replicas`` ready pods (0: no pod left);
+        ``log`` hears how it stands every ``log_every`` seconds of waiting."""
+        start = time.monotonic()
+        deadline = start + timeout
+        next_log = start + log_every
         while True:
             state = await self.state(deployment)
             if state.settled(replicas):
                 return state
+            if log is not None and time.monotonic() >= next_log:
+                log(f"  waiting for deployment {deployment} ({time.monotonic() - start:.0f} s): {state.describe()}")
+                next_log += log_every
             if time.monotonic() >= deadline:
                 goal = "no pod left (terminating pods included)" if replicas == 0 else f"{replicas} ready, available pod(s)"
                 raise BenchmarkError(

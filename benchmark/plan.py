@@ -104,12 +104,12 @@ class Orchestrator:
         for m in models:
             await self._scale(m, 0)
         for m in models:
-            await self.kube.wait_settled(m.deployment, 0, timeout=self.ready_timeout, poll=self.poll)
+            await self.kube.wait_settled(m.deployment, 0, timeout=self.ready_timeout, poll=self.poll, log=self.log)
 
     async def _up(self, model: ModelEntry) -> None:
         n = self.replicas_on(model)
         await self._scale(model, n)
-        await self.kube.wait_settled(model.deployment, n, timeout=self.ready_timeout, poll=self.poll)
+        await self.kube.wait_settled(model.deployment, n, timeout=self.ready_timeout, poll=self.poll, log=self.log)
 
     async def prepare(self, scenario: Scenario) -> None:
         """Make exactly ``scenario.models`` run, each started after the models before it.
@@ -143,7 +143,7 @@ class Orchestrator:
         for m in self.models:
             if m.key in wanted:
                 n = self.replicas_on(m)
-                await self.kube.wait_settled(m.deployment, n, timeout=self.ready_timeout, poll=self.poll)
+                await self.kube.wait_settled(m.deployment, n, timeout=self.ready_timeout, poll=self.poll, log=self.log)
 
     async def restore(self) -> dict[str, int]:
         """Scale every Deployment that differs from what was found back to its original
@@ -185,7 +185,7 @@ class Orchestrator:
         if starting:
             for m in stopped:
                 try:
-                    await self.kube.wait_settled(m.deployment, 0, timeout=self.ready_timeout, poll=self.poll)
+                    await self.kube.wait_settled(m.deployment, 0, timeout=self.ready_timeout, poll=self.poll, log=self.log)
                 except BenchmarkError as e:
                     failures.append(f"{m.deployment}: {e}")
         for m in ups:

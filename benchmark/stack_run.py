@@ -184,7 +184,10 @@ class _StackRun:
                 f"model {model.key!r}: deployment {model.deployment!r} has no ready pod to port-forward to "
                 f"({state.describe()}); is it scaled to 0? use --plan all, or scale it up"
             )
-        url = await stack.enter_async_context(PortForward(self.kube, state.ready_pods[0], model.port))
+        pod = state.ready_pods[0]
+        # one port-forward now, so a refusal (RBAC, a pod gone) is reported as such, not as a timeout
+        (await asyncio.to_thread(self.kube.portforward_socket, pod, model.port)).close()
+        url = await stack.enter_async_context(PortForward(self.kube, pod, model.port))
         return url, "port-forward"
 
     async def _info(self, url: str) -> dict[str, Any]:
@@ -300,6 +303,9 @@ async def benchmark_stack(
                 await state.scenario(scenarios[0])
         except (KeyboardInterrupt, asyncio.CancelledError):
             log(f"interrupted: the requests recorded so far are in {run_dir / rundir.REQUESTS}")
+            raise
+        except BenchmarkError:
+            log(f"stopped: the requests recorded so far are in {run_dir / rundir.REQUESTS}")
             raise
         finally:
             await state.close()

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from stack_helpers import BackgroundLoop, model_entry, outputs
+from stack_helpers import BackgroundLoop, HealthBackend, model_entry, outputs
 
 from benchmark.cli import main
 from benchmark.sim.kube_api import FakeDeployment, FakeKubeApi
@@ -101,3 +101,22 @@ def test_a_real_process_prints_one_line_and_no_traceback(tmp_path: Path) -> None
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error: --outputs"), proc.stderr
+
+
+def test_port_forward_refused_is_reported_as_such(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bg = BackgroundLoop()
+    backend = HealthBackend()
+    bg.call(backend.start())
+    api = FakeKubeApi("llm-testing", [FakeDeployment(name="a", replicas=1, backend=backend.url)])
+    try:
+        bg.call(api.start())
+        api.errors["portforward"] = 403  # e.g. RBAC without pods/portforward
+        argv = ["run", "--outputs", _file(tmp_path, outputs({"a": model_entry("a", start_order=1)}, kubeconfig=api.kubeconfig())),
+                "--results-dir", str(tmp_path / "r")]  # fmt: skip
+        line = _one_error_line(capsys, argv)
+        assert "Kubernetes API: port-forwarding to pod 'a-" in line
+        assert "port 8080 in namespace 'llm-testing' failed: HTTP 403: injected error for portforward" in line
+    finally:
+        bg.call(api.stop())
+        bg.call(backend.stop())
+        bg.close()
