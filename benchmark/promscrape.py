@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +31,7 @@ import aiohttp
 
 from benchmark.errors import BenchmarkError
 
-__all__ = ["Histogram", "Scrape", "parse_metrics", "attribute", "scrape"]
+__all__ = ["Histogram", "Scrape", "parse_metrics", "attribute", "breakdown", "scrape"]
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -182,6 +183,33 @@ def attribute(before: str, after: str, *, planned_kv_tokens: int | None) -> dict
         "kv_found_vs_planned": (
             kv_found / planned_kv_tokens - 1.0 if kv_found is not None and planned_kv_tokens else None
         ),
+    }
+
+
+def breakdown(
+    baseline: Mapping[str, Any], other: Mapping[str, Any], *, e2e_baseline_s: float, e2e_other_s: float
+) -> dict[str, float | None]:
+    """Where a model's extra mean latency went between two scenarios (e.g. alone -> shared).
+
+    ``baseline``/``other`` are ``attribute`` results for the model; ``e2e_*_s`` the client's
+    mean E2E latencies. Keys: ``e2e_s`` (the client's extra mean latency), ``queue_s`` and
+    ``inference_s`` (the server's extra mean queue and inference time), ``elsewhere_s``
+    (the rest: validation, network, the access path, the client). None where a server
+    metric is missing. Server means cover every request the server served between the
+    scrapes, warmup requests included.
+    """
+
+    def extra(key: str) -> float | None:
+        a, b = other.get(key), baseline.get(key)
+        return a - b if a is not None and b is not None else None
+
+    e2e = e2e_other_s - e2e_baseline_s
+    queue, inference = extra("queue_mean_s"), extra("inference_mean_s")
+    return {
+        "e2e_s": e2e,
+        "queue_s": queue,
+        "inference_s": inference,
+        "elsewhere_s": e2e - queue - inference if queue is not None and inference is not None else None,
     }
 
 

@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from benchmark.impact import Impact, compute_impact  # noqa: E402
-from benchmark.promscrape import attribute  # noqa: E402
+from benchmark.promscrape import attribute, breakdown  # noqa: E402
 from benchmark.records import RequestRecord  # noqa: E402
 from benchmark.rundir import LoadedRun, load_run  # noqa: E402
 from benchmark.runner import RunReport, TargetReport  # noqa: E402
@@ -83,6 +83,7 @@ class Comparison:
 
     scenario: str
     impact: Impact
+    breakdown: pd.DataFrame  # per model: where the extra mean latency went (promscrape.breakdown)
 
 
 @dataclass(frozen=True)
@@ -114,24 +115,36 @@ def analyse(run: LoadedRun) -> Analysis:
     borrowed = [r for r in run.baseline if r.scenario == BASELINE_SCENARIO and r.model not in own_alone]
     records = list(run.records) + borrowed
     sources = ["run"] * len(run.records) + [run.meta.baselines.get(r.model, "baseline") for r in borrowed]
-    alone = [r for r in records if r.scenario == BASELINE_SCENARIO]
-    comparisons = [
-        Comparison(scenario, compute_impact(alone, [r for r in run.records if r.scenario == scenario]))
-        for scenario in _scenarios(run.records)
-        if scenario != BASELINE_SCENARIO and alone
-    ]
-    rows = []
-    for s in run.meta.scenarios:
+    scenarios = [s for s in run.meta.baseline_scenarios if s.models[0] not in own_alone] + run.meta.scenarios
+    attributed: dict[tuple[str, str], dict[str, Any]] = {}
+    for s in scenarios:
         for model in s.models:
             files = s.metrics.get(model, {})
             before, after = (run.scrape_text(files[p]) if p in files else None for p in ("before", "after"))
             if before is not None and after is not None:
                 got = attribute(before, after, planned_kv_tokens=run.meta.planned_kv_tokens(model))
-                rows.append({"scenario": s.scenario, "model": model} | got)
-    runs = [(s.scenario, s.models) for s in run.meta.scenarios]
+                attributed[(s.scenario, model)] = {"scenario": s.scenario, "model": model} | got
+    summary = summarize(records)
+    e2e = {(str(r["scenario"]), str(r["model"])): float(r["e2e_mean"]) for r in summary.to_dict("records")}
+
+    alone = [r for r in records if r.scenario == BASELINE_SCENARIO]
+    comparisons = []
+    for scenario in _scenarios(run.records):
+        if scenario == BASELINE_SCENARIO or not alone:
+            continue
+        impact = compute_impact(alone, [r for r in run.records if r.scenario == scenario])
+        where = [
+            {"model": m} | breakdown(attributed[(BASELINE_SCENARIO, m)], attributed[(scenario, m)],
+                                     e2e_baseline_s=e2e[(BASELINE_SCENARIO, m)], e2e_other_s=e2e[(scenario, m)])
+            for m in impact.models
+            if (BASELINE_SCENARIO, m) in attributed and (scenario, m) in attributed
+        ]
+        comparisons.append(Comparison(scenario, impact, pd.DataFrame(where)))
+    runs = [(s.scenario, s.models) for s in scenarios]
     return Analysis(
-        run=run, records=records, sources=sources, summary=summarize(records), comparisons=comparisons,
-        attribution=pd.DataFrame(rows), timeline=throughput_timeline(records, runs=runs, bin_s=BIN_S),
+        run=run, records=records, sources=sources, summary=summary, comparisons=comparisons,
+        attribution=pd.DataFrame(list(attributed.values())),
+        timeline=throughput_timeline(records, runs=runs, bin_s=BIN_S),
     )
 
 
@@ -240,6 +253,7 @@ def _markdown(a: Analysis) -> str:
     for c in a.comparisons:
         md += [f"## Impact: {c.scenario} vs {BASELINE_SCENARIO}", ""]
         md += impact_markdown(c.impact, other=c.scenario, baseline=BASELINE_SCENARIO) + [""]
+        md += _breakdown_table(c) + [""]
     if not a.comparisons and any(s != BASELINE_SCENARIO for s in _scenarios(a.records)):
         md += ["## Impact", "", f"No {BASELINE_SCENARIO} baseline with the same settings: no impact computed.", ""]
 
@@ -307,6 +321,21 @@ def _attribution_table(frame: pd.DataFrame) -> list[str]:
     return out
 
 
+def _breakdown_table(c: Comparison) -> list[str]:
+    if c.breakdown.empty:
+        return [f"Where the extra latency went: needs `/metrics` scrapes of both {BASELINE_SCENARIO} and {c.scenario}."]
+    out = [f"Where the extra latency went ({c.scenario} vs {BASELINE_SCENARIO}, means per request; "
+           "the server's figures from TGI's `/metrics`):", "",
+           "| model | E2E (client) | queue (server) | inference (server) | elsewhere |", "| --- | ---: | ---: | ---: | ---: |"]
+    for r in c.breakdown.to_dict("records"):
+        out.append(f"| {r['model']} | {_dms(r['e2e_s'])} | {_dms(r['queue_s'])} | {_dms(r['inference_s'])} "
+                   f"| {_dms(r['elsewhere_s'])} |")
+    out += ["", "Queue: waiting for a place in a batch. Inference: from joining a batch to the last token; it "
+                "grows when time-slicing hands the GPU to other models. Elsewhere: validation, network, the "
+                "access path and the client."]
+    return out
+
+
 def _self_check(data: dict[str, Any]) -> list[str]:
     try:
         targets = [TargetReport(**t) for t in data.get("targets", [])]
@@ -326,7 +355,8 @@ def _summary_json(a: Analysis) -> dict[str, Any]:
         "impact": [
             {"scenario": c.scenario, "baseline": BASELINE_SCENARIO, "confidence": c.impact.confidence,
              "n_boot": c.impact.n_boot, "seed": c.impact.seed, "per_model": c.impact.per_model.to_dict("records"),
-             "aggregate": vars(c.impact.aggregate), "fairness": vars(c.impact.fairness)}
+             "aggregate": vars(c.impact.aggregate), "fairness": vars(c.impact.fairness),
+             "latency_breakdown": c.breakdown.to_dict("records")}
             for c in a.comparisons
         ],
         "attribution": a.attribution.to_dict("records"),
@@ -418,6 +448,10 @@ def _s(x: Any) -> str:
 
 def _ms(x: Any) -> str:
     return f"{x * 1e3:.2f} ms" if _finite(x) else "n/a"
+
+
+def _dms(x: Any) -> str:
+    return f"{x * 1e3:+.1f} ms" if _finite(x) else "n/a"
 
 
 def _pct(x: Any) -> str:

@@ -29,7 +29,9 @@ A results directory ``results/<UTC timestamp>-<label>/`` holds:
          "started": iso, "finished": iso,
          "metrics": {"<key>": {"before": "metrics/...prom", "after": "metrics/...prom"}},
          "self_check": {...}}],                      # the engine's client self-check, as JSON
-     "baselines": {"<key>": "<directory name>"}}     # where baseline.jsonl's records came from
+     "baselines": {"<key>": "<directory name>"},     # where baseline.jsonl's records came from
+     "baseline_scenarios": [...]}                    # their scenarios, as above; their scrapes
+                                                     # copied to metrics/baseline-<dir>-<file>
 
 Unknown keys are kept and ignored, so a newer writer does not break an older reader;
 a different ``schema`` number is refused.
@@ -37,6 +39,7 @@ a different ``schema`` number is refused.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -111,6 +114,7 @@ class RunMeta:
     access: dict[str, AccessMeta] = field(default_factory=dict)
     scenarios: list[ScenarioMeta] = field(default_factory=list)
     baselines: dict[str, str] = field(default_factory=dict)
+    baseline_scenarios: list[ScenarioMeta] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA} | asdict(self)
@@ -124,7 +128,8 @@ class RunMeta:
         try:
             known = _known(cls, data)
             known["access"] = {k: AccessMeta(**_known(AccessMeta, v)) for k, v in known.get("access", {}).items()}
-            known["scenarios"] = [ScenarioMeta(**_known(ScenarioMeta, s)) for s in known.get("scenarios", [])]
+            for key in ("scenarios", "baseline_scenarios"):
+                known[key] = [ScenarioMeta(**_known(ScenarioMeta, s)) for s in known.get(key, [])]
             return cls(**known)
         except (TypeError, AttributeError) as e:
             raise BenchmarkError(f"{source}: not a valid run.json: {e}") from e
@@ -166,11 +171,11 @@ def read_run_meta(run_dir: str | os.PathLike[str]) -> RunMeta:
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
-def save_scrape(
-    run_dir: str | os.PathLike[str], scenario: str, model: str, phase: Literal["before", "after"], text: str
-) -> str:
+def save_scrape(run_dir: str | os.PathLike[str], scenario: str, model: str, phase: str, text: str) -> str:
     """Keep one raw ``/metrics`` scrape; returns its path relative to ``run_dir`` for
-    ``ScenarioMeta.metrics[model][phase]``."""
+    ``ScenarioMeta.metrics[model][phase]``; ``phase`` is ``before`` or ``after``."""
+    if phase not in ("before", "after"):
+        raise ValueError(f"phase: got {phase!r}; allowed: 'before', 'after'")
     name = "-".join(_SAFE.sub("_", part) for part in (scenario, model, phase)) + ".prom"
     path = Path(run_dir) / "metrics" / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -213,19 +218,38 @@ def find_baselines(
 
 def import_baselines(run_dir: str | os.PathLike[str], baselines: Mapping[str, Path]) -> RunMeta:
     """Copy each model's alone records from its baseline directory into ``run_dir``'s
-    ``baseline.jsonl`` and name the source directories in its run.json (which must exist).
+    ``baseline.jsonl``, with that scenario's metadata and ``/metrics`` scrapes, and name the
+    source directories in ``run_dir``'s run.json (which must exist).
     """
     run_dir = Path(run_dir)
     meta = read_run_meta(run_dir)
+    meta.baselines, meta.baseline_scenarios = {}, []
     (run_dir / BASELINE).unlink(missing_ok=True)  # the writer appends; start afresh
     with ResultsWriter(run_dir / BASELINE) as writer:
         for model, source in sorted(baselines.items()):
-            for record in read_records(Path(source) / REQUESTS):
+            source = Path(source)
+            for record in read_records(source / REQUESTS):
                 if record.model == model and record.scenario == "alone":
                     writer.write(record)
-            meta.baselines[model] = Path(source).name
+            meta.baselines[model] = source.name
+            alone = [s for s in read_run_meta(source).scenarios if s.scenario == "alone" and s.models == [model]]
+            if alone:
+                meta.baseline_scenarios.append(_copy_scenario(alone[-1], source, run_dir))
     write_run_meta(run_dir, meta)
     return meta
+
+
+def _copy_scenario(scenario: ScenarioMeta, source: Path, run_dir: Path) -> ScenarioMeta:
+    """``scenario`` of directory ``source``, its scrapes copied into ``run_dir``'s metrics/."""
+    metrics: dict[str, dict[str, str]] = {}
+    for model, phases in scenario.metrics.items():
+        for phase, relative in phases.items():
+            if (source / relative).is_file():
+                name = f"metrics/baseline-{_SAFE.sub('_', source.name)}-{Path(relative).name}"
+                (run_dir / "metrics").mkdir(exist_ok=True)
+                (run_dir / name).write_bytes((source / relative).read_bytes())
+                metrics.setdefault(model, {})[phase] = name
+    return dataclasses.replace(scenario, metrics=metrics)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from benchmark.errors import BenchmarkError
-from benchmark.promscrape import attribute, parse_metrics
+from benchmark.promscrape import attribute, breakdown, parse_metrics
 
 # TGI's duration buckets: 35 steps of a geometric sequence from 0.0001 x 1.5 (router/src/server.rs)
 DURATION_BUCKETS = [0.0001 * 1.5 ** (k + 1) for k in range(35)]
@@ -93,3 +93,22 @@ def test_a_malformed_line_is_named() -> None:
         parse_metrics("tgi_queue_size 1\ntgi_queue_size twelve\n")
     with pytest.raises(BenchmarkError, match="line 1 is not a Prometheus sample"):
         parse_metrics("<html>not metrics</html>\n")
+
+
+def test_breakdown_splits_the_extra_latency_into_queue_inference_and_the_rest() -> None:
+    rng = np.random.default_rng(2)
+    queue_alone, inference_alone = rng.uniform(0, 0.01, 50), rng.uniform(0.9, 1.1, 50)
+    queue_shared, inference_shared = rng.uniform(0.1, 0.3, 50), rng.uniform(1.8, 2.2, 50)
+    empty = np.empty(0)
+    alone = attribute(page(empty, empty, empty, kv=1), page(queue_alone, inference_alone, np.ones(50), kv=1),
+                      planned_kv_tokens=None)
+    shared = attribute(page(empty, empty, empty, kv=1), page(queue_shared, inference_shared, np.ones(50), kv=1),
+                       planned_kv_tokens=None)
+    got = breakdown(alone, shared, e2e_baseline_s=1.02, e2e_other_s=2.25)
+    assert got["e2e_s"] == pytest.approx(1.23)
+    assert got["queue_s"] == pytest.approx(queue_shared.mean() - queue_alone.mean())
+    assert got["inference_s"] == pytest.approx(inference_shared.mean() - inference_alone.mean())
+    parts = [got["queue_s"], got["inference_s"], got["elsewhere_s"]]
+    assert got["e2e_s"] == pytest.approx(sum(p for p in parts if p is not None)) and None not in parts
+    no_server = attribute("", "", planned_kv_tokens=None)
+    assert breakdown(no_server, shared, e2e_baseline_s=1.0, e2e_other_s=2.0)["elsewhere_s"] is None

@@ -19,6 +19,7 @@ from benchmark.rundir import (
     import_baselines,
     load_run,
     read_run_meta,
+    save_scrape,
     write_run_meta,
 )
 
@@ -83,16 +84,24 @@ def test_find_baselines_takes_the_latest_alone_run_with_equal_settings(tmp_path:
     assert find_baselines(tmp_path / "missing", ["phi"], SETTINGS) == {}
 
 
-def test_import_baselines_copies_only_each_models_alone_records(tmp_path: Path) -> None:
+def test_import_baselines_copies_only_each_models_alone_records_and_scrapes(tmp_path: Path) -> None:
     plan = make_run(tmp_path, "20261126T110000Z-plan", "2026-11-26T11:00:00Z",
                     [("alone", ["phi"]), ("alone", ["llama"]), ("shared", ["phi", "llama"])],
                     sequential_run("phi", "alone", seed=1) + sequential_run("llama", "alone", seed=2)
                     + sequential_run("phi", "shared", seed=3))
+    plan_meta = read_run_meta(plan)
+    plan_meta.scenarios[0].metrics = {"phi": {p: save_scrape(plan, "alone", "phi", p, f"tgi_request_success {n}\n")
+                                              for p, n in (("before", 1), ("after", 51))}}
+    write_run_meta(plan, plan_meta)
     shared = make_run(tmp_path, "20261126T120000Z-shared", "2026-11-26T12:00:00Z",
                       [("shared", ["phi", "llama"])], sequential_run("phi", "shared", seed=4))
     import_baselines(shared, {"phi": plan})
     meta = import_baselines(shared, {"phi": plan})  # importing again replaces, never duplicates
-    assert meta.baselines == {"phi": plan.name} and read_run_meta(shared).baselines == {"phi": plan.name}
+    assert meta.baselines == {"phi": plan.name} and read_run_meta(shared) == meta
+    (scenario,) = meta.baseline_scenarios
+    assert (scenario.scenario, scenario.models) == ("alone", ["phi"])
+    assert (shared / scenario.metrics["phi"]["after"]).read_text() == "tgi_request_success 51\n"
+    assert scenario.metrics["phi"]["before"].startswith(f"metrics/baseline-{plan.name}-")
     copied = read_records(shared / "baseline.jsonl")
     assert copied == sequential_run("phi", "alone", seed=1)
     run = load_run(shared)

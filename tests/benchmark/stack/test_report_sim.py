@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from benchmark.load import standard_suite
 from benchmark.promscrape import scrape
@@ -76,6 +77,13 @@ def test_attribution_from_the_simulators_metrics(tmp_path: Path) -> None:
         # one request at a time: no queueing; sharing the GPU stretches inference instead
         assert shared["inference_mean_s"] > 1.3 * alone["inference_mean_s"], (alone, shared)
         assert shared["queue_share"] < 0.5
+    # the client's extra latency is the server's extra inference time, give or take the
+    # warmup-free client path (a few ms at most on 127.0.0.1)
+    (comparison,) = data["impact"]
+    for row in comparison["latency_breakdown"]:
+        assert row["inference_s"] == pytest.approx(row["e2e_s"], rel=0.2), row
+        assert abs(row["queue_s"]) < 0.2 * row["e2e_s"] and abs(row["elsewhere_s"]) < 0.2 * row["e2e_s"], row
     md = report.markdown
+    assert "| a | +" in md.split("Where the extra latency went")[1]
     assert "| shared | a | 10 |" in md and f"8,192 / {PLANNED['a']:,} (+2.4%)" in md
     assert "client self-check (shared)" in md and "> **SIMULATED**" in md
