@@ -68,8 +68,32 @@ class Adapter:
     def body(self, prompt: str, max_new_tokens: int, model_name: str) -> bytes:
         raise NotImplementedError
 
+    def scan(self, events: list[bytes], rec: RequestRecord) -> tuple[int, bool]:
+        """Streaming: read the events one chunk completed, in order, into ``rec``; return
+        (token events among them, whether the response's final event was among them).
+
+        Plain token events are recognised by ``plain_token`` from byte patterns; anything else
+        is decoded by ``on_event``. Events after the final one are not read.
+        """
+        tokens = 0
+        plain_token = self.plain_token
+        for data in events:
+            if plain_token(data):
+                tokens += 1
+                continue
+            flags = self.on_event(data, rec)
+            tokens += flags & TOKEN
+            if flags & END:
+                return tokens, True
+        return tokens, False
+
+    @staticmethod
+    def plain_token(data: bytes) -> bool:
+        """Cheap test for the common event: a token and nothing else to read. False = decode it."""
+        return False
+
     def on_event(self, data: bytes, rec: RequestRecord) -> int:
-        """Streaming: read one event's data into ``rec``; return TOKEN/END flags."""
+        """Streaming: read one event's data into ``rec`` (full decode); return TOKEN/END flags."""
         raise NotImplementedError
 
     def on_body(self, body: bytes, rec: RequestRecord) -> None:
@@ -118,9 +142,12 @@ class TgiStream(Adapter):
     def body(self, prompt: str, max_new_tokens: int, model_name: str) -> bytes:
         return orjson.dumps({"inputs": prompt, "parameters": {"max_new_tokens": max_new_tokens, "details": True}})
 
+    @staticmethod
+    def plain_token(data: bytes) -> bool:
+        # an intermediate token event, as serde writes it (no spaces)
+        return b'"generated_text":null' in data and b'"token":{' in data and data[:1] == b"{" and data[-1:] == b"}"
+
     def on_event(self, data: bytes, rec: RequestRecord) -> int:
-        if b'"generated_text":null' in data and b'"token":{' in data and data[:1] == b"{" and data[-1:] == b"}":
-            return TOKEN  # an intermediate token event (serde writes no spaces)
         obj = _decode(data)
         if "error" in obj:
             _raise_error_event(obj)
@@ -173,10 +200,13 @@ class OpenAIChat(Adapter):
             "stream_options": {"include_usage": True},
         })
 
+    @staticmethod
+    def plain_token(data: bytes) -> bool:
+        # a content chunk, not the last one, no usage yet
+        return (b'"finish_reason":null' in data and b'"usage":null' in data and b'"content":"' in data
+                and b'"content":""' not in data and data[:1] == b"{" and data[-1:] == b"}")
+
     def on_event(self, data: bytes, rec: RequestRecord) -> int:
-        if (b'"finish_reason":null' in data and b'"usage":null' in data and b'"content":"' in data
-                and b'"content":""' not in data and data[:1] == b"{" and data[-1:] == b"}"):
-            return TOKEN  # a content chunk, not the last one, no usage yet
         if data == b"[DONE]":
             if rec.output_tokens is None:
                 raise StreamFailure("protocol", "stream ended without a usage chunk (stream_options.include_usage ignored?)")
@@ -262,6 +292,18 @@ def _arrivals(chunk: bytes, stamps: collections.deque[tuple[float, int]] | None)
     return out
 
 
+def _gaps(arrivals: list[tuple[float, int]]) -> list[float]:
+    """Every gap between consecutive token events; events of one chunk are 0 apart."""
+    prev, n = arrivals[0]
+    gaps = [0.0] * (n - 1)
+    for t, n in arrivals[1:]:
+        gaps.append(t - prev)
+        if n > 1:
+            gaps += [0.0] * (n - 1)
+        prev = t
+    return gaps
+
+
 def status_kind(status: int) -> ErrorKind:
     if status == 429:
         return "overloaded"
@@ -286,7 +328,7 @@ async def send(
     Never raises for a failed request: the failure is classified into ``rec.error_kind``.
     """
     headers = {"Content-Type": "application/json", "X-Request-Id": rec.request_id}
-    token_times: list[float] = []
+    token_arrivals: list[tuple[float, int]] = []  # (arrival stamp, token events completed by that chunk)
     end = 0.0
     try:
         async with session.post(url, data=body, headers=headers, timeout=timeout) as resp:
@@ -301,8 +343,7 @@ async def send(
                 decoder = SSEDecoder()
                 content = resp.content
                 stamps = _stamp_arrivals(content)
-                on_event = adapter.on_event
-                append = token_times.append
+                scan = adapter.scan
                 while True:
                     chunk = await content.readany()
                     if not chunk:
@@ -310,20 +351,18 @@ async def send(
                     if end:
                         continue  # drain after the final event so the connection is reused
                     for t, piece in _arrivals(chunk, stamps):
-                        for data in decoder.feed(piece):
-                            flags = on_event(data, rec)
-                            if flags & TOKEN:
-                                append(t)
-                            if flags & END:
-                                end = t
-                                break
-                        if end:
+                        events = decoder.feed(piece)
+                        if not events:
+                            continue
+                        tokens, final = scan(events, rec)
+                        if tokens:
+                            token_arrivals.append((t, tokens))
+                        if final:
+                            end = t
                             break
                 if not end:
-                    raise StreamFailure(
-                        "connection",
-                        f"stream closed before its final event after {len(token_times)} token events",
-                    )
+                    count = sum(n for _, n in token_arrivals)
+                    raise StreamFailure("connection", f"stream closed before its final event after {count} token events")
     except StreamFailure as f:
         rec.error_kind, rec.error = f.kind, str(f)
     except asyncio.TimeoutError as e:  # also aiohttp's ServerTimeoutError (connect/read)
@@ -336,7 +375,7 @@ async def send(
         end = perf_counter()
     start = origin + rec.intended_send
     rec.e2e = end - start
-    if token_times:
-        rec.ttft = token_times[0] - start
-        rec.itl = [b - a for a, b in zip(token_times, token_times[1:])]
+    if token_arrivals:
+        rec.ttft = token_arrivals[0][0] - start
+        rec.itl = _gaps(token_arrivals)
     rec.success = rec.error_kind is None
