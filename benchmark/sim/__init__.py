@@ -7,13 +7,13 @@ with a comment saying so). Formats are TGI 3.x's (see ``benchmark.sim.server``).
 Python API::
 
     async with SimulatedGpu(time_scale=1.0, truth_log="truth.jsonl") as gpu, \\
-               SimulatedModel(preset("phi-3.5-mini"), gpu) as phi, \\
-               SimulatedModel(preset("deepseek-r1-distill-llama-8b"), gpu) as r1:
+               SimulatedModel(preset("phi35-mini"), gpu) as phi, \\
+               SimulatedModel(preset("deepseek-r1-8b"), gpu) as r1:
         await phi.wait_ready()             # presets warm up for 2 s (x time_scale)
         phi.base_url                       # http://127.0.0.1:<port>; start(host, port) to choose
         await phi.set_replicas(0)          # port refuses, no GPU load; >0: warm up, then serve
         gpu.truth.get("<X-Request-Id>")    # TruthRecord: emit time of every token event, ...
-        gpu.stats["phi-3.5-mini"]          # GpuStats: steps, busy_s, wait_s, switches
+        gpu.stats["phi35-mini"]          # GpuStats: steps, busy_s, wait_s, switches
 
 - ``SimulatedGpu`` (``gpu.py``): runs one step at a time, round-robin between the models
   (replicas) with work, plus a context-switch cost; owns the ``TruthLog`` (``truth.py``).

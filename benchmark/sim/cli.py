@@ -4,7 +4,7 @@ Models come from ``--model`` (a preset key or HuggingFace id, repeatable; defaul
 reference pair) or from ``--config FILE``, a JSON object::
 
     {"gpu": {"time_scale": 1.0, "context_switch_s": 0.0005},
-     "models": [{"preset": "phi-3.5-mini", "port": 8080, "replicas": 1,
+     "models": [{"preset": "phi35-mini", "port": 8080, "replicas": 1,
                  "eos_probability": 0.02, "faults": {"rates": {"stall": 0.1}}},
                 {"key": "tiny", "model_id": "example/tiny", "decode_base_s": 0.005}]}
 

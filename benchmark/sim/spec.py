@@ -22,7 +22,7 @@ class ModelSpec:
       tokens in all its sequences' contexts`` (weights read once per step, KV read per token).
     """
 
-    key: str  # the catalog key, e.g. "phi-3.5-mini"
+    key: str  # the catalog key, e.g. "phi35-mini"
     model_id: str  # the HuggingFace id /info reports
     max_input_tokens: int = 3072
     max_total_tokens: int = 4096

@@ -28,7 +28,7 @@ class TruthRecord:
     """One request as the simulated server handled it."""
 
     request_id: str
-    model: str  # the model's key, e.g. "phi-3.5-mini"
+    model: str  # the model's key, e.g. "phi35-mini"
     endpoint: str  # the route, e.g. "/generate_stream"
     received: float  # perf_counter when the handler started
     replica: int | None = None  # which replica's engine served it

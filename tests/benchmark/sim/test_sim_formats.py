@@ -123,7 +123,7 @@ def test_validation_errors_are_422_with_tgi_messages() -> None:
 
 def test_info_health_and_metrics() -> None:
     async def go() -> None:
-        spec = preset("phi-3.5-mini").replace(warmup_s=0.0, decode_base_s=0.001, prefill_base_s=0.001)
+        spec = preset("phi35-mini").replace(warmup_s=0.0, decode_base_s=0.001, prefill_base_s=0.001)
         async with serving(spec) as (_, [m]), aiohttp.ClientSession() as s:
             async with s.get(m.base_url + "/info") as r:
                 info = await r.json()

@@ -100,11 +100,11 @@ def test_serve_sim_in_another_process_logs_truth_on_the_shared_clock(tmp_path: P
 
 def test_bad_serve_sim_config_names_the_key(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(BenchmarkError, match=r"--config.models\[0\].decode_bas: unknown key; allowed: .*decode_base_s"):
-        load_config({"models": [{"preset": "phi-3.5-mini", "decode_bas": 1}]})
-    with pytest.raises(BenchmarkError, match=r"phi-3.5-mini.max_batch_total_tokens: got 10; allowed: at least"):
-        load_config({"models": [{"preset": "phi-3.5-mini", "max_batch_total_tokens": 10}]})
+        load_config({"models": [{"preset": "phi35-mini", "decode_bas": 1}]})
+    with pytest.raises(BenchmarkError, match=r"phi35-mini.max_batch_total_tokens: got 10; allowed: at least"):
+        load_config({"models": [{"preset": "phi35-mini", "max_batch_total_tokens": 10}]})
     with pytest.raises(BenchmarkError, match=r"--config.models\[1\].port: got 'x'"):
-        load_config({"models": [{"preset": "phi-3.5-mini"}, {"preset": "phi-3.5-mini", "port": "x"}]})
+        load_config({"models": [{"preset": "phi35-mini"}, {"preset": "phi35-mini", "port": "x"}]})
     assert main(["serve-sim", "--model", "llama-70b"]) == 2
     err = capsys.readouterr().err
-    assert "'llama-70b'" in err and "phi-3.5-mini (microsoft/Phi-3.5-mini-instruct)" in err
+    assert "'llama-70b'" in err and "phi35-mini (microsoft/Phi-3.5-mini-instruct)" in err

@@ -18,7 +18,7 @@ def test_demo_prints_the_guide_blocks_and_impact_and_writes_a_report(
     assert main(argv) == 0
     out, err = capsys.readouterr()
     assert out.startswith("*** SIMULATED")  # from the servers' /info, before any figure
-    for model in ("phi-3.5-mini", "deepseek-r1-distill-llama-8b"):
+    for model in ("phi35-mini", "deepseek-r1-8b"):
         for scenario in ("alone", "shared"):
             block = out[out.index(f"{model} ({scenario})") :]
             assert re.match(rf"{re.escape(model)} \({scenario}\)\n  Total Requests: 5\n  Successful Requests: 5\n", block)
@@ -28,4 +28,4 @@ def test_demo_prints_the_guide_blocks_and_impact_and_writes_a_report(
     assert report.is_file() and report.parent.parent == tmp_path
     assert "SIMULATED" in report.read_text()
     assert "run --outputs" in err and "--plan all" in err  # the user-facing command it ran
-    assert "replicas are as found: phi-3.5-mini=1, deepseek-r1-distill-llama-8b=1" in err
+    assert "replicas are as found: phi35-mini=1, deepseek-r1-8b=1" in err

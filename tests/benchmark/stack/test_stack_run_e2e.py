@@ -21,7 +21,7 @@ from benchmark.results import read_records
 from benchmark.stack_outputs import parse_outputs
 from benchmark.stack_run import RunOptions, benchmark_stack
 
-PHI, R1 = "phi-3.5-mini", "deepseek-r1-distill-llama-8b"
+PHI, R1 = "phi35-mini", "deepseek-r1-8b"
 
 
 def _options(tmp_path: Path, **kw: object) -> RunOptions:
