@@ -3,7 +3,9 @@ what the record says, which error kind a failure gets, and what the client sent.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -229,3 +231,28 @@ def test_unknown_api_names_the_allowed_ones() -> None:
 def test_record_round_trips_through_json() -> None:
     rec, _ = exchange("tgi-stream", parts_handler([tgi_stream_body(4)]))
     assert RequestRecord.from_dict(json.loads(rec.to_json())) == rec
+
+
+def test_chunks_read_together_keep_their_own_arrival_times() -> None:
+    # under load the reading task resumes late and readany() returns several chunks joined;
+    # each must keep the time aiohttp buffered it, not the time the task read it
+    from aiohttp.base_protocol import BaseProtocol
+
+    from benchmark.protocols import _arrivals, _stamp_arrivals  # the stamping internals under test
+
+    async def go() -> list[tuple[float, bytes]]:
+        loop = asyncio.get_running_loop()
+        reader = aiohttp.StreamReader(BaseProtocol(loop), 2**16, loop=loop)
+        stamps = _stamp_arrivals(reader)
+        assert stamps is not None, "aiohttp's StreamReader changed: arrival stamping is off"
+        for part in (b"data:1\n\n", b"data:2\n\n", b"data:3\n\n"):
+            reader.feed_data(part)
+            time.sleep(0.01)  # the loop is busy elsewhere; the task has not read yet
+        joined = await reader.readany()
+        assert joined == b"data:1\n\ndata:2\n\ndata:3\n\n"
+        return _arrivals(joined, stamps)
+
+    pieces = run(go())
+    assert [p for _, p in pieces] == [b"data:1\n\n", b"data:2\n\n", b"data:3\n\n"]
+    times = [t for t, _ in pieces]
+    assert times[1] - times[0] >= 0.009 and times[2] - times[1] >= 0.009
