@@ -16,6 +16,10 @@ __all__ = ["ModelSpec"]
 class ModelSpec:
     """One simulated model: TGI's launcher limits plus the speed model of its steps.
 
+    Limits default as TGI's launcher does (``launcher/src/main.rs``): 128 concurrent
+    requests, ``waiting_served_ratio`` 1.2 (0 lets waiting requests join at every step),
+    ``max_waiting_tokens`` 20.
+
     Step times (seconds, before the GPU's ``time_scale``):
     - prefill of newly admitted requests: ``prefill_base_s + prefill_s_per_token * their input tokens``;
     - decode step of the running batch: ``decode_base_s + decode_s_per_context_token * the
@@ -28,9 +32,9 @@ class ModelSpec:
     max_total_tokens: int = 4096
     max_batch_total_tokens: int = 32768  # KV-token budget of the running batch
     max_batch_prefill_tokens: int = 4096
-    max_concurrent_requests: int = 128  # TGI's default
-    waiting_served_ratio: float = 1.2  # TGI's default: waiting/running ratio that triggers a prefill
-    max_waiting_tokens: int = 20  # TGI's default: decode steps after which waiting requests join anyway
+    max_concurrent_requests: int = 128
+    waiting_served_ratio: float = 1.2  # waiting/running ratio that triggers a prefill
+    max_waiting_tokens: int = 20  # decode steps after which waiting requests join anyway
     prefill_base_s: float = 0.010
     prefill_s_per_token: float = 0.00005
     decode_base_s: float = 0.010
