@@ -16,9 +16,13 @@ import pulumi_aws as aws
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
-from infra.settings import NodeGroupSettings
+from infra.settings import HardeningSettings, NodeGroupSettings
 
-__all__ = ["ClusterArgs", "Cluster", "GPU_TAINT_KEY", "NODE_POLICY_ARNS"]
+__all__ = ["ClusterArgs", "Cluster", "CONTROL_PLANE_LOG_TYPES", "GPU_TAINT_KEY", "NODE_POLICY_ARNS"]
+
+# Control-plane logs sent to CloudWatch Logs under hardening.controlPlaneLogging: who called
+# the API and what they did (EKS user guide, "Send control plane logs to CloudWatch Logs").
+CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator")
 
 # The taint key the GPU Operator's DaemonSets tolerate by default (chart values
 # daemonsets.tolerations); GPU workloads add a toleration for it.
@@ -50,6 +54,7 @@ class ClusterArgs:
     gpu_subnet_ids: Sequence[pulumi.Input[str]]  # the private subnets in zones offering the GPU type
     cpu_nodes: NodeGroupSettings
     gpu_nodes: NodeGroupSettings
+    hardening: HardeningSettings
 
 
 class Cluster(pulumi.ComponentResource):
@@ -90,6 +95,18 @@ class Cluster(pulumi.ComponentResource):
             for i, arn in enumerate(NODE_POLICY_ARNS)
         ]
 
+        hardening = args.hardening
+        secrets_key = (
+            aws.kms.Key(
+                f"{name}-secrets-key",
+                description=f"EKS secrets envelope encryption for {args.cluster_name}",
+                enable_key_rotation=True,
+                deletion_window_in_days=7,
+                opts=child,
+            )
+            if hardening.secrets_encryption
+            else None
+        )
         cluster = eks.Cluster(
             f"{name}-eks",
             name=args.cluster_name,
@@ -107,6 +124,13 @@ class Cluster(pulumi.ComponentResource):
             },
             create_oidc_provider=True,
             skip_default_node_group=True,
+            # Once set, EKS cannot turn secrets encryption off again for this cluster.
+            encryption_config_key_arn=secrets_key.arn if secrets_key else None,
+            enabled_cluster_log_types=list(CONTROL_PLANE_LOG_TYPES) if hardening.control_plane_logging else None,
+            # pulumi-eks manages the vpc-cni addon; this starts its network policy agent, without
+            # which the namespace's NetworkPolicy is accepted but not enforced
+            # (EKS user guide, "Limit pod traffic with Kubernetes network policies").
+            vpc_cni_options=eks.VpcCniOptionsArgs(enable_network_policy=True) if hardening.network_policy else None,
             opts=child,
         )
 
@@ -131,6 +155,10 @@ class Cluster(pulumi.ComponentResource):
                 subnet_ids=list(subnet_ids),
                 labels=dict(spec.labels),
                 taints=taints,
+                # pulumi-eks then gives the node group a launch template with metadataOptions
+                # httpTokens "required" (or "optional" when off) and hop limit 2, so pods that
+                # need IMDS still reach it (nodejs/eks/nodes/nodegroup.ts, createMNGCustomLaunchTemplate).
+                enable_imd_sv2=hardening.imdsv2,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=attachments),
             )
 

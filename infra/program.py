@@ -51,6 +51,7 @@ class Stack:
                 gpu_subnet_ids=[self.network.private_subnet_ids[zones.index(z)] for z in gpu_zones],
                 cpu_nodes=settings.cpu_nodes,
                 gpu_nodes=settings.gpu_nodes,
+                hardening=settings.hardening,
             ),
             pulumi.ResourceOptions(providers=[self.aws_provider]),
         )

@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any, Literal, cast
 
 from infra.gpus import GPU_INSTANCE_TYPES, GpuSpec, gpu_for_instance_type
-from infra.validation import ConfigError, SecretText, Section
+from infra.validation import MISSING, ConfigError, SecretText, Section
 from workloads.settings import WorkloadSettings, load_workloads
 
 __all__ = [
@@ -27,12 +27,14 @@ __all__ = [
     "NodeGroupSettings",
     "GpuSharingSettings",
     "GpuOperatorSettings",
+    "HardeningSettings",
     "Settings",
     "load_settings",
     "settings_from_pulumi",
 ]
 
 PROJECT = "gpu-sharing"
+DEV_STACK = "dev"  # the one stack whose API endpoint may default to 0.0.0.0/0
 
 SharingStrategy = Literal["time-slicing", "mps", "none"]
 NatGateways = Literal["single", "perAz"]
@@ -89,6 +91,16 @@ class GpuOperatorSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class HardeningSettings:
+    """Cluster defaults a production cluster wants; each one can be turned off (README, "Guardrails")."""
+
+    secrets_encryption: bool  # envelope-encrypt Kubernetes Secrets with a KMS key of the stack
+    control_plane_logging: bool  # api, audit and authenticator logs to CloudWatch Logs
+    imdsv2: bool  # nodes require IMDSv2 session tokens (hop limit 2 for pods)
+    network_policy: bool  # the VPC CNI's network policy agent enforces NetworkPolicies
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     cluster_name: str
     region: str
@@ -102,6 +114,7 @@ class Settings:
     gpu: GpuSpec  # the GPU of gpu_nodes.instance_type
     gpu_sharing: GpuSharingSettings
     gpu_operator: GpuOperatorSettings
+    hardening: HardeningSettings
     workloads: WorkloadSettings
 
     @property
@@ -114,8 +127,12 @@ def _gpu_slots(sharing: GpuSharingSettings, gpu: GpuSpec, gpu_nodes: NodeGroupSe
     return sharing.replicas * gpu.gpus_per_node * gpu_nodes.max_size
 
 
-def load_settings(raw: Mapping[str, Any]) -> Settings:
-    """Validate the flat Pulumi config mapping into ``Settings`` (or raise ``ConfigError``)."""
+def load_settings(raw: Mapping[str, Any], *, stack: str = DEV_STACK) -> Settings:
+    """Validate the flat Pulumi config mapping into ``Settings`` (or raise ``ConfigError``).
+
+    ``stack`` is the stack's name: outside the ``dev`` stack the API endpoint's
+    ``publicAccessCidrs`` must be set explicitly.
+    """
     prefix = f"{PROJECT}:"
     root = Section(
         {k[len(prefix) :]: _decode(v) for k, v in raw.items() if k.startswith(prefix)}, prefix
@@ -130,9 +147,18 @@ def load_settings(raw: Mapping[str, Any]) -> Settings:
         pattern=_CLUSTER_NAME_RE,
         what="an EKS cluster name: 1-100 letters, digits, '-' or '_', starting with a letter or digit",
     )
+    # 1.35: in EKS standard support until 2027-03-27 (EKS user guide, "Kubernetes version
+    # lifecycle"); 1.33 has been in extended support ($0.60/h instead of $0.10/h) since 2026-07-29.
     kubernetes_version = root.str(
-        "kubernetesVersion", "1.33", pattern=_K8S_VERSION_RE, what='a Kubernetes minor version such as "1.33"'
+        "kubernetesVersion", "1.35", pattern=_K8S_VERSION_RE, what='a Kubernetes minor version such as "1.35"'
     )
+    if stack != DEV_STACK and not root.has("publicAccessCidrs"):
+        raise ConfigError(
+            root.key("publicAccessCidrs"),
+            MISSING,
+            f"an explicit list of IPv4 CIDRs that may reach the public API endpoint (required outside the "
+            f"{DEV_STACK!r} stack; this is stack {stack!r}), such as [\"203.0.113.0/24\"]",
+        )
     public_access_cidrs = root.cidr_list("publicAccessCidrs", ["0.0.0.0/0"], min_items=1)
     vpc_cidr = root.cidr("vpcCidr", "10.0.0.0/16")
     prefix_len = ipaddress.ip_network(vpc_cidr).prefixlen
@@ -172,6 +198,7 @@ def load_settings(raw: Mapping[str, Any]) -> Settings:
         )
     sharing = _gpu_sharing(root.section("gpuSharing", {}))
     operator = _gpu_operator(root.section("gpuOperator", {}))
+    hardening = _hardening(root.section("hardening", {}))
 
     workloads = load_workloads(root, gpu=gpu, gpu_slots=_gpu_slots(sharing, gpu, gpu_nodes))
     root.done()
@@ -188,6 +215,7 @@ def load_settings(raw: Mapping[str, Any]) -> Settings:
         gpu=gpu,
         gpu_sharing=sharing,
         gpu_operator=operator,
+        hardening=hardening,
         workloads=workloads,
     )
 
@@ -199,6 +227,7 @@ def settings_from_pulumi() -> Settings:
     ``str`` whose ``repr`` is masked, so a ``ConfigError`` never prints them; wrap them
     in ``pulumi.Output.secret`` before they reach a resource.
     """
+    import pulumi
     from pulumi.runtime import config as pulumi_config
 
     # `pulumi up` hands config to the program in PULUMI_CONFIG; the Automation API's
@@ -207,7 +236,8 @@ def settings_from_pulumi() -> Settings:
     secret_keys = set(pulumi_config.get_config_secret_keys_env())
     secret_keys.update(k for k in raw if pulumi_config.is_config_secret(k))
     return load_settings(
-        {k: SecretText(v) if k in secret_keys and isinstance(v, str) else v for k, v in raw.items()}
+        {k: SecretText(v) if k in secret_keys and isinstance(v, str) else v for k, v in raw.items()},
+        stack=pulumi.get_stack(),
     )
 
 
@@ -298,3 +328,14 @@ def _gpu_operator(section: Section) -> GpuOperatorSettings:
     namespace = section.dns_label("namespace", "gpu-operator")
     section.done()
     return GpuOperatorSettings(chart_version=version, repository=repository, namespace=namespace)
+
+
+def _hardening(section: Section) -> HardeningSettings:
+    hardening = HardeningSettings(
+        secrets_encryption=section.bool("secretsEncryption", True),
+        control_plane_logging=section.bool("controlPlaneLogging", True),
+        imdsv2=section.bool("imdsv2", True),
+        network_policy=section.bool("networkPolicy", True),
+    )
+    section.done()
+    return hardening

@@ -10,6 +10,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from infra.settings import load_settings
 from infra.validation import ConfigError
 from tests.pulumi_mocks import ZONES, Recorded, RecordedResource, dev_config, run_program
 
@@ -17,6 +18,8 @@ SUBNET = "aws:ec2/subnet:Subnet"
 NODE_GROUP = "eks:index:ManagedNodeGroup"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 RELEASE = "kubernetes:helm.sh/v3:Release"
+# Every object validates against 1.33 (the oldest version we support) and the default version.
+SCHEMA_VERSIONS = ("1.33", load_settings({}).kubernetes_version)
 
 
 def _with(key: str, **changes: Any) -> dict[str, Any]:
@@ -128,7 +131,7 @@ def test_every_aws_resource_uses_the_stack_region_provider() -> None:
 def test_cluster_api_auth_oidc_no_default_nodes_pinned_version(dev: Recorded) -> None:
     c = dev.one("eks:index:Cluster").inputs
     assert c["name"] == "gpusharing-demo"
-    assert c["version"] == "1.33"
+    assert c["version"] == load_settings(dev_config()).kubernetes_version == "1.35"
     assert c["authenticationMode"] == "API"
     assert c["createOidcProvider"] is True
     assert c["skipDefaultNodeGroup"] is True
@@ -175,6 +178,46 @@ def test_gpu_node_group_taint_labels_disk_from_config() -> None:
     assert gpu["labels"] == {"pool": "l40s"}
     assert gpu["diskSize"] == 500
     assert gpu["scalingConfig"]["maxSize"] == 2
+
+
+# --- hardened defaults ----------------------------------------------------------------
+
+
+def test_hardened_defaults_are_on_in_the_dev_stack(dev: Recorded) -> None:
+    cluster = dev.one("eks:index:Cluster").inputs
+    key = dev.one("aws:kms/key:Key")
+    assert key.inputs["enableKeyRotation"] is True
+    assert cluster["encryptionConfigKeyArn"] == key.outputs["arn"]
+    assert cluster["enabledClusterLogTypes"] == ["api", "audit", "authenticator"]
+    assert cluster["vpcCniOptions"]["enableNetworkPolicy"] is True
+    for ng in dev.of_type(NODE_GROUP):
+        assert ng.inputs["enableIMDSv2"] is True, ng.name
+
+
+def test_each_hardened_default_can_be_turned_off() -> None:
+    off = {"secretsEncryption": False, "controlPlaneLogging": False, "imdsv2": False, "networkPolicy": False}
+    rec = run_program(_with("hardening", **off))
+    cluster = rec.one("eks:index:Cluster").inputs
+    assert not rec.of_type("aws:kms/key:Key")
+    for key in ("encryptionConfigKeyArn", "enabledClusterLogTypes", "vpcCniOptions"):
+        assert cluster.get(key) is None, key
+    # false is explicit: the launch template then allows IMDSv1 (httpTokens "optional").
+    assert all(ng.inputs["enableIMDSv2"] is False for ng in rec.of_type(NODE_GROUP))
+    # One off, the others stay on.
+    only_logs_off = run_program(_with("hardening", controlPlaneLogging=False)).one("eks:index:Cluster").inputs
+    assert only_logs_off.get("enabledClusterLogTypes") is None
+    assert only_logs_off["vpcCniOptions"]["enableNetworkPolicy"] is True
+
+
+def test_public_endpoint_cidrs_must_be_explicit_outside_dev() -> None:
+    config = {k: v for k, v in dev_config().items() if k != "gpu-sharing:publicAccessCidrs"}
+    assert load_settings(config).public_access_cidrs == ("0.0.0.0/0",)  # dev: the default
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, stack="prod")
+    assert caught.value.key == "gpu-sharing:publicAccessCidrs"
+    assert "'prod'" in str(caught.value) and "required outside the 'dev' stack" in str(caught.value)
+    explicit = load_settings({**config, "gpu-sharing:publicAccessCidrs": '["203.0.113.0/24"]'}, stack="prod")
+    assert explicit.public_access_cidrs == ("203.0.113.0/24",)
 
 
 # --- GPU Operator ----------------------------------------------------------------------
@@ -242,7 +285,8 @@ def test_kubernetes_objects_go_through_the_clusters_provider_and_validate(dev: R
     objects = [r for r in dev.resources if r.type.startswith("kubernetes:")]
     assert objects and all(r.provider.split("::")[-2] == provider.name for r in objects)
     for r in (dev.one("kubernetes:core/v1:Namespace", "gpu-operator-ns"), dev.one(CONFIG_MAP, "gpu-operator-device-plugin-config")):
-        kubernetes_validate.validate(_manifest(r), "1.33", strict=True)
+        for version in SCHEMA_VERSIONS:
+            kubernetes_validate.validate(_manifest(r), version, strict=True)
 
 
 def _manifest(r: RecordedResource) -> dict[str, Any]:

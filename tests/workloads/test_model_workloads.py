@@ -1,5 +1,5 @@
 """What `pulumi preview` declares for the models: every Kubernetes object validated against
-the 1.33 schemas, the TGI Deployments as the catalog and the planner say, toggles, start
+the 1.33 schemas and those of the default Kubernetes version, the TGI Deployments as the catalog and the planner say, toggles, start
 order, the Hugging Face token, and the `contract` export the benchmark reads."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from infra.settings import load_settings
 from tests.pulumi_mocks import Recorded, RecordedResource, dev_config, run_program
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
@@ -52,13 +53,14 @@ def _manifest(r: RecordedResource) -> dict[str, Any]:
     return {k: v for k, v in r.inputs.items() if v is not None}
 
 
-def test_every_model_object_validates_strictly_against_kubernetes_1_33(dev: Recorded) -> None:
+def test_every_model_object_validates_strictly_against_kubernetes_1_33_and_the_default(dev: Recorded) -> None:
     ns = dev.one("kubernetes:core/v1:Namespace", "models-namespace")
     objects = [r for r in dev.resources if r.type.startswith("kubernetes:") and r.name.startswith("models-")]
     kinds = {r.type for r in objects}
     assert kinds == {ns.type, DEPLOYMENT, SERVICE, CONFIG_MAP, SECRET, "kubernetes:networking.k8s.io/v1:NetworkPolicy"}
     for r in objects:
-        kubernetes_validate.validate(_manifest(r), "1.33", strict=True)
+        for version in ("1.33", load_settings({}).kubernetes_version):
+            kubernetes_validate.validate(_manifest(r), version, strict=True)
         if r is not ns:
             assert r.inputs["metadata"]["namespace"] == "llm-testing", r.name
 
