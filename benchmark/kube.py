@@ -109,7 +109,7 @@ class Kube:
             hint = {
                 401: " (credentials rejected: the stack's kubeconfig runs `aws eks get-token` with your AWS credentials)",
                 403: " (your identity lacks this permission; the README lists the ones the benchmark needs)",
-            }.get(status, "")
+            }.get(status or 0, "")
             raise BenchmarkError(
                 f"Kubernetes API: {what} in namespace {self.namespace!r} failed: HTTP {status}: {detail}{hint}"
             ) from None
