@@ -69,7 +69,9 @@ class RunOptions:
     progress: bool = True
 
     def settings(self, stack: StackOutputs) -> dict[str, Any]:
-        """What must be equal for two runs' figures to be compared (baselines)."""
+        """What must be equal for two runs' figures to be compared (baselines): the load, the
+        cluster and GPU, and what each catalog model is (id, token limits). Not what toggling
+        models changes (enabled, replicas, the planner's fractions and KV budgets)."""
         return {
             "suite": "standard",
             "prompts": [p.id for p in STANDARD_PROMPTS],
@@ -79,6 +81,11 @@ class RunOptions:
             "warmup": self.warmup,
             "cluster": stack.cluster_name,
             "gpu": dict(stack.gpu),
+            "models": {
+                m.key: {"model_id": m.model_id, "max_input_tokens": m.max_input_tokens,
+                        "max_total_tokens": m.max_total_tokens, "max_batch_total_tokens": m.max_batch_total_tokens}
+                for m in sorted(stack.models.values(), key=lambda m: m.key)
+            },  # fmt: skip
         }
 
 

@@ -73,6 +73,10 @@ def test_plain_runs_detect_alone_and_shared_and_find_the_alone_baselines(tmp_pat
                 dirs[only] = await benchmark_stack(stack, _options(tmp_path, models=[only], endpoints=endpoints),
                                                    log=lambda s: None)  # fmt: skip
                 assert rundir.read_run_meta(dirs[only]).label == "alone" and "-alone" in dirs[only].name
+            # a later alone run with other settings is not a baseline for them
+            other = await benchmark_stack(stack, _options(tmp_path, models=[R1], endpoints=endpoints, max_new_tokens=5),
+                                          log=lambda s: None)  # fmt: skip
+            assert rundir.read_run_meta(other).label == "alone"
             for key in sim.models:
                 await sim.api.scale(sim.api.deployments[key], 1)
             shared = await benchmark_stack(stack, _options(tmp_path, endpoints=endpoints), log=lambda s: None)
