@@ -34,17 +34,19 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 from time import perf_counter
 from typing import Any, ClassVar
 
 import aiohttp
 import orjson
+from aiohttp.client_proto import ResponseHandler
 from yarl import URL
 
 from benchmark.records import ErrorKind, RequestRecord
 from benchmark.sse import SSEDecoder
 
-__all__ = ["ADAPTERS", "Adapter", "StreamFailure", "adapter_for", "send"]
+__all__ = ["ADAPTERS", "Adapter", "StreamFailure", "adapter_for", "send", "stamping_connector"]
 
 TOKEN = 1  # the event carries one generated token
 END = 2  # the event completes the response
@@ -253,23 +255,52 @@ class _StampedBuffer(collections.deque[bytes]):
 
     __slots__ = ("stamps",)
 
-    def __init__(self, chunks: collections.deque[bytes]) -> None:
+    def __init__(self, chunks: collections.deque[bytes], arrived: float) -> None:
         super().__init__(chunks)
-        now = perf_counter()
-        self.stamps: collections.deque[tuple[float, int]] = collections.deque((now, len(c)) for c in chunks)
+        self.stamps: collections.deque[tuple[float, int]] = collections.deque((arrived, len(c)) for c in chunks)
 
     def append(self, data: bytes) -> None:
         self.stamps.append((perf_counter(), len(data)))
         super().append(data)
 
 
-def _stamp_arrivals(content: aiohttp.StreamReader) -> collections.deque[tuple[float, int]] | None:
+class _StampingResponseHandler(ResponseHandler):
+    """aiohttp's connection protocol, fitting each new response body with a ``_StampedBuffer``
+    in the ``data_received`` call that creates it, so that body bytes arriving with the
+    headers, before our task has even seen the response, carry their real arrival time."""
+
+    def data_received(self, data: bytes) -> None:
+        arrived = perf_counter()
+        super().data_received(data)
+        payload = self._payload
+        if payload is not None:
+            _install(payload, arrived)
+
+
+def stamping_connector(**kwargs: Any) -> aiohttp.TCPConnector:
+    """A ``TCPConnector`` whose connections stamp response chunks on arrival (see ``send``)."""
+    connector = aiohttp.TCPConnector(**kwargs)
+    if hasattr(connector, "_factory"):
+        factory: functools.partial[ResponseHandler] = functools.partial(_StampingResponseHandler, loop=asyncio.get_running_loop())
+        connector._factory = factory  # noqa: SLF001
+    return connector
+
+
+def _install(content: aiohttp.StreamReader, arrived: float) -> collections.deque[tuple[float, int]] | None:
     buffer = getattr(content, "_buffer", None)
+    if isinstance(buffer, _StampedBuffer):
+        return buffer.stamps
     if type(buffer) is not collections.deque or getattr(content, "_buffer_offset", 0):
-        return None  # an aiohttp we do not know: fall back to stamping when the read returns
-    stamped = _StampedBuffer(buffer)
+        return None  # an aiohttp we do not know: stamp when the read returns
+    stamped = _StampedBuffer(buffer, arrived)
     content._buffer = stamped  # type: ignore[attr-defined]  # noqa: SLF001
     return stamped.stamps
+
+
+def _stamp_arrivals(content: aiohttp.StreamReader) -> collections.deque[tuple[float, int]] | None:
+    """The arrival stamps of a response body; fitted now if its connection did not (a session
+    without ``stamping_connector``), in which case bytes already buffered get the time of now."""
+    return _install(content, perf_counter())
 
 
 def _arrivals(chunk: bytes, stamps: collections.deque[tuple[float, int]] | None) -> list[tuple[float, bytes]]:
