@@ -27,7 +27,9 @@ from kubernetes.stream import portforward
 
 from benchmark.errors import BenchmarkError
 
-__all__ = ["DeploymentState", "Kube"]
+__all__ = ["DeploymentState", "Kube", "REQUEST_TIMEOUT"]
+
+REQUEST_TIMEOUT = 30.0  # s per API call: the client's default is to wait forever
 
 T = TypeVar("T")
 
@@ -124,7 +126,7 @@ class Kube:
     def replicas_sync(self, deployment: str) -> int:
         scale = self._call(
             f"reading the scale of deployment {deployment!r}",
-            lambda: self.apps.read_namespaced_deployment_scale(deployment, self.namespace),
+            lambda: self.apps.read_namespaced_deployment_scale(deployment, self.namespace, _request_timeout=REQUEST_TIMEOUT),
         )
         return int((scale.spec.replicas if scale.spec else 0) or 0)
 
@@ -132,21 +134,21 @@ class Kube:
         self._call(
             f"scaling deployment {deployment!r} to {replicas}",
             lambda: self.apps.patch_namespaced_deployment_scale(
-                deployment, self.namespace, {"spec": {"replicas": replicas}}
+                deployment, self.namespace, {"spec": {"replicas": replicas}}, _request_timeout=REQUEST_TIMEOUT
             ),
         )
 
     def state_sync(self, deployment: str) -> DeploymentState:
         dep = self._call(
             f"reading deployment {deployment!r}",
-            lambda: self.apps.read_namespaced_deployment_status(deployment, self.namespace),
+            lambda: self.apps.read_namespaced_deployment_status(deployment, self.namespace, _request_timeout=REQUEST_TIMEOUT),
         )
         selector_obj = dep.spec.selector if dep.spec else None
         labels = (selector_obj.match_labels if selector_obj else None) or {}
         selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
         pods = self._call(
             f"listing the pods of deployment {deployment!r} ({selector})",
-            lambda: self.core.list_namespaced_pod(self.namespace, label_selector=selector),
+            lambda: self.core.list_namespaced_pod(self.namespace, label_selector=selector, _request_timeout=REQUEST_TIMEOUT),
         ).items
         status = dep.status
         return DeploymentState(

@@ -166,10 +166,9 @@ def _run_dir(root: Path, label: str) -> Path:
 class _StackRun:
     """One invocation: the state shared by its scenarios."""
 
-    def __init__(self, stack: StackOutputs, options: RunOptions, models: list[ModelEntry],
-                 endpoints: dict[str, str], kube: Kube | None, run_dir: Path, meta: rundir.RunMeta,
-                 log: Callable[[str], None]) -> None:  # fmt: skip
-        self.stack, self.options, self.models, self.endpoints = stack, options, models, endpoints
+    def __init__(self, options: RunOptions, models: list[ModelEntry], endpoints: dict[str, str],
+                 kube: Kube | None, run_dir: Path, meta: rundir.RunMeta, log: Callable[[str], None]) -> None:  # fmt: skip
+        self.options, self.models, self.endpoints = options, models, endpoints
         self.by_key = {m.key: m for m in models}
         self.kube, self.run_dir, self.meta, self.log = kube, run_dir, meta, log
         self.clock = RunClock()
@@ -286,12 +285,11 @@ async def benchmark_stack(
             scenarios = planned
             label = "plan"
         else:
-            running = await _running_models(stack, kube, log)
-            name = "shared" if running - {models[0].key} or len(models) > 1 else "alone"
-            scenarios = [Scenario(name, tuple(m.key for m in models))]
-            label = name
-            if running - {m.key for m in models}:
-                log(f"note: also running on the GPU, not measured: {', '.join(sorted(running - {m.key for m in models}))}")
+            others = await _running_models(stack, kube, log) - {m.key for m in models}
+            label = "alone" if len(models) == 1 and not others else "shared"
+            scenarios = [Scenario(label, tuple(m.key for m in models))]
+            if others:
+                log(f"note: also running on the GPU, not measured: {', '.join(sorted(others))}")
         run_dir = _run_dir(options.results_dir, label)
         meta = rundir.RunMeta(
             label=label,
@@ -300,11 +298,13 @@ async def benchmark_stack(
         )
         rundir.write_run_meta(run_dir, meta)
         log(f"results: {run_dir}")
-        state = _StackRun(stack, options, models, endpoints, kube, run_dir, meta, log)
+        state = _StackRun(options, models, endpoints, kube, run_dir, meta, log)
         try:
             if options.plan == "all":
                 assert kube is not None
-                orchestrator = Orchestrator(kube, list(stack.models.values()), ready_timeout=options.ready_timeout, poll=options.poll, log=log)
+                orchestrator = Orchestrator(
+                    kube, list(stack.models.values()), ready_timeout=options.ready_timeout, poll=options.poll, log=log
+                )
                 await run_plan(orchestrator, scenarios, state.scenario)
             else:
                 await state.scenario(scenarios[0])
