@@ -39,7 +39,7 @@ from yarl import URL
 
 from benchmark.load import LoadPattern
 from benchmark.progress import Progress
-from benchmark.protocols import Adapter, adapter_for, send
+from benchmark.protocols import Adapter, adapter_for, send, stamping_connector
 from benchmark.records import RequestRecord, RunClock
 from benchmark.results import ResultsWriter
 
@@ -289,9 +289,11 @@ async def run_load(
     clock = clock or RunClock()
     run_id = uuid.uuid4().hex[:8]
     drivers = [_Driver(t, scenario, run_id) for t in targets]
-    connector = aiohttp.TCPConnector(limit=_connector_limit(targets), limit_per_host=0, ttl_dns_cache=300)
+    connector = stamping_connector(limit=_connector_limit(targets), limit_per_host=0, ttl_dns_cache=300)
     # read_bufsize: how much the response reader buffers before pausing the socket (default 64 KiB)
-    async with aiohttp.ClientSession(connector=connector, read_bufsize=2**20) as session:
+    # no cookie jar and no Accept-Encoding (TGI streams uncompressed): less work per request
+    async with aiohttp.ClientSession(connector=connector, read_bufsize=2**20, cookie_jar=aiohttp.DummyCookieJar(),
+                                     skip_auto_headers=("Accept-Encoding",)) as session:
         await asyncio.gather(*(d.warmup(session, clock) for d in drivers))
         bar = Progress(keys) if progress else None
         start = clock.now() + _START_LEAD
