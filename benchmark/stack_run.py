@@ -20,12 +20,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import aiohttp
 
@@ -46,6 +47,7 @@ __all__ = ["RunOptions", "benchmark_stack", "configure", "run"]
 
 
 AccessPath = Literal["port-forward", "endpoint"]
+T = TypeVar("T")
 
 
 def _log(message: str) -> None:
@@ -149,8 +151,25 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
 def run(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     stack = load_outputs(outputs_file=args.outputs, stack=args.stack)
-    asyncio.run(benchmark_stack(stack, options))
+    try:
+        asyncio.run(_until_terminated(benchmark_stack(stack, options)))
+    except asyncio.CancelledError:  # SIGTERM (SIGINT arrives as KeyboardInterrupt)
+        print("terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     return 0
+
+
+async def _until_terminated(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro``; a SIGTERM cancels it like a Ctrl-C does, so its ``finally`` blocks (the
+    restore of the replicas) run before the process ends."""
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    assert task is not None
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await coro
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def _run_dir(root: Path, label: str) -> Path:

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from stack_helpers import BackgroundLoop
 
 from benchmark import rundir
@@ -134,7 +135,8 @@ def test_report_impact_matches_the_simulated_slowdown(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
-def test_sigint_in_the_second_scenario_restores_replicas(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_in_the_second_scenario_restores_replicas(tmp_path: Path, signum: int) -> None:
     bg = BackgroundLoop()
     ctx = simulated_stack(time_scale=0.05)
     sim = bg.call(ctx.__aenter__())
@@ -156,10 +158,10 @@ def test_sigint_in_the_second_scenario_restores_replicas(tmp_path: Path) -> None
                 break
         time.sleep(0.3)  # some requests of the second scenario in flight
         assert sim.api.replicas() == {PHI: 1, R1: 0}, "".join(lines)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         _, rest = proc.communicate(timeout=60)
         err = "".join(lines) + rest
-        assert proc.returncode == 130, err
+        assert proc.returncode == 128 + signum, err
         assert "Traceback" not in err
         assert "restored replicas" in err and "interrupted" in err
         assert sim.api.replicas() == {PHI: 1, R1: 1}
