@@ -26,8 +26,10 @@ that ends before its final event is ``connection``; an event we cannot parse is 
 Hot path: most token events are classified by byte patterns that can only occur as JSON keys
 (inside a JSON string a quote is always escaped, so ``"generated_text":null`` cannot appear in
 token text); anything else is fully decoded. Each event is stamped with the
-``time.perf_counter()`` taken when the chunk holding its last byte was returned by the socket
-reader.
+``time.perf_counter()`` taken when aiohttp buffered the chunk holding its last byte (in the
+connection's ``data_received``, see ``stamping_connector``), not when our task got to read it.
+One event loop can only stamp between tasks: when many streams finish at the same instant
+(a batching server), the last ones are stamped after the loop has handled the first ones.
 """
 
 from __future__ import annotations
