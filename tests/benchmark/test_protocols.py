@@ -256,3 +256,27 @@ def test_chunks_read_together_keep_their_own_arrival_times() -> None:
     assert [p for _, p in pieces] == [b"data:1\n\n", b"data:2\n\n", b"data:3\n\n"]
     times = [t for t, _ in pieces]
     assert times[1] - times[0] >= 0.009 and times[2] - times[1] >= 0.009
+
+
+@pytest.mark.parametrize("api", ["tgi-stream", "openai-chat"])
+def test_byte_pattern_shortcut_agrees_with_full_decoding(api: str) -> None:
+    # token texts that contain the very patterns the shortcut looks for: JSON escapes their
+    # quotes, so the shortcut must still classify exactly as decoding the event would
+    texts = ['"generated_text":null', '"usage":null', '"finish_reason":null', '"content":""', "}", "{", "data:",
+             '"token":{', '\\"', "\n", " plain", ""]
+    adapter = adapter_for(api)
+    for text in texts:
+        if api == "tgi-stream":
+            events = [tgi_token(0, text), tgi_final(1, 2, text=text)]
+        else:
+            events = [chat_chunk(text), chat_chunk(text, "stop", usage={"prompt_tokens": 1, "completion_tokens": 2,
+                                                                          "total_tokens": 3})]
+        for event in events:
+            data = json.dumps(event, separators=(",", ":")).encode()
+            fresh = RequestRecord(request_id="r", model="m", scenario="s", prompt_id="p", api=api,
+                                  intended_send=0.0, sent=0.0)
+            if adapter.plain_token(data):
+                assert adapter.on_event(data, fresh) == 1, (text, event)  # a token, nothing else to read
+                assert (fresh.output_tokens, fresh.finish_reason) == (None, None)
+    plain = tgi_token(0, " plain") if api == "tgi-stream" else chat_chunk(" plain")
+    assert adapter.plain_token(json.dumps(plain, separators=(",", ":")).encode())  # the shortcut is taken
