@@ -156,21 +156,25 @@ class Orchestrator:
         """
         failures: list[str] = []
         restored: dict[str, int] = {}
+        known = [m for m in self.models if m.deployment in self.original]  # what the snapshot read
+        if not self.touched:
+            return restored
         now: dict[str, int | None] = {}
-        for m in self.models:
+        for m in known:
             try:
                 now[m.key] = await self.kube.replicas(m.deployment)
             except BenchmarkError:
                 now[m.key] = None  # unknown: set it anyway
-        was = {m.key: self.original.get(m.deployment, 0) for m in self.models}
-        starting = [m for m in self.models if was[m.key] > 0 and now[m.key] == 0]
+        was = {m.key: self.original[m.deployment] for m in known}
+        touched = [m for m in known if m.deployment in self.touched]
+        starting = [m for m in touched if was[m.key] > 0 and now[m.key] == 0]
         first = min((m.start_order for m in starting), default=None)
         downs = [
-            m for m in self.models
-            if (was[m.key] == 0 and now[m.key] != 0)
+            m for m in known
+            if (m in touched and was[m.key] == 0 and now[m.key] != 0)
             or (first is not None and (now[m.key] or 0) > 0 and m.start_order > first)
         ]  # fmt: skip
-        ups = [m for m in self.models if was[m.key] > 0 and (now[m.key] != was[m.key] or m in downs)]
+        ups = [m for m in known if was[m.key] > 0 and ((m in touched and now[m.key] != was[m.key]) or m in downs)]
 
         async def scale(m: ModelEntry, n: int) -> bool:
             try:

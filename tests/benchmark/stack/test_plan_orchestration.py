@@ -217,6 +217,21 @@ def test_api_error_is_one_line_and_restore_still_runs() -> None:
     asyncio.run(main())
 
 
+def test_a_missing_deployment_fails_before_any_change() -> None:
+    async def main() -> None:
+        api, backends, _ = await _cluster({"a": 1, "b": 1})
+        models = _models("a", "b", "c")  # the contract names a Deployment the cluster lacks
+        try:
+            with pytest.raises(BenchmarkError, match=r"reading the scale of deployment 'c'.*HTTP 404"):
+                await run_plan(_plan(api, models), plan_all(models), lambda s: asyncio.sleep(0))
+            assert not [c for c in api.calls if c[0] != "GET"]  # nothing was scaled, nothing "restored"
+            assert api.replicas() == {"a": 1, "b": 1}
+        finally:
+            await _teardown(api, backends)
+
+    asyncio.run(main())
+
+
 def test_plan_all_needs_two_models() -> None:
     with pytest.raises(BenchmarkError, match="--plan all needs at least two models"):
         plan_all(_models("a"))
