@@ -24,12 +24,11 @@ from benchmark.errors import BenchmarkError
 from benchmark.load import LoadPattern, closed_loop, open_loop, standard_suite
 from benchmark.protocols import ADAPTERS
 from benchmark.results import ResultsWriter, read_records
+from benchmark.rundir import REQUESTS as REQUESTS_FILE
 from benchmark.runner import Target, run_load_sync
 from benchmark.summary import summarize
 
 __all__ = ["configure", "run", "parse_endpoint", "pattern_from_args", "format_summary"]
-
-REQUESTS_FILE = "requests.jsonl"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -43,7 +43,7 @@ class ResultsWriter:
         self.write_line(orjson.dumps(record))
 
     def write_line(self, line: bytes) -> None:
-        """Append one already-serialised record (used by worker processes' results)."""
+        """Append one record already serialised as one JSON line (no newline)."""
         self._file.write(line + b"\n")
         self.count += 1
 
