@@ -40,9 +40,9 @@ GUIDE_LIMITS = {"max_input_tokens": 256, "max_total_tokens": 512, "max_batch_tot
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--iterations", type=stack_run._positive_int("--iterations"), default=10,
+    parser.add_argument("--iterations", type=stack_run.positive_int(), default=10,
                         help="repeats of the 5 standard prompts per model (default 10, the guide's)")
-    parser.add_argument("--time-scale", type=stack_run._positive_float("--time-scale"), default=0.1,
+    parser.add_argument("--time-scale", type=stack_run.positive_float(), default=0.1,
                         help="simulated step time multiplier (default 0.1: 10x faster than the L40S estimate)")
     parser.add_argument("--results-dir", type=Path, default=Path("results"), help="root of the results directories")
     parser.add_argument("--no-progress", action="store_true", help="no progress lines")  # fmt: skip

@@ -43,7 +43,7 @@ from benchmark.results import ResultsWriter
 from benchmark.runner import Target, run_load
 from benchmark.stack_outputs import ModelEntry, StackOutputs, load_outputs
 
-__all__ = ["RunOptions", "benchmark_stack", "configure", "run"]
+__all__ = ["RunOptions", "benchmark_stack", "configure", "options_from_args", "positive_float", "positive_int", "run"]
 
 
 AccessPath = Literal["port-forward", "endpoint"]
@@ -102,39 +102,40 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="benchmark these catalog models (default: the stack's active ones)")
     parser.add_argument("--endpoint", action="append", default=[], metavar="KEY=URL",
                         help="reach model KEY at URL instead of a port-forward (repeatable)")
-    parser.add_argument("--iterations", type=_positive_int("--iterations"), default=10,
+    parser.add_argument("--iterations", type=positive_int(), default=10,
                         help="repeats of the 5 standard prompts per model (default 10)")
-    parser.add_argument("--max-new-tokens", type=_positive_int("--max-new-tokens"), default=100)
+    parser.add_argument("--max-new-tokens", type=positive_int(), default=100,
+                        help="tokens generated per request (default 100)")
     parser.add_argument("--api", choices=sorted(ADAPTERS), default="tgi-stream", help="protocol (default tgi-stream)")
-    parser.add_argument("--warmup", type=_positive_int("--warmup", allow_zero=True), default=1,
+    parser.add_argument("--warmup", type=positive_int(allow_zero=True), default=1,
                         help="unrecorded requests per model before each scenario (default 1)")
     parser.add_argument("--results-dir", type=Path, default=Path("results"), help="root of the results directories")
-    parser.add_argument("--ready-timeout", type=_positive_float("--ready-timeout"), default=900.0,
+    parser.add_argument("--ready-timeout", type=positive_float(), default=900.0,
                         help="seconds to wait for a model to be ready (default 900: download + warmup)")
     parser.add_argument("--no-progress", action="store_true", help="no progress lines")  # fmt: skip
 
 
-def _positive_int(flag: str, *, allow_zero: bool = False) -> Callable[[str], int]:
+def positive_int(*, allow_zero: bool = False) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = -1
         if value < (0 if allow_zero else 1):
-            raise argparse.ArgumentTypeError(f"{flag} {text!r}: expected an integer >= {0 if allow_zero else 1}")
+            raise argparse.ArgumentTypeError(f"got {text!r}; allowed: an integer >= {0 if allow_zero else 1}")
         return value
 
     return parse
 
 
-def _positive_float(flag: str) -> Callable[[str], float]:
+def positive_float() -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             value = -1.0
         if not value > 0:
-            raise argparse.ArgumentTypeError(f"{flag} {text!r}: expected a number of seconds > 0")
+            raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a number > 0")
         return value
 
     return parse
