@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import socket
 import time
@@ -64,6 +65,17 @@ class DeploymentState:
         )
 
 
+class _Captured(logging.Handler):
+    """Collects log messages (one line each) instead of printing them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(" ".join(record.getMessage().split()))
+
+
 def _pod_ready(pod: Any) -> bool:
     if pod.metadata.deletion_timestamp is not None or pod.status is None:
         return False
@@ -78,13 +90,22 @@ class Kube:
     def __init__(self, kubeconfig: Mapping[str, Any], namespace: str, *, context: str | None = None) -> None:
         self.namespace = namespace
         cfg = client.Configuration()
+        # The loader runs the kubeconfig's credential command (pulumi-eks: `aws eks get-token`)
+        # and reports its failure only with logging.error on the root logger: keep that for
+        # our own one-line message instead of letting logging print it.
+        captured = _Captured()
+        logging.getLogger().addHandler(captured)
         try:
             config.load_kube_config_from_dict(
                 dict(kubeconfig), context=context, client_configuration=cfg, persist_config=False
             )
         except (ConfigException, KeyError, TypeError, ValueError) as e:
             raise BenchmarkError(f"the stack's kubeconfig cannot be loaded: {e}") from None
+        finally:
+            logging.getLogger().removeHandler(captured)
+        self.credential_error = "; ".join(captured.messages)
         cfg.retries = 1  # urllib3's default of 3 retries triples the wait on an unreachable API
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # no "Retrying" lines
         self.host = cfg.host
         self.config = cfg
         self.api_client = client.ApiClient(cfg)
@@ -109,14 +130,16 @@ class Kube:
             except (ValueError, KeyError, TypeError):
                 pass
             hint = {
-                401: " (credentials rejected: the stack's kubeconfig runs `aws eks get-token` with your AWS credentials)",
+                401: " (credentials rejected: the stack's kubeconfig runs `aws eks get-token` with your AWS credentials"
+                + (f", which failed: {self.credential_error}" if self.credential_error else "") + ")",
                 403: " (your identity lacks this permission; the README lists the ones the benchmark needs)",
             }.get(status or 0, "")
             raise BenchmarkError(
                 f"Kubernetes API: {what} in namespace {self.namespace!r} failed: HTTP {status}: {detail}{hint}"
             ) from None
         except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise BenchmarkError(f"Kubernetes API at {self.host}: {what} failed: {type(e).__name__}: {e}") from None
+            cause = getattr(e, "reason", None) or e  # MaxRetryError wraps the connection error
+            raise BenchmarkError(f"Kubernetes API at {self.host}: {what} failed: {cause}") from None
 
     async def _run(self, what: str, fn: Callable[[], T]) -> T:
         return await asyncio.to_thread(self._call, what, fn)

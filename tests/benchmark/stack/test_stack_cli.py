@@ -120,3 +120,19 @@ def test_port_forward_refused_is_reported_as_such(capsys: pytest.CaptureFixture[
         bg.call(api.stop())
         bg.call(backend.stop())
         bg.close()
+
+
+def test_failing_credential_command_is_named(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bg = BackgroundLoop()
+    api = FakeKubeApi("llm-testing", [FakeDeployment(name="a", replicas=1), FakeDeployment(name="b", replicas=1)])
+    try:
+        bg.call(api.start())
+        kubeconfig = api.kubeconfig()  # as pulumi-eks writes it: a credential command, here one that fails
+        kubeconfig["users"][0]["user"] = {"exec": {"apiVersion": "client.authentication.k8s.io/v1beta1",
+                                                   "command": "sh", "args": ["-c", "echo no AWS credentials >&2; exit 3"]}}  # fmt: skip
+        argv = ["run", "--outputs", _two(tmp_path, kubeconfig=kubeconfig), "--plan", "all", "--results-dir", str(tmp_path)]
+        line = _one_error_line(capsys, argv)
+        assert "HTTP 401" in line and "`aws eks get-token`" in line and "which failed: exec: process returned 3" in line
+    finally:
+        bg.call(api.stop())
+        bg.close()
