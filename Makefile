@@ -20,7 +20,7 @@ typecheck: $(STAMP)
 # Pulumi's mock runtime and other users of the event loop do not share a process
 # reliably (see tests/README.md).
 test-infra: $(STAMP)
-	$(PY) -m pytest -q tests/infra tests/workloads
+	$(PY) -m pytest -q tests/infra tests/workloads tests/policy
 
 test-benchmark: $(STAMP)
 	$(PY) -m pytest -q tests/benchmark

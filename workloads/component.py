@@ -249,7 +249,7 @@ def _pod_spec(args: InferenceModelArgs) -> PodSpecArgs:
                 read_only_root_filesystem=True,
                 capabilities=CapabilitiesArgs(drop=["ALL"], add=["CHOWN"]),
             ),
-            resources=ResourceRequirementsArgs(requests={"cpu": "50m", "memory": "64Mi"}, limits={"memory": "128Mi"}),
+            resources=ResourceRequirementsArgs(requests={"cpu": "50m", "memory": "64Mi"}, limits={"cpu": "500m", "memory": "128Mi"}),
             volume_mounts=[VolumeMountArgs(name="cache", mount_path="/data")],
         )
     ]
@@ -263,7 +263,7 @@ def _pod_spec(args: InferenceModelArgs) -> PodSpecArgs:
                     "/etc/start-order/enabled", f"http://{{key}}:{PORT}/health", "10", *args.before,
                 ],  # fmt: skip
                 security_context=tight,
-                resources=ResourceRequirementsArgs(requests={"cpu": "50m", "memory": "64Mi"}, limits={"memory": "128Mi"}),
+                resources=ResourceRequirementsArgs(requests={"cpu": "50m", "memory": "64Mi"}, limits={"cpu": "500m", "memory": "128Mi"}),
                 volume_mounts=[VolumeMountArgs(name="start-order", mount_path="/etc/start-order", read_only=True)],
             )
         )
