@@ -47,6 +47,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=0, metavar="N", help="unrecorded requests per endpoint first")
     parser.add_argument("--seed", type=int, default=0, help="open-loop schedule seed (default 0)")
     parser.add_argument("--timeout", type=float, default=600.0, metavar="S", help="per-request timeout (default 600)")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="share the load over N client processes, for rates one event loop cannot drive (default 1)")
     parser.add_argument("--scenario", default="load", help="the label records carry (default load)")
     parser.add_argument("--out", type=Path, help="results directory (default results/<UTC time>-load)")
     parser.add_argument("--no-progress", action="store_true", help="no progress line")
@@ -67,7 +69,7 @@ def pattern_from_args(args: argparse.Namespace) -> LoadPattern:
         raise BenchmarkError(f"--arrival {args.arrival!r}: allowed: poisson, constant")
     for flag, value, low in (("--concurrency", args.concurrency, 1), ("--requests", args.requests, 1),
                              ("--iterations", args.iterations, 1), ("--max-new-tokens", args.max_new_tokens, 1),
-                             ("--warmup", args.warmup, 0)):
+                             ("--warmup", args.warmup, 0), ("--workers", args.workers, 1)):
         if value is not None and value < low:
             raise BenchmarkError(f"{flag} {value!r}: allowed: an integer >= {low}")
     for flag, value in (("--rate", args.rate), ("--duration", args.duration), ("--timeout", args.timeout)):
@@ -100,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
         raise BenchmarkError(f"--out {str(out)!r} already holds {REQUESTS_FILE}; choose a new directory")
     print(f"load: {load.describe()}, api {args.api}, {len(targets)} endpoint(s) -> {out}")
     with ResultsWriter(out / REQUESTS_FILE) as writer:
-        report = run_load_sync(targets, scenario=args.scenario, writer=writer, progress=not args.no_progress)
+        report = run_load_sync(targets, scenario=args.scenario, writer=writer, progress=not args.no_progress,
+                               workers=args.workers)
     summary = summarize(read_records(out / REQUESTS_FILE))  # rebuilt from the file, as a later reader would
     summary.to_csv(out / "summary.csv", index=False)
     (out / "self_check.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")

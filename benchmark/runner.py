@@ -15,6 +15,9 @@ API (what ``benchmark.stack_run`` and ``load_cli`` call)::
 - Every finished request is appended to ``writer`` at once (``benchmark.results``); a
   cancelled run (Ctrl-C) keeps what was written. Records carry ``X-Request-Id`` = their
   ``request_id`` to the server.
+- ``workers=N`` shares the load over N processes (own event loop and session each, same
+  clock, records sent back to ``writer``): for rates one event loop cannot drive, and to stamp
+  more promptly when many streams finish at once. Warmup runs in the first worker only.
 - ``RunReport`` is the client self-check printed with every summary: per target the requested
   vs achieved concurrency (time-average of requests in flight while the load was issuing) and
   rate, schedule lag (actual minus intended send) p50/p99; for the whole run event-loop lag
@@ -26,15 +29,19 @@ API (what ``benchmark.stack_run`` and ``load_cli`` call)::
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
+import threading
 import time
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from multiprocessing.connection import Connection
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import numpy as np
+import orjson
 from yarl import URL
 
 from benchmark.load import LoadPattern
@@ -102,6 +109,7 @@ class RunReport:
     loop_lag_p99: float
     loop_lag_max: float
     targets: list[TargetReport] = field(default_factory=list)
+    workers: int = 1  # client processes; client_cpu adds theirs up
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,13 +128,15 @@ class RunReport:
                 out.append(f"{t.model}: schedule lag p99 {t.schedule_lag_p99 * 1e3:.1f} ms (> 5 ms)")
         if self.loop_lag_p99 > 0.005:
             out.append(f"event-loop lag p99 {self.loop_lag_p99 * 1e3:.1f} ms (> 5 ms): timings may be late by that much")
-        if self.client_cpu > 0.9:
-            out.append(f"client CPU {self.client_cpu:.0%} of a core: the client may be the bottleneck")
+        if self.client_cpu > 0.9 * self.workers:
+            out.append(f"client CPU {self.client_cpu:.0%} of a core over {self.workers} process(es): "
+                       "the client may be the bottleneck")
         return out
 
     def lines(self) -> list[str]:
         """The self-check block, for terminals and reports."""
-        out = [f"client self-check ({self.scenario}): CPU {self.client_cpu:.0%} of a core, event-loop lag "
+        out = [f"client self-check ({self.scenario}): CPU {self.client_cpu:.0%} of a core"
+               + (f" over {self.workers} processes" if self.workers > 1 else "") + ", event-loop lag "
                f"p50 {self.loop_lag_p50 * 1e3:.2f} ms p99 {self.loop_lag_p99 * 1e3:.2f} ms "
                f"max {self.loop_lag_max * 1e3:.2f} ms"]
         for t in self.targets:
@@ -141,16 +151,22 @@ class RunReport:
 class _Driver:
     """Issues one target's requests; keeps what the self-check needs."""
 
-    def __init__(self, target: Target, scenario: str, run_id: str) -> None:
+    def __init__(self, target: Target, scenario: str, run_id: str, shard: int = 0, shards: int = 1) -> None:
         self.target = target
+        load = target.load
+        # a closed loop is shared by at most `concurrency` shards; the others idle
+        self.shards = min(shards, load.concurrency) if load.kind == "closed" else shards
+        self.shard = shard if shard < self.shards else -1
         self.scenario = scenario
         self.adapter: Adapter = adapter_for(target.api)
         self.url = URL(target.url)  # parsed once, not per request
         self.timeout = aiohttp.ClientTimeout(total=target.timeout)
-        load = target.load
         # one body per prompt, serialised once
         self.bodies = [self.adapter.body(p.text, load.max_new_tokens, target.model_name) for p in load.prompts]
-        self.schedule = load.schedule() if load.kind == "open" else []  # before the clock starts
+        # before the clock starts; a shard takes every shards-th arrival of the whole schedule
+        self.schedule = load.schedule()[self.shard::self.shards] if load.kind == "open" and self.shard >= 0 else []
+        self.concurrency = _share(load.concurrency, self.shard, self.shards)
+        self.max_requests = None if load.max_requests is None else _share(load.max_requests, self.shard, self.shards)
         self.prefix = f"{run_id}-{target.model}-"
         self.next_index = 0
         self.sends: list[float] = []
@@ -168,7 +184,7 @@ class _Driver:
         )
 
     async def warmup(self, session: aiohttp.ClientSession, clock: RunClock) -> None:
-        for i in range(self.target.warmup):
+        for i in range(self.target.warmup if self.shard == 0 else 0):
             now = clock.now()
             rec = self._record(i, now, now, prefix=self.prefix + "warmup-")
             await send(session, self.url, self.adapter, self.bodies[i % len(self.bodies)], rec, clock.origin, self.timeout)
@@ -193,10 +209,10 @@ class _Driver:
         if load.kind == "open":
             await self._open(ctx, end)
         else:
-            await asyncio.gather(*(self._closed_worker(ctx, end) for _ in range(load.concurrency)))
+            await asyncio.gather(*(self._closed_worker(ctx, end) for _ in range(self.concurrency)))
 
     async def _closed_worker(self, ctx: _RunContext, end: float) -> None:
-        limit = self.target.load.max_requests
+        limit = self.max_requests
         now = ctx.clock.now()
         if ctx.start > now:
             await asyncio.sleep(ctx.start - now)
@@ -205,7 +221,7 @@ class _Driver:
             now = ctx.clock.now()
             if now >= end or (limit is not None and self.next_index >= limit):
                 return
-            index = self.next_index
+            index = self.next_index * self.shards + self.shard  # unique and in prompt order over shards
             self.next_index += 1
             self.stop_issuing = now
             await self.one(index, min(intended, now), ctx)
@@ -214,7 +230,8 @@ class _Driver:
     async def _open(self, ctx: _RunContext, end: float) -> None:
         pending: set[asyncio.Task[None]] = set()
         clock = ctx.clock
-        for index, offset in enumerate(self.schedule):
+        for local, offset in enumerate(self.schedule):
+            index = local * self.shards + self.shard
             intended = ctx.start + offset
             if intended >= end:
                 break
@@ -240,8 +257,8 @@ class _Driver:
         span = (max(self.sends) - min(self.sends)) if len(self.sends) > 1 else 0.0
         return TargetReport(
             model=self.target.model, api=self.adapter.name, load=load.describe(),
-            requested_concurrency=load.concurrency if load.kind == "closed" else None,
-            requested_rate=load.rate if load.kind == "open" else None,
+            requested_concurrency=self.concurrency if load.kind == "closed" else None,
+            requested_rate=load.rate / self.shards if load.kind == "open" else None,
             sent=len(self.sends), failed=self.failed, warmup_failed=self.warmup_failed,
             achieved_concurrency=concurrency,
             achieved_rate=(len(self.sends) - 1) / span if span > 0 else float("nan"),
@@ -250,11 +267,15 @@ class _Driver:
         )
 
 
+class _Writer(Protocol):
+    def write(self, record: RequestRecord) -> None: ...
+
+
 @dataclass
 class _RunContext:
     session: aiohttp.ClientSession
     clock: RunClock
-    writer: ResultsWriter
+    writer: _Writer
     start: float
     progress: Progress | None
 
@@ -264,6 +285,11 @@ async def _loop_lag(samples: list[float]) -> None:
         t0 = time.perf_counter()
         await asyncio.sleep(_LAG_PERIOD)
         samples.append(time.perf_counter() - t0 - _LAG_PERIOD)
+
+
+def _share(total: int, shard: int, shards: int) -> int:
+    """Shard ``shard``'s part of ``total`` split as evenly as possible (0 for an idle shard)."""
+    return 0 if shard < 0 else total // shards + (shard < total % shards)
 
 
 def _connector_limit(targets: Sequence[Target]) -> int:
@@ -279,24 +305,47 @@ async def run_load(
     writer: ResultsWriter,
     clock: RunClock | None = None,
     progress: bool = True,
+    workers: int = 1,
 ) -> RunReport:
-    """Drive every target at once from one start instant; return the client self-check."""
+    """Drive every target at once from one start instant; return the client self-check.
+
+    ``workers > 1`` shares each load over that many processes, each with its own event loop
+    and session, on the same clock (``perf_counter`` is the system's monotonic clock): a
+    closed loop's concurrency and request count are split, an open loop's precomputed
+    schedule is dealt out arrival by arrival. Records come back to this process's ``writer``.
+    """
     if not targets:
         raise ValueError("run_load needs at least one target")
     keys = [t.model for t in targets]
     if len(set(keys)) != len(keys):
         raise ValueError(f"model keys must be unique in one run, got {keys!r}")
+    if workers < 1:
+        raise ValueError(f"workers {workers!r} must be >= 1")
     clock = clock or RunClock()
     run_id = uuid.uuid4().hex[:8]
-    drivers = [_Driver(t, scenario, run_id) for t in targets]
+    if workers > 1:
+        return await _run_sharded(targets, scenario, writer, clock, progress, workers, run_id)
+    bar = Progress(keys) if progress else None
+
+    async def start_now() -> float:
+        return clock.now() + _START_LEAD
+
+    return await _drive_all(targets, scenario, writer, clock, bar, run_id, 0, 1, start_now)
+
+
+async def _drive_all(
+    targets: Sequence[Target], scenario: str, writer: _Writer, clock: RunClock, bar: Progress | None,
+    run_id: str, shard: int, shards: int, when: Callable[[], Awaitable[float]],
+) -> RunReport:
+    """One event loop's part of a run: warm up, get the start instant from ``when``, drive."""
+    drivers = [_Driver(t, scenario, run_id, shard, shards) for t in targets]
     connector = stamping_connector(limit=_connector_limit(targets), limit_per_host=0, ttl_dns_cache=300)
     # read_bufsize: how much the response reader buffers before pausing the socket (default 64 KiB)
     # no cookie jar and no Accept-Encoding (TGI streams uncompressed): less work per request
     async with aiohttp.ClientSession(connector=connector, read_bufsize=2**20, cookie_jar=aiohttp.DummyCookieJar(),
                                      skip_auto_headers=("Accept-Encoding",)) as session:
         await asyncio.gather(*(d.warmup(session, clock) for d in drivers))
-        bar = Progress(keys) if progress else None
-        start = clock.now() + _START_LEAD
+        start = await when()
         ctx = _RunContext(session=session, clock=clock, writer=writer, start=start, progress=bar)
         lag: list[float] = []
         helpers = [asyncio.create_task(_loop_lag(lag))]
@@ -318,6 +367,112 @@ async def run_load(
             loop_lag_p50=float(np.percentile(lags, 50)), loop_lag_p99=float(np.percentile(lags, 99)),
             loop_lag_max=float(lags.max()), targets=[d.report(start) for d in drivers],
         )
+
+
+class _PipeWriter:
+    """A worker's writer: each record goes to the parent as one message (b"R" + JSON line)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.count = 0
+
+    def write(self, record: RequestRecord) -> None:
+        self.conn.send_bytes(b"R" + orjson.dumps(record))
+        self.count += 1
+
+
+def _worker_main(conn: Connection, targets: list[Target], scenario: str, run_id: str, shard: int, shards: int,
+                 origin: float, epoch_origin: float) -> None:
+    """A worker process: its shard of every target; b"ready", then the start instant from the
+    parent; records as they complete; finally b"S" + its RunReport as JSON."""
+    clock = RunClock()
+    clock.origin, clock.epoch_origin = origin, epoch_origin
+
+    async def when() -> float:
+        conn.send_bytes(b"ready")
+        return float(await asyncio.to_thread(conn.recv))
+
+    report = _run(_drive_all(targets, scenario, _PipeWriter(conn), clock, None, run_id, shard, shards, when))
+    conn.send_bytes(b"S" + orjson.dumps(report.to_dict()))
+    conn.close()
+
+
+async def _run_sharded(targets: Sequence[Target], scenario: str, writer: ResultsWriter, clock: RunClock,
+                       progress: bool, workers: int, run_id: str) -> RunReport:
+    context = multiprocessing.get_context("spawn")  # no fork of a process with a running event loop
+    pipes = [context.Pipe() for _ in range(workers)]
+    procs = [context.Process(target=_worker_main, daemon=True, name=f"benchmark worker {i}",
+                             args=(child, list(targets), scenario, run_id, i, workers, clock.origin, clock.epoch_origin))
+             for i, (_, child) in enumerate(pipes)]
+    bar = Progress([t.model for t in targets]) if progress else None
+    lock = threading.Lock()
+
+    def collect(conn: Connection) -> RunReport:
+        while True:
+            try:
+                message = conn.recv_bytes()
+            except EOFError:
+                raise RuntimeError("a benchmark worker process exited early (its traceback is above)") from None
+            if message[:1] == b"S":
+                data = orjson.loads(message[1:])
+                return RunReport(**{**data, "targets": [TargetReport(**t) for t in data["targets"]]})
+            with lock:
+                writer.write_line(message[1:])
+            if bar is not None:
+                bar.record(orjson.loads(message[1:])["model"], b'"success":true' in message)
+
+    try:
+        for p in procs:
+            p.start()
+        for conn, _ in pipes:
+            try:
+                ready = await asyncio.to_thread(conn.recv_bytes)
+            except EOFError:
+                ready = b""
+            if ready != b"ready":
+                raise RuntimeError("a benchmark worker process did not start (its traceback is above)")
+        start = clock.now() + _START_LEAD
+        for conn, _ in pipes:
+            conn.send(start)
+        printer = asyncio.create_task(bar.run()) if bar is not None else None
+        try:
+            reports = await asyncio.gather(*(asyncio.to_thread(collect, conn) for conn, _ in pipes))
+        finally:
+            if printer is not None:
+                printer.cancel()
+                bar.finish()  # type: ignore[union-attr]
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+            p.join(5)
+    return _merge(reports, targets)
+
+
+def _merge(reports: Sequence[RunReport], targets: Sequence[Target]) -> RunReport:
+    """One self-check from the workers': counts, concurrency, rate and CPU add up; lags are the
+    worst worker's."""
+    merged: list[TargetReport] = []
+    for i, target in enumerate(targets):
+        parts = [r.targets[i] for r in reports]
+        load = target.load
+        merged.append(TargetReport(
+            model=target.model, api=parts[0].api, load=load.describe(),
+            requested_concurrency=load.concurrency if load.kind == "closed" else None,
+            requested_rate=load.rate if load.kind == "open" else None,
+            sent=sum(p.sent for p in parts), failed=sum(p.failed for p in parts),
+            warmup_failed=sum(p.warmup_failed for p in parts),
+            achieved_concurrency=sum(p.achieved_concurrency for p in parts if p.sent),
+            achieved_rate=float(np.nansum([p.achieved_rate for p in parts if p.sent])),
+            schedule_lag_p50=max((p.schedule_lag_p50 for p in parts if p.sent), default=float("nan")),
+            schedule_lag_p99=max((p.schedule_lag_p99 for p in parts if p.sent), default=float("nan")),
+        ))
+    return RunReport(
+        scenario=reports[0].scenario, started_at=reports[0].started_at,
+        duration_s=max(r.duration_s for r in reports), client_cpu=sum(r.client_cpu for r in reports),
+        loop_lag_p50=max(r.loop_lag_p50 for r in reports), loop_lag_p99=max(r.loop_lag_p99 for r in reports),
+        loop_lag_max=max(r.loop_lag_max for r in reports), targets=merged, workers=len(reports),
+    )
 
 
 def run_load_sync(targets: Sequence[Target], **kwargs: Any) -> RunReport:

@@ -19,7 +19,7 @@ def test_load_writes_records_summary_and_self_check(tmp_path: Path, capsys: pyte
     with sim_process({"models": models}, tmp_path) as (urls, _):
         out = tmp_path / "run"
         code = main(["load", "--endpoint", f"a={urls['a']}", "--endpoint", f"b={urls['b']}", "--concurrency", "3",
-                     "--requests", "9", "--max-new-tokens", "5", "--warmup", "1", "--scenario", "shared",
+                     "--requests", "9", "--max-new-tokens", "5", "--warmup", "1", "--scenario", "shared", "--workers", "2",
                      "--out", str(out), "--no-progress"])
     assert code == 0
     records = read_records(out / "requests.jsonl")
@@ -46,6 +46,7 @@ def test_load_writes_records_summary_and_self_check(tmp_path: Path, capsys: pyte
     (["--endpoint", "a=http://x", "--rate", "2", "--arrival", "burst", "--requests", "3"],
      "--arrival 'burst': allowed: poisson, constant"),
     (["--endpoint", "a=http://x", "--concurrency", "2"], "need a limit: --requests N, --duration S"),
+    (["--endpoint", "a=http://x", "--workers", "0"], "--workers 0: allowed: an integer >= 1"),
     (["--endpoint", "a=http://x", "--requests", "5"], "the standard suite's size is --iterations"),
 ])
 def test_bad_flags_exit_2_naming_flag_value_and_allowed(argv: list[str], message: str,

@@ -171,3 +171,32 @@ def test_progress_line_counts_per_model() -> None:
     bar.finish()
     printed = out.getvalue().splitlines()
     assert len(printed) == 2 and all("a: 3 done" in p for p in printed)
+
+
+def test_load_shared_over_worker_processes(tmp_path: Path) -> None:
+    opened, server = CountingServer(tokens=3), CountingServer(tokens=3, delay=0.01)
+    path = tmp_path / "r.jsonl"
+    load = open_loop(200.0, arrival="constant", max_requests=40)
+    closed = closed_loop(5, max_requests=30)
+
+    async def go() -> RunReport:
+        async with serving(opened.app) as url_open, serving(server.app) as url:
+            targets = [Target(model="open", base_url=url_open, load=load),
+                       Target(model="closed", base_url=url, load=closed, warmup=2)]
+            with ResultsWriter(path) as w:
+                return await run_load(targets, scenario="s", writer=w, progress=False, workers=2)
+
+    report = run(go(), timeout=60)
+    records = read_records(path)
+    by_model = {m: sorted((r for r in records if r.model == m), key=lambda r: int(r.request_id.rsplit("-", 1)[1]))
+                for m in ("open", "closed")}
+    assert len(by_model["open"]) == 40 and len(by_model["closed"]) == 30
+    assert len({r.request_id for r in records}) == 70 and all(r.success for r in records)
+    # the whole open-loop schedule was kept, dealt out over the two processes
+    start = by_model["open"][0].intended_send
+    assert [r.intended_send - start for r in by_model["open"]] == pytest.approx(load.schedule(), abs=1e-9)
+    # prompts in the same order as one process would send them, warmup once, concurrency capped
+    assert [r.prompt_id for r in by_model["closed"]] == [closed.prompt(i).id for i in range(30)]
+    assert sum("warmup" in i for i in server.ids) == 2 and server.max_in_flight <= 5
+    merged = {t.model: t for t in report.targets}
+    assert (merged["open"].sent, merged["closed"].sent, merged["closed"].requested_concurrency) == (40, 30, 5)
