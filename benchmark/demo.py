@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import json
 import sys
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,6 @@ from benchmark import stack_run
 from benchmark.sim import REFERENCE_PAIR, SimulatedGpu, SimulatedModel, preset
 from benchmark.sim.kube_api import FakeDeployment, FakeKubeApi
 from benchmark.sim.spec import ModelSpec
-from benchmark.stack_outputs import load_outputs
 
 __all__ = ["SimulatedStack", "configure", "demo", "demo_outputs", "run", "simulated_stack"]
 
@@ -97,11 +97,32 @@ async def simulated_stack(*, time_scale: float = 0.1, specs: list[ModelSpec] | N
         yield SimulatedStack(gpu=gpu, models=sims, api=api, outputs=demo_outputs(specs, api))
 
 
-async def demo(
-    *, iterations: int = 10, time_scale: float = 0.1, results_dir: Path = Path("results"), progress: bool = True
-) -> Path:
-    """Serve the simulated pair and the fake API, then run the stack benchmark; returns its directory."""
-    async with simulated_stack(time_scale=time_scale) as sim:
+class _ServedInThread:
+    """``simulated_stack`` on its own event loop in a daemon thread, so the benchmark keeps
+    the main thread and its own loop (``asyncio.run``), exactly as against a real stack."""
+
+    def __init__(self, time_scale: float) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="simulated-stack", daemon=True)
+        self.context = simulated_stack(time_scale=time_scale)
+
+    def __enter__(self) -> SimulatedStack:
+        self.thread.start()
+        return asyncio.run_coroutine_threadsafe(self.context.__aenter__(), self.loop).result(60)
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            asyncio.run_coroutine_threadsafe(self.context.__aexit__(None, None, None), self.loop).result(30)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+
+
+def demo(*, iterations: int = 10, time_scale: float = 0.1, results_dir: Path = Path("results"),
+         progress: bool = True) -> Path:  # fmt: skip
+    """Serve the simulated pair and the fake API, then run ``python -m benchmark run --outputs
+    FILE --plan all --endpoint ...`` against them; returns its results directory."""
+    with _ServedInThread(time_scale) as sim:
         results_dir.mkdir(parents=True, exist_ok=True)
         outputs_file = results_dir / "demo-stack-outputs.json"
         outputs_file.write_text(json.dumps(sim.outputs, indent=2) + "\n")
@@ -115,13 +136,11 @@ async def demo(
         print("running: python -m benchmark run " + " ".join(argv), file=sys.stderr)
         parser = argparse.ArgumentParser()
         stack_run.configure(parser)
-        args = parser.parse_args(argv)
-        options = dataclasses.replace(stack_run.options_from_args(args), poll=0.1)
-        return await stack_run.benchmark_stack(load_outputs(outputs_file=args.outputs), options)
+        return stack_run.execute(parser.parse_args(argv))
 
 
 def run(args: argparse.Namespace) -> int:
-    run_dir = asyncio.run(demo(iterations=args.iterations, time_scale=args.time_scale,
-                               results_dir=args.results_dir, progress=not args.no_progress))  # fmt: skip
+    run_dir = demo(iterations=args.iterations, time_scale=args.time_scale, results_dir=args.results_dir,
+                   progress=not args.no_progress)  # fmt: skip
     print(f"\nSIMULATED demo done. Report: {run_dir / 'report.md'} (plots, CSV and JSON beside it)")
     return 0

@@ -43,7 +43,7 @@ from benchmark.results import ResultsWriter
 from benchmark.runner import Target, run_load
 from benchmark.stack_outputs import ModelEntry, StackOutputs, load_outputs
 
-__all__ = ["RunOptions", "benchmark_stack", "configure", "options_from_args", "positive_float", "positive_int", "run"]
+__all__ = ["RunOptions", "benchmark_stack", "configure", "execute", "options_from_args", "positive_float", "positive_int", "run"]
 
 
 AccessPath = Literal["port-forward", "endpoint"]
@@ -150,14 +150,19 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
 
 
 def run(args: argparse.Namespace) -> int:
-    options = options_from_args(args)
-    stack = load_outputs(outputs_file=args.outputs, stack=args.stack)
     try:
-        asyncio.run(_until_terminated(benchmark_stack(stack, options)))
+        execute(args)
     except asyncio.CancelledError:  # SIGTERM (SIGINT arrives as KeyboardInterrupt)
         print("terminated", file=sys.stderr)
         return 128 + signal.SIGTERM
     return 0
+
+
+def execute(args: argparse.Namespace) -> Path:
+    """The command without its exit status: parsed flags in, results directory out."""
+    options = options_from_args(args)
+    stack = load_outputs(outputs_file=args.outputs, stack=args.stack)
+    return asyncio.run(_until_terminated(benchmark_stack(stack, options)))
 
 
 async def _until_terminated(coro: Coroutine[Any, Any, T]) -> T:
