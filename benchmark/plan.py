@@ -156,6 +156,7 @@ class Orchestrator:
         """
         failures: list[str] = []
         restored: dict[str, int] = {}
+        steps: list[str] = []
         known = [m for m in self.models if m.deployment in self.original]  # what the snapshot read
         if not self.touched:
             return restored
@@ -180,6 +181,7 @@ class Orchestrator:
             try:
                 await self.kube.scale(m.deployment, n)
                 restored[m.deployment] = n
+                steps.append(f"{m.deployment} -> {n}")
                 return True
             except BenchmarkError as e:
                 failures.append(f"{m.deployment} to {n} ({e})")
@@ -195,7 +197,7 @@ class Orchestrator:
         for m in ups:
             await scale(m, was[m.key])
         if restored:
-            self.log("restored replicas: " + ", ".join(f"{d}={n}" for d, n in restored.items()))
+            self.log(f"restored replicas ({', '.join(steps)}): " + ", ".join(f"{d}={n}" for d, n in restored.items()))
         elif not failures:
             self.log("replicas are as found: " + ", ".join(f"{d}={n}" for d, n in self.original.items()))
         if failures:
