@@ -5,6 +5,10 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# checkov (the manifests' security scan) pins versions that clash with requirements.txt:
+# it gets a virtualenv of its own.
+SCAN_VENV  := .venv-scan
+SCAN_STAMP := $(SCAN_VENV)/.installed
 
 .PHONY: test typecheck test-infra test-benchmark demo clean
 
@@ -13,13 +17,18 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $(STAMP)
 
+$(SCAN_STAMP): requirements-scan.txt
+	$(PYTHON) -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-scan.txt
+	touch $(SCAN_STAMP)
+
 typecheck: $(STAMP)
 	$(VENV)/bin/pyright
 
 # The Pulumi-mock suites and the asyncio suites run in separate pytest processes:
 # Pulumi's mock runtime and other users of the event loop do not share a process
 # reliably (see tests/README.md).
-test-infra: $(STAMP)
+test-infra: $(STAMP) $(SCAN_STAMP)
 	$(PY) -m pytest -q tests/infra tests/workloads tests/policy
 
 test-benchmark: $(STAMP)
@@ -31,4 +40,4 @@ demo: $(STAMP)
 	$(PY) -m benchmark demo
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(SCAN_VENV) .pytest_cache

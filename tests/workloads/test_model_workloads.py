@@ -133,7 +133,7 @@ def test_pod_runs_on_the_gpu_node_with_one_shared_gpu_and_a_tight_security_conte
         assert res["limits"]["nvidia.com/gpu"] == "1" and res["requests"]["nvidia.com/gpu"] == "1"
         assert res["requests"]["memory"] == res["limits"]["memory"] == "24Gi"
         assert (res["requests"]["cpu"], res["limits"]["cpu"]) == ("2", "4")
-        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 1000
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 10001
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         assert pod["automountServiceAccountToken"] is False
         sc = tgi["securityContext"]
