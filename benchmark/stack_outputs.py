@@ -131,7 +131,7 @@ def _model(key: str, raw: Any) -> ModelEntry:
 
 def _kubeconfig(raw: Any, source: str) -> Mapping[str, Any] | None:
     """pulumi-eks exports the kubeconfig as an object; a JSON or YAML string is accepted too."""
-    if raw is None:
+    if raw is None or raw == "[secret]":  # absent, or printed without --show-secrets
         return None
     if isinstance(raw, str):
         try:

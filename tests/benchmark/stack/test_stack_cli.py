@@ -57,6 +57,7 @@ def _one_error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
         (lambda t: ["--outputs", _two(t), "--models", "a,zz"], "--models: 'zz' not in the stack's catalog"),
         (lambda t: ["--outputs", _two(t), "--endpoint", "a=http://127.0.0.1:1"],
          "has no kubeconfig output: pass --endpoint KEY=URL for every model"),
+        (lambda t: ["--outputs", _two(t, kubeconfig="[secret]")], "or save the outputs with --show-secrets"),
         (lambda t: ["--outputs", _two(t), "--models", "a", "--plan", "all"], "--plan all needs at least two models"),
     ],
 )  # fmt: skip
