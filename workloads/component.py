@@ -70,6 +70,15 @@ CACHE_ROOT = "/var/lib/gpu-sharing/hf-cache"
 # A high UID, outside the range of the node's own users (checkov CKV_K8S_40). The TGI
 # image defines no user for it either way: HOME points at a writable /tmp.
 TGI_UID = 10001
+# Pod Security admission (kubernetes.io/docs/concepts/security/pod-security-admission):
+# the hostPath model cache is outside "baseline", so the namespace says "privileged" out
+# loud rather than inheriting whatever the cluster's default becomes; the audit log (on by
+# default, README "Guardrails") records what "baseline" would refuse. Privileged
+# containers and host namespaces are refused by the policy pack instead.
+POD_SECURITY_LABELS = {
+    "pod-security.kubernetes.io/enforce": "privileged",
+    "pod-security.kubernetes.io/audit": "baseline",
+}
 START_ORDER_CONFIG_MAP = "model-start-order"
 HF_TOKEN_SECRET = "hf-token"
 _COMPONENT = "model-server"
@@ -365,7 +374,7 @@ class ModelWorkloads(pulumi.ComponentResource):
 
         ns = k8s.core.v1.Namespace(
             f"{name}-namespace",
-            metadata=ObjectMetaArgs(name=s.namespace, labels={"app.kubernetes.io/part-of": _PART_OF}),
+            metadata=ObjectMetaArgs(name=s.namespace, labels={"app.kubernetes.io/part-of": _PART_OF, **POD_SECURITY_LABELS}),
             opts=child,
         )
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])

@@ -55,6 +55,10 @@ def _manifest(r: RecordedResource) -> dict[str, Any]:
 
 def test_every_model_object_validates_strictly_against_kubernetes_1_33_and_the_default(dev: Recorded) -> None:
     ns = dev.one("kubernetes:core/v1:Namespace", "models-namespace")
+    labels = ns.inputs["metadata"]["labels"]
+    # hostPath is outside "baseline": say "privileged" explicitly, audit against baseline.
+    assert labels["pod-security.kubernetes.io/enforce"] == "privileged"
+    assert labels["pod-security.kubernetes.io/audit"] == "baseline"
     objects = [r for r in dev.resources if r.type.startswith("kubernetes:") and r.name.startswith("models-")]
     kinds = {r.type for r in objects}
     assert kinds == {ns.type, DEPLOYMENT, SERVICE, CONFIG_MAP, SECRET, "kubernetes:networking.k8s.io/v1:NetworkPolicy"}
