@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from policy.rules import RULES, Resource, Rule, rule
-from tests.pulumi_mocks import Recorded, dev_config, run_program
+from tests.pulumi_mocks import ROOT, Recorded, dev_config, run_program
 
 TOKEN = "hf_policyTestTokenNotReal0123456789"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
@@ -187,3 +187,10 @@ def test_a_digest_pinned_image_passes() -> None:
     assert violations(rule("pinned-versions"), [Resource("kubernetes:core/v1:Pod", "p", pod)]) == []
     pod["spec"]["containers"][0]["image"] = digest.split("@")[0]
     assert len(violations(rule("pinned-versions"), [Resource("kubernetes:core/v1:Pod", "p", pod)])) == 1
+
+
+def test_the_readme_documents_every_rule_at_its_level() -> None:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("<!-- section: guardrails -->", 1)[1].split("<!-- /section: guardrails -->", 1)[0]
+    for r in RULES:
+        assert f"| `{r.name}` | {r.enforcement} |" in section, r.name
