@@ -43,7 +43,8 @@ class DeploymentState:
     replicas: int  # spec.replicas: what is asked for
     ready: int  # status.readyReplicas
     available: int  # status.availableReplicas
-    pods: int  # pods matching the selector, terminating ones included (they still hold GPU memory)
+    pods: int  # live pods of its selector, terminating ones included (they still hold GPU memory);
+    # finished ones (phase Succeeded/Failed, e.g. evicted) hold nothing and are not counted
     ready_pods: tuple[str, ...]  # names of running, ready, not terminating pods
 
     def settled(self, replicas: int) -> bool:
@@ -179,7 +180,7 @@ class Kube:
             replicas=int(dep.spec.replicas or 0),
             ready=int(status.ready_replicas or 0) if status else 0,
             available=int(status.available_replicas or 0) if status else 0,
-            pods=len(pods),
+            pods=sum(1 for p in pods if not (p.status and p.status.phase in ("Succeeded", "Failed"))),
             ready_pods=tuple(p.metadata.name for p in pods if p.metadata and p.metadata.name and _pod_ready(p)),
         )
 

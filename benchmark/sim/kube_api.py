@@ -67,6 +67,7 @@ class FakeDeployment:
     # The stack's start-order gate: a new pod initialises only once every Deployment named
     # here has a ready pod (workloads/component.py, init container wait-for-earlier-models).
     after: list[str] = field(default_factory=list)
+    failed_pods: int = 0  # finished pods the selector still lists (e.g. evicted), phase Failed
     labels: dict[str, str] = field(default_factory=dict)  # selector labels; default app=<name>
     pods: list[_Pod] = field(default_factory=list)
 
@@ -196,7 +197,7 @@ class FakeKubeApi:
             return False
 
     async def _ready_pods(self, dep: FakeDeployment) -> int:
-        objects = await self._pod_objects(dep)
+        objects = [p for p in await self._pod_objects(dep) if p["status"]["phase"] == "Running"]
         return sum(p["status"]["conditions"][0]["status"] == "True" for p in objects)
 
     async def _pod_objects(self, dep: FakeDeployment) -> list[dict[str, Any]]:
@@ -206,7 +207,12 @@ class FakeKubeApi:
         if waiting and all([await self._ready_pods(self.deployments[name]) > 0 for name in dep.after]):
             for pod in waiting:
                 pod.initialized = True
-        out = []
+        out = [{
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": f"{dep.name}-evicted-{i}", "namespace": self.namespace, "labels": dict(dep.labels)},
+            "spec": {"containers": [{"name": "tgi", "image": "simulated"}]},
+            "status": {"phase": "Failed", "reason": "Evicted"},
+        } for i in range(dep.failed_pods)]  # fmt: skip
         for pod in dep.pods:
             ready = healthy and pod.deleted_at is None and pod.initialized
             meta: dict[str, Any] = {"name": pod.name, "namespace": self.namespace, "labels": dict(dep.labels)}
@@ -222,7 +228,7 @@ class FakeKubeApi:
         return out
 
     async def _deployment_object(self, dep: FakeDeployment) -> dict[str, Any]:
-        pods = await self._pod_objects(dep)
+        pods = [p for p in await self._pod_objects(dep) if p["status"]["phase"] == "Running"]
         live = [p for p in pods if "deletionTimestamp" not in p["metadata"]]
         ready = sum(p["status"]["conditions"][0]["status"] == "True" for p in live)
         status: dict[str, Any] = {"observedGeneration": 1, "replicas": len(live), "updatedReplicas": len(live)}

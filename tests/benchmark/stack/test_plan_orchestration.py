@@ -217,6 +217,23 @@ def test_api_error_is_one_line_and_restore_still_runs() -> None:
     asyncio.run(main())
 
 
+def test_evicted_pods_left_behind_do_not_block_the_waits() -> None:
+    async def main() -> None:
+        api, backends, _ = await _cluster({"a": 1, "b": 1})
+        for dep in api.deployments.values():
+            dep.failed_pods = 1  # an evicted pod stays listed until garbage-collected
+        models = _models("a", "b")
+        ran: list[str] = []
+        try:
+            await run_plan(_plan(api, models), plan_all(models), lambda s: asyncio.sleep(0, ran.append(s.title)))
+            assert ran == ["alone: b", "alone: a", "shared: a + b"]
+            assert api.replicas() == {"a": 1, "b": 1}
+        finally:
+            await _teardown(api, backends)
+
+    asyncio.run(main())
+
+
 def test_a_missing_deployment_fails_before_any_change() -> None:
     async def main() -> None:
         api, backends, _ = await _cluster({"a": 1, "b": 1})
