@@ -14,10 +14,11 @@ Served (``apps/v1`` and ``v1``; answers shaped like the API server's):
 Pods are bookkeeping: scaling up adds pods, scaling down marks the surplus terminating for
 ``terminate_s`` before they vanish (as a real pod holds its GPU memory until it is gone).
 A pod is Ready when its backend answers ``GET /health`` with 200, the way the Deployment's
-readiness probe decides; ``readyReplicas``/``availableReplicas`` follow; a new pod of a Deployment with ``after``
-set waits (as the stack's start-order init container does) until those have a ready pod.
-Each Deployment's
-``on_scale(n)`` hook (e.g. a simulated model's ``set_replicas``) is called on every scale.
+readiness probe decides; ``readyReplicas``/``availableReplicas`` follow. A new pod of a
+Deployment with ``after`` set waits (as the stack's start-order init container does) until
+those have a ready pod; ``failed_pods`` lists finished (evicted) pods beside the live ones.
+Each Deployment's ``on_scale(n)`` hook (e.g. a simulated model's ``set_replicas``) is
+called on every scale.
 The port-forward streams a pod's port to the Deployment's backend over the websocket
 channel protocol the client speaks (data channel 0, error channel 1, each opened by a frame
 carrying the port number, little-endian: kubernetes ``stream/ws_client.py`` ``PortForward``).
