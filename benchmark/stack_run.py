@@ -171,7 +171,10 @@ async def _until_terminated(coro: Coroutine[Any, Any, T]) -> T:
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     assert task is not None
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    except (ValueError, RuntimeError):  # not the main thread: signals are not ours to handle
+        return await coro
     try:
         return await coro
     finally:
