@@ -443,6 +443,8 @@ async def _run_sharded(targets: Sequence[Target], scenario: str, writer: Results
                 bar.finish()  # type: ignore[union-attr]
     finally:
         for p in procs:
+            if p.pid is None:
+                continue  # never started
             if p.is_alive():
                 p.terminate()
             p.join(5)
