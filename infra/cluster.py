@@ -22,7 +22,11 @@ __all__ = ["ClusterArgs", "Cluster", "CONTROL_PLANE_LOG_TYPES", "GPU_TAINT_KEY",
 
 # Control-plane logs sent to CloudWatch Logs under hardening.controlPlaneLogging: who called
 # the API and what they did (EKS user guide, "Send control plane logs to CloudWatch Logs").
+# EKS writes them to /aws/eks/<cluster>/cluster; declared here first, with a retention,
+# so they do not accumulate forever (EKS's own group never expires).
 CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator")
+CONTROL_PLANE_LOG_RETENTION_DAYS = 30
+_CLUSTER_POLICY_ARN = "arn:aws:iam::aws:policy/AmazonEKSClusterPolicy"
 
 # The taint key the GPU Operator's DaemonSets tolerate by default (chart values
 # daemonsets.tolerations); GPU workloads add a toleration for it.
@@ -75,20 +79,7 @@ class Cluster(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         node_role = aws.iam.Role(
-            f"{name}-node-role",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "ec2.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
-            ),
-            opts=child,
+            f"{name}-node-role", assume_role_policy=json.dumps(_assume_role("ec2.amazonaws.com")), opts=child
         )
         attachments = [
             aws.iam.RolePolicyAttachment(f"{name}-node-policy-{i}", role=node_role.name, policy_arn=arn, opts=child)
@@ -96,21 +87,63 @@ class Cluster(pulumi.ComponentResource):
         ]
 
         hardening = args.hardening
-        secrets_key = (
-            aws.kms.Key(
+        # The control plane's role, ours rather than pulumi-eks's so that it can be allowed to
+        # use the secrets key (the pattern of EKS's encryption guides: kms:Encrypt, Decrypt,
+        # ListGrants, DescribeKey on that key only).
+        service_role = aws.iam.Role(
+            f"{name}-service-role",
+            assume_role_policy=json.dumps(_assume_role("eks.amazonaws.com")),
+            opts=child,
+        )
+        cluster_deps: list[pulumi.Resource] = [
+            aws.iam.RolePolicyAttachment(
+                f"{name}-service-policy", role=service_role.name, policy_arn=_CLUSTER_POLICY_ARN, opts=child
+            )
+        ]
+        secrets_key = None
+        if hardening.secrets_encryption:
+            secrets_key = aws.kms.Key(
                 f"{name}-secrets-key",
                 description=f"EKS secrets envelope encryption for {args.cluster_name}",
                 enable_key_rotation=True,
                 deletion_window_in_days=7,
                 opts=child,
             )
-            if hardening.secrets_encryption
-            else None
-        )
+            cluster_deps.append(
+                aws.iam.RolePolicy(
+                    f"{name}-service-kms",
+                    role=service_role.id,
+                    policy=secrets_key.arn.apply(
+                        lambda arn: json.dumps(
+                            {
+                                "Version": "2012-10-17",
+                                "Statement": [
+                                    {
+                                        "Effect": "Allow",
+                                        "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ListGrants", "kms:DescribeKey"],
+                                        "Resource": arn,
+                                    }
+                                ],
+                            }
+                        )
+                    ),
+                    opts=child,
+                )
+            )
+        if hardening.control_plane_logging:
+            cluster_deps.append(
+                aws.cloudwatch.LogGroup(
+                    f"{name}-control-plane-logs",
+                    name=f"/aws/eks/{args.cluster_name}/cluster",
+                    retention_in_days=CONTROL_PLANE_LOG_RETENTION_DAYS,
+                    opts=child,
+                )
+            )
         cluster = eks.Cluster(
             f"{name}-eks",
             name=args.cluster_name,
             version=args.kubernetes_version,
+            service_role=service_role,
             vpc_id=args.vpc_id,
             public_subnet_ids=list(args.public_subnet_ids),
             private_subnet_ids=list(args.private_subnet_ids),
@@ -131,7 +164,7 @@ class Cluster(pulumi.ComponentResource):
             # which the namespace's NetworkPolicy is accepted but not enforced
             # (EKS user guide, "Limit pod traffic with Kubernetes network policies").
             vpc_cni_options=eks.VpcCniOptionsArgs(enable_network_policy=True) if hardening.network_policy else None,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=cluster_deps),
         )
 
         def node_group(
@@ -170,3 +203,11 @@ class Cluster(pulumi.ComponentResource):
         self.kubeconfig = pulumi.Output.secret(cluster.kubeconfig_json)
         self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.kubeconfig, opts=child)
         self.register_outputs({"name": self.name, "kubeconfig": self.kubeconfig})
+
+
+def _assume_role(service: str) -> dict[str, object]:
+    """A trust policy letting an AWS service assume the role."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
+    }

@@ -136,7 +136,7 @@ def test_cluster_api_auth_oidc_no_default_nodes_pinned_version(dev: Recorded) ->
     assert c["createOidcProvider"] is True
     assert c["skipDefaultNodeGroup"] is True
     assert c["endpointPublicAccess"] is True and c["publicAccessCidrs"] == ["0.0.0.0/0"]
-    role = dev.one("aws:iam/role:Role")
+    role = dev.one("aws:iam/role:Role", "cluster-node-role")
     (entry,) = c["accessEntries"].values()
     assert entry == {"principalArn": role.outputs["arn"], "type": "EC2_LINUX"}
     attached = {a.inputs["policyArn"] for a in dev.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")}
@@ -158,7 +158,7 @@ def test_node_groups_in_private_subnets_with_reference_sizes(dev: Recorded) -> N
     for ng in (cpu, gpu):
         assert sorted(ng["subnetIds"]) == private
         assert ng["cluster"].endswith("::cluster-eks")
-        assert ng["nodeRole"] == dev.one("aws:iam/role:Role").outputs["id"]
+        assert ng["nodeRole"] == dev.one("aws:iam/role:Role", "cluster-node-role").outputs["id"]
     assert cpu["instanceTypes"] == ["t3.large"]
     assert cpu["scalingConfig"] == {"desiredSize": 2, "minSize": 2, "maxSize": 4}
     assert cpu["amiType"] == "AL2023_x86_64_STANDARD"
@@ -192,13 +192,23 @@ def test_hardened_defaults_are_on_in_the_dev_stack(dev: Recorded) -> None:
     assert cluster["vpcCniOptions"]["enableNetworkPolicy"] is True
     for ng in dev.of_type(NODE_GROUP):
         assert ng.inputs["enableIMDSv2"] is True, ng.name
+    # The control plane's own role may use that key, and only that key.
+    role = dev.one("aws:iam/role:Role", "cluster-service-role")
+    assert cluster["serviceRole"] == role.outputs["id"]
+    assert json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]["Principal"] == {"Service": "eks.amazonaws.com"}
+    (statement,) = json.loads(dev.one("aws:iam/rolePolicy:RolePolicy", "cluster-service-kms").inputs["policy"])["Statement"]
+    assert statement["Resource"] == key.outputs["arn"] and all(a.startswith("kms:") for a in statement["Action"])
+    # Control-plane logs expire instead of accumulating.
+    logs = dev.one("aws:cloudwatch/logGroup:LogGroup").inputs
+    assert logs["name"] == "/aws/eks/gpusharing-demo/cluster" and logs["retentionInDays"] == 30
 
 
 def test_each_hardened_default_can_be_turned_off() -> None:
     off = {"secretsEncryption": False, "controlPlaneLogging": False, "imdsv2": False, "networkPolicy": False}
     rec = run_program(_with("hardening", **off))
     cluster = rec.one("eks:index:Cluster").inputs
-    assert not rec.of_type("aws:kms/key:Key")
+    assert not rec.of_type("aws:kms/key:Key") and not rec.of_type("aws:iam/rolePolicy:RolePolicy")
+    assert not rec.of_type("aws:cloudwatch/logGroup:LogGroup")
     for key in ("encryptionConfigKeyArn", "enabledClusterLogTypes", "vpcCniOptions"):
         assert cluster.get(key) is None, key
     # false is explicit: the launch template then allows IMDSv1 (httpTokens "optional").
