@@ -13,6 +13,8 @@
    ``/metrics`` is scraped before and after every scenario.
 5. Write ``results/<UTC timestamp>-<label>/``: ``requests.jsonl`` as records arrive (an
    interrupted run keeps them), ``run.json`` (``benchmark.rundir``), and the report files.
+   The ``--warmup`` requests run before the ``before`` scrape and go to ``warmup.jsonl``,
+   so neither the client's figures nor the server's counts include them.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import aiohttp
 from benchmark import rundir
 from benchmark.errors import BenchmarkError
 from benchmark.kube import Kube
-from benchmark.load import STANDARD_PROMPTS, standard_suite
+from benchmark.load import STANDARD_PROMPTS, closed_loop, standard_suite
 from benchmark.plan import Orchestrator, Scenario, plan_all, run_plan
 from benchmark.portforward import PortForward, health_rtt, parse_endpoints, wait_healthy
 from benchmark.promscrape import scrape
@@ -47,6 +49,7 @@ __all__ = ["RunOptions", "benchmark_stack", "configure", "execute", "options_fro
 
 
 AccessPath = Literal["port-forward", "endpoint"]
+WARMUP = "warmup.jsonl"  # the unrecorded-in-figures warmup requests, for the curious
 T = TypeVar("T")
 
 
@@ -108,7 +111,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="tokens generated per request (default 100)")
     parser.add_argument("--api", choices=sorted(ADAPTERS), default="tgi-stream", help="protocol (default tgi-stream)")
     parser.add_argument("--warmup", type=positive_int(allow_zero=True), default=1,
-                        help="unrecorded requests per model before each scenario (default 1)")
+                        help="requests per model before each scenario, kept out of the figures (default 1)")
     parser.add_argument("--results-dir", type=Path, default=Path("results"), help="root of the results directories")
     parser.add_argument("--ready-timeout", type=positive_float(), default=900.0,
                         help="seconds to wait for a model to be ready (default 900: download + warmup)")
@@ -201,10 +204,12 @@ class _StackRun:
         self.kube, self.run_dir, self.meta, self.log = kube, run_dir, meta, log
         self.clock = RunClock()
         self.writer = ResultsWriter(run_dir / rundir.REQUESTS)
+        self.warmup_writer = ResultsWriter(run_dir / WARMUP)  # kept apart: never in the figures
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
 
     async def close(self) -> None:
         self.writer.close()
+        self.warmup_writer.close()
         await self.session.close()
 
     async def _open(self, stack: contextlib.AsyncExitStack, model: ModelEntry) -> tuple[str, AccessPath]:
@@ -265,9 +270,15 @@ class _StackRun:
             meta = rundir.ScenarioMeta(scenario=scenario.name, models=list(scenario.models), started=rundir.utc_now())
             self.meta.scenarios.append(meta)
             rundir.write_run_meta(self.run_dir, self.meta)
+            if opts.warmup:  # before the "before" scrape, so the server's counts are the measured requests'
+                warm = [Target(model=key, base_url=urls[key], api=opts.api,
+                               load=closed_loop(1, max_requests=opts.warmup, max_new_tokens=opts.max_new_tokens))
+                        for key in scenario.models]  # fmt: skip
+                await run_load(warm, scenario=f"{scenario.name}-warmup", writer=self.warmup_writer, clock=self.clock,
+                               progress=False)  # fmt: skip
             before = await self._scrape(scenario, urls, "before")
             targets = [
-                Target(model=key, base_url=urls[key], api=opts.api, warmup=opts.warmup,
+                Target(model=key, base_url=urls[key], api=opts.api,
                        load=standard_suite(iterations=opts.iterations, max_new_tokens=opts.max_new_tokens))
                 for key in scenario.models
             ]  # fmt: skip

@@ -71,21 +71,27 @@ def test_plain_runs_detect_alone_and_shared_and_find_the_alone_baselines(tmp_pat
             for only in (PHI, R1):  # each alone: the other scaled to 0 in the cluster
                 for key in sim.models:
                     await sim.api.scale(sim.api.deployments[key], 1 if key == only else 0)
-                dirs[only] = await benchmark_stack(stack, _options(tmp_path, models=[only], endpoints=endpoints),
+                dirs[only] = await benchmark_stack(stack, _options(tmp_path, models=[only], endpoints=endpoints, warmup=2),
                                                    log=lambda s: None)  # fmt: skip
                 assert rundir.read_run_meta(dirs[only]).label == "alone" and "-alone" in dirs[only].name
             # a later alone run with other settings is not a baseline for them
-            other = await benchmark_stack(stack, _options(tmp_path, models=[R1], endpoints=endpoints, max_new_tokens=5),
+            other = await benchmark_stack(stack, _options(tmp_path, models=[R1], endpoints=endpoints, warmup=2,
+                                                          max_new_tokens=5),
                                           log=lambda s: None)  # fmt: skip
             assert rundir.read_run_meta(other).label == "alone"
             for key in sim.models:
                 await sim.api.scale(sim.api.deployments[key], 1)
-            shared = await benchmark_stack(stack, _options(tmp_path, endpoints=endpoints), log=lambda s: None)
+            shared = await benchmark_stack(stack, _options(tmp_path, endpoints=endpoints, warmup=2), log=lambda s: None)
             assert rundir.read_run_meta(shared).label == "shared" and "-shared" in shared.name
             meta = rundir.read_run_meta(shared)
             assert meta.baselines == {PHI: dirs[PHI].name, R1: dirs[R1].name}
             assert {r.model for r in read_records(shared / rundir.BASELINE)} == {PHI, R1}
             assert {k: a.path for k, a in meta.access.items()} == {PHI: "endpoint", R1: "endpoint"}
+            # warmup requests are kept apart: the server's own count (from /metrics) is the measured ones
+            assert len(read_records(shared / "warmup.jsonl")) == 4
+            attribution = json.loads((shared / "summary.json").read_text())["attribution"]
+            counted = sorted((row["model"], row["requests"]) for row in attribution if row["scenario"] == "shared")
+            assert counted == [(R1, 5), (PHI, 5)]
 
     asyncio.run(main())
 
