@@ -40,6 +40,8 @@ BAD = [
     (_with("gpuNodes", labels={"eks-node": "gpu node"}), "gpu-sharing:gpuNodes.labels.eks-node", "'gpu node'"),
     (_with("cpuNodes", instancetype="t3.large"), "gpu-sharing:cpuNodes.instancetype", "'t3.large'"),
     (_with("gpuOperator", chartVersion="latest"), "gpu-sharing:gpuOperator.chartVersion", "'latest'"),
+    (_with("hardening", imdsv2="required"), "gpu-sharing:hardening.imdsv2", "'required'"),
+    (_with("hardening", secretEncryption=False), "gpu-sharing:hardening.secretEncryption", "False"),
     (_set("gpu-sharing:gpuSharing", "time-slicing"), "gpu-sharing:gpuSharing", "'time-slicing'"),
     (_set("gpu-sharing:publicAccessCidrs", json.dumps([])), "gpu-sharing:publicAccessCidrs", "[]"),
     (_set("gpu-sharing:publicAccessCidrs", json.dumps(["10.0.0.0/33"])), "gpu-sharing:publicAccessCidrs[0]", "'10.0.0.0/33'"),

@@ -10,6 +10,7 @@ import pulumi
 import pytest
 
 from infra.settings import settings_from_pulumi
+from infra.validation import ConfigError
 from tests.pulumi_mocks import ROOT, dev_config, run_program
 
 
@@ -32,3 +33,16 @@ def test_settings_from_pulumi_reads_the_config_and_masks_secrets(monkeypatch: py
     assert s.workloads.hf_token == "hf_abc123"
     assert "hf_abc123" not in repr(s.workloads.hf_token)
     assert s.cluster_name == "gpusharing-demo"
+
+
+def test_outside_dev_the_entry_point_wants_public_access_cidrs(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = {k: v for k, v in dev_config().items() if k != "gpu-sharing:publicAccessCidrs"}
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps(config))
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", "[]")
+    pulumi.runtime.set_all_config({}, [])
+    monkeypatch.setattr(pulumi, "get_stack", lambda: "dev")
+    assert settings_from_pulumi().public_access_cidrs == ("0.0.0.0/0",)
+    monkeypatch.setattr(pulumi, "get_stack", lambda: "prod")
+    with pytest.raises(ConfigError) as caught:
+        settings_from_pulumi()
+    assert caught.value.key == "gpu-sharing:publicAccessCidrs" and "'prod'" in str(caught.value)

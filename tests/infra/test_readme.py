@@ -57,3 +57,10 @@ def test_documented_defaults_match_the_code() -> None:
     assert f"`{s.gpu_nodes.disk_size_gib}`" in row("gpu-sharing:gpuNodes.diskSizeGib")
     cpu = s.cpu_nodes
     assert f"`{cpu.desired_size}` / `{cpu.min_size}` / `{cpu.max_size}`" in row("gpu-sharing:cpuNodes.desiredSize")
+    for key, field in (
+        ("secretsEncryption", "secrets_encryption"),
+        ("controlPlaneLogging", "control_plane_logging"),
+        ("imdsv2", "imdsv2"),
+        ("networkPolicy", "network_policy"),
+    ):
+        assert f"`{str(getattr(s.hardening, field)).lower()}`" in row(f"gpu-sharing:hardening.{key}"), key
