@@ -5,6 +5,8 @@ happens (success, exception, failed wait, KeyboardInterrupt, cancellation)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import Callable
 
 import pytest
@@ -12,7 +14,7 @@ from stack_helpers import HealthBackend, model_entry
 
 from benchmark.errors import BenchmarkError
 from benchmark.kube import Kube
-from benchmark.plan import Orchestrator, Scenario, plan_all, run_plan
+from benchmark.plan import Orchestrator, Scenario, _finish, plan_all, run_plan
 from benchmark.sim.kube_api import FakeDeployment, FakeKubeApi
 from benchmark.stack_outputs import ModelEntry, parse_outputs
 
@@ -253,3 +255,15 @@ def test_plan_all_needs_two_models() -> None:
     with pytest.raises(BenchmarkError, match="--plan all needs at least two models"):
         plan_all(_models("a"))
 
+
+
+def test_a_ctrl_c_during_the_restore_only_prints_a_message() -> None:
+    heard: list[str] = []
+
+    async def restore() -> str:
+        os.kill(os.getpid(), signal.SIGINT)  # the user presses Ctrl-C again
+        await asyncio.sleep(0.2)
+        return "restored"
+
+    assert asyncio.run(_finish(restore(), heard.append)) == "restored"
+    assert heard == ["restoring the original replicas first, please wait"]
