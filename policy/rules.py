@@ -234,7 +234,9 @@ def eks_public_endpoint_open(resource_type: str, props: Mapping[str, Any]) -> li
 
 
 def _gpu_node_groups(resources: Sequence[Resource]) -> list[Resource]:
-    return [
+    """The GPU node groups, each once: the pulumi-eks components if the engine shows them,
+    else the aws:eks node groups they create (the same groups, so never both)."""
+    groups = [
         r
         for r in resources
         if r.type in NODE_GROUPS
@@ -243,6 +245,8 @@ def _gpu_node_groups(resources: Sequence[Resource]) -> list[Resource]:
             or re.search("NVIDIA|GPU", str(r.props.get("amiType") or ""))
         )
     ]
+    components = [g for g in groups if g.type == NODE_GROUPS[0]]
+    return components or groups
 
 
 def _tolerates(tolerations: list[Any], taint: Mapping[str, Any]) -> bool:

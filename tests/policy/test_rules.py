@@ -194,3 +194,13 @@ def test_the_readme_documents_every_rule_at_its_level() -> None:
     section = text.split("<!-- section: guardrails -->", 1)[1].split("<!-- /section: guardrails -->", 1)[0]
     for r in RULES:
         assert f"| `{r.name}` | {r.enforcement} |" in section, r.name
+
+
+def test_a_node_group_seen_twice_counts_once(dev: Recorded) -> None:
+    # The engine may show both the pulumi-eks component and the aws:eks node group it creates.
+    resources = _resources(dev)
+    (gpu,) = [r for r in resources if r.name == "cluster-gpu"]
+    child = Resource("aws:eks/nodeGroup:NodeGroup", "cluster-gpu-managedNodeGroup", gpu.props)
+    crowded = _changed(resources + [child], _deployment("phi35-mini"), lambda p: p["spec"].update(replicas=10))
+    (message,) = violations(rule("gpu-pods-within-sharing-replicas"), crowded)
+    assert "offers 10" in message
