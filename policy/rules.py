@@ -32,7 +32,11 @@ HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 OPEN = ("0.0.0.0/0", "::/0")
 _SEMVER = re.compile(r"v?[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?")
-_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW(OR)?D|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIAL", re.I)
+# A credential-sounding variable name, by whole '_'-separated words (HF_TOKEN, DB_PASSWORD,
+# OPENAI_API_KEY), so TOKENIZERS_PARALLELISM or MAX_TOTAL_TOKENS are not taken for one.
+_SECRET_NAME = re.compile(
+    r"(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)($|_)|(^|_)(API|ACCESS|PRIVATE|SECRET)_?KEY($|_)", re.I
+)
 # Values that are credentials whatever the variable is called: Hugging Face and AWS access keys.
 _SECRET_VALUE = re.compile(r"\bhf_[A-Za-z0-9]{20,}|\bAKIA[0-9A-Z]{16}\b")
 _TAINT_EFFECTS = {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute", "PREFER_NO_SCHEDULE": "PreferNoSchedule"}

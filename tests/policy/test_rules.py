@@ -204,3 +204,11 @@ def test_a_node_group_seen_twice_counts_once(dev: Recorded) -> None:
     crowded = _changed(resources + [child], _deployment("phi35-mini"), lambda p: p["spec"].update(replicas=10))
     (message,) = violations(rule("gpu-pods-within-sharing-replicas"), crowded)
     assert "offers 10" in message
+
+
+def test_secret_env_names_are_matched_by_whole_words(dev: Recorded) -> None:
+    plain = ("TOKENIZERS_PARALLELISM", "MAX_TOTAL_TOKENS", "KEYCLOAK_URL")
+    secret = ("DB_PASSWORD", "OPENAI_API_KEY", "AWS_SECRET_ACCESS_KEY", "HUGGING_FACE_HUB_TOKEN")
+    for name in plain + secret:
+        changed = _changed(_resources(dev), _deployment("phi35-mini"), lambda p, n=name: _set_env(p, n, "some-value"))
+        assert bool(violations(rule("no-plain-secret-env"), changed)) == (name in secret), name
