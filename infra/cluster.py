@@ -190,7 +190,8 @@ class Cluster(pulumi.ComponentResource):
                 taints=taints,
                 # pulumi-eks then gives the node group a launch template with metadataOptions
                 # httpTokens "required" (or "optional" when off) and hop limit 2, so pods that
-                # need IMDS still reach it (nodejs/eks/nodes/nodegroup.ts, createMNGCustomLaunchTemplate).
+                # need IMDS still reach it, and moves disk_size into the template's root volume
+                # (nodejs/eks/nodes/nodegroup.ts, createMNGCustomLaunchTemplate).
                 enable_imd_sv2=hardening.imdsv2,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=attachments),
             )
