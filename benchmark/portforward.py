@@ -24,8 +24,9 @@ from benchmark.kube import Kube
 __all__ = ["PortForward", "health_rtt", "parse_endpoints", "wait_healthy"]
 
 
-def parse_endpoints(values: list[str] | None, known: list[str]) -> dict[str, str]:
-    """``--endpoint key=URL`` flags into ``{key: URL}``; the key must be a catalog model."""
+def parse_endpoints(values: list[str] | None, known: list[str] | None) -> dict[str, str]:
+    """``--endpoint key=URL`` flags into ``{key: URL}``; the key must be a catalog model
+    (``known=None``: check the form only, before the stack outputs are read)."""
     out: dict[str, str] = {}
     for value in values or []:
         key, sep, url = value.partition("=")
@@ -35,7 +36,7 @@ def parse_endpoints(values: list[str] | None, known: list[str]) -> dict[str, str
                 f"--endpoint {value!r}: expected KEY=URL, e.g. --endpoint phi35=http://127.0.0.1:8080, "
                 "where KEY is a model key of the stack"
             )
-        if key not in known:
+        if known is not None and key not in known:
             raise BenchmarkError(
                 f"--endpoint {value!r}: model {key!r} is not in the stack's catalog; known models: {', '.join(known)}"
             )

@@ -164,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
 def execute(args: argparse.Namespace) -> Path:
     """The command without its exit status: parsed flags in, results directory out."""
     options = options_from_args(args)
+    parse_endpoints(options.endpoints, None)  # a malformed flag fails before any I/O
     stack = load_outputs(outputs_file=args.outputs, stack=args.stack)
     return asyncio.run(_until_terminated(benchmark_stack(stack, options)))
 

@@ -72,6 +72,14 @@ def test_pulumi_cli_missing(capsys: pytest.CaptureFixture[str], monkeypatch: pyt
     assert "Pulumi CLI was not found" in line and "--outputs FILE" in line
 
 
+def test_malformed_endpoint_is_named_before_the_stack_is_read(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no Pulumi CLI: the flag's error must come first
+    line = _one_error_line(capsys, ["--endpoint", "phi35"])
+    assert "--endpoint 'phi35': expected KEY=URL" in line
+
+
 def test_readiness_timeout_names_model_and_wait(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{_closed_port()}"
     argv = ["run", "--outputs", _file(tmp_path, outputs({"a": model_entry("a", start_order=1)})),
