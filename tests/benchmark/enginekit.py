@@ -123,3 +123,31 @@ def read_truth(path: Path, ids: Iterable[str] = (), *, wait: float = 5.0) -> dic
         if set(ids) <= set(out) or time.monotonic() > deadline:
             return out
         time.sleep(0.05)
+
+
+def timing_errors(records: Iterable[Any], truth: dict[str, dict[str, Any]], origin: float) -> dict[str, list[float]]:
+    """|client - server truth| in seconds of every TTFT, ITL and E2E, by metric; ``origin`` is the
+    run clock's (``RunClock.origin``). Asserts on the way that every request succeeded with the
+    server's token count and one ITL per gap between the server's token events."""
+    out: dict[str, list[float]] = {"ttft": [], "itl": [], "e2e": []}
+    for r in records:
+        t = truth[r.request_id]
+        assert r.success, (r.request_id, r.error_kind, r.error)
+        assert r.output_tokens == t["generated_tokens"], r.request_id
+        emits = t["emit_times"]
+        assert len(r.itl) == len(emits) - 1, r.request_id  # one stamp per token event
+        assert r.ttft is not None and r.e2e is not None
+        start = origin + r.intended_send
+        out["ttft"].append(abs(start + r.ttft - emits[0]))
+        out["itl"] += [abs(c - (b - a)) for c, a, b in zip(r.itl, emits, emits[1:])]
+        out["e2e"].append(abs(start + r.e2e - t["end"]))
+    return out
+
+
+def sim_model(key: str, **extra: Any) -> dict[str, Any]:
+    """A serve-sim model entry: fixed 10 ms decode steps (``decode_base_s`` to change), 4 ms
+    prefill, no warmup, room for 512 concurrent requests of up to 256 new tokens."""
+    return {"key": key, "model_id": f"example/{key}", "warmup_s": 0.0, "prefill_base_s": 0.004,
+            "prefill_s_per_token": 0.0, "decode_base_s": 0.01, "decode_s_per_context_token": 0.0,
+            "max_concurrent_requests": 512, "max_batch_total_tokens": 512 * 512,
+            "max_batch_prefill_tokens": 512 * 256, **extra}

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-from enginekit import read_truth, sim_process
+from enginekit import read_truth, sim_model, sim_process, timing_errors
 
 from benchmark.load import closed_loop
 from benchmark.records import RequestRecord, RunClock
@@ -17,6 +16,7 @@ from benchmark.results import ResultsWriter, read_records
 from benchmark.runner import Target, run_load_sync
 
 TOLERANCE = 0.002  # s: the issue's bound on the client's timing error
+SHARE = 0.97  # of the figures within it; see the timing test
 
 
 def busy_share(seconds: float = 0.5) -> float:
@@ -33,12 +33,6 @@ def busy_share(seconds: float = 0.5) -> float:
     return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
 
 
-def model(key: str, **extra: Any) -> dict[str, Any]:
-    return {"key": key, "model_id": f"example/{key}", "warmup_s": 0.0, "prefill_base_s": 0.004,
-            "prefill_s_per_token": 0.0, "decode_base_s": 0.01, "decode_s_per_context_token": 0.0,
-            "max_concurrent_requests": 512, **extra}
-
-
 def drive(url: str, api: str, concurrency: int, requests: int, path: Path, *, tokens: int = 20,
           timeout: float = 30.0) -> tuple[list[RequestRecord], RunClock]:
     clock = RunClock()
@@ -49,43 +43,44 @@ def drive(url: str, api: str, concurrency: int, requests: int, path: Path, *, to
     return read_records(path), clock
 
 
-def errors_against_truth(records: list[RequestRecord], truth: dict[str, dict[str, Any]], clock: RunClock) -> list[float]:
-    """|client - server| for every TTFT, ITL and E2E; asserts token counts on the way."""
-    errors: list[float] = []
-    for r in records:
-        t = truth[r.request_id]
-        assert r.success, (r.error_kind, r.error)
-        assert r.output_tokens == t["generated_tokens"], r.request_id
-        emits = t["emit_times"]
-        assert len(r.itl) == len(emits) - 1, r.request_id  # one stamp per token event
-        assert r.ttft is not None and r.e2e is not None
-        start = clock.origin + r.intended_send
-        errors.append(abs(start + r.ttft - emits[0]))
-        errors += [abs(c - (b - a)) for c, a, b in zip(r.itl, emits, emits[1:])]
-        errors.append(abs(start + r.e2e - t["end"]))
-    return errors
-
-
 @pytest.mark.parametrize("api", ["tgi-stream", "openai-chat"])
 def test_timings_match_server_truth_at_concurrency_1_and_64(tmp_path: Path, api: str) -> None:
-    # 20 ms per token, as the issue's bound is stated. The share of figures within 2 ms is the
-    # assertion: a 2-core CI machine running the simulator beside the client deschedules one
-    # of them now and then. On a quiet machine (16 cores, client on one) every figure was
-    # within 0.2 ms at concurrency 1, and 99.7% of TTFT/ITL and 95% of E2E figures at 64.
+    # 20 ms per token, as the issue's bound is stated; the simulator (in its own process) logs
+    # when it wrote every event. The engine stamps each chunk when the event loop reads its
+    # socket, and finished streams take turns for their bookkeeping, so a figure is late by at
+    # most one pass of the loop (well under 2 ms here) plus any time the OS (or a garbage
+    # collection) stopped the client or the simulator. That last part a 2-core VM cannot rule
+    # out: an idle vCPU wakes up late now and then (here about 1% of events arrive 2-6 ms late
+    # at concurrency 1, also to a plain blocking socket client), and at 64 the simulator and the
+    # client each need most of a core while a batch of 64 events goes out. So 3% may miss: of
+    # all figures at 1 (6 TTFTs alone cannot carry a share), of each kind at 64. As the 64
+    # streams end together, one pause can make many E2Es late at once, so a run below that
+    # gets one more try (a regression fails every run). Measured on quiet 2 cores at 64: 99.8%
+    # of ITLs and 100% of TTFTs and E2Es within 2 ms; without the turns E2E was 79-92% (66%
+    # at 256).
     if (busy := busy_share()) > 0.3:  # other processes hold the CPUs: a 2 ms bound is not testable now
         pytest.skip(f"machine busy ({busy:.0%} of CPUs used by other processes)")
-    with sim_process({"models": [model("m", decode_base_s=0.02)]}, tmp_path) as (urls, truth_path):
-        for concurrency, requests, share in ((1, 6, 0.98), (64, 128, 0.95)):
-            records, clock = drive(urls["m"], api, concurrency, requests, tmp_path / f"c{concurrency}.jsonl", tokens=16)
-            truth = read_truth(truth_path, [r.request_id for r in records])
-            assert len(records) == requests
-            errors = sorted(errors_against_truth(records, truth, clock))
-            within = sum(e <= TOLERANCE for e in errors) / len(errors)
-            if within < share and (busy := busy_share()) > 0.3:
+    with sim_process({"models": [sim_model("m", decode_base_s=0.02)]}, tmp_path) as (urls, truth_path):
+        for concurrency, requests in ((1, 6), (64, 128)):
+            for attempt in (1, 2):
+                path = tmp_path / f"c{concurrency}-{attempt}.jsonl"
+                records, clock = drive(urls["m"], api, concurrency, requests, path, tokens=16)
+                truth = read_truth(truth_path, [r.request_id for r in records])
+                assert len(records) == requests
+                errors = timing_errors(records, truth, clock.origin)
+                if concurrency == 1:
+                    errors = {"all": [e for v in errors.values() for e in v]}
+                within = {k: sum(e <= TOLERANCE for e in v) / len(v) for k, v in errors.items()}
+                if min(within.values()) >= SHARE:
+                    break
+            if min(within.values()) < SHARE and (busy := busy_share()) > 0.3:
                 pytest.skip(f"machine became busy ({busy:.0%} of CPUs used by other processes): "
-                            f"{within:.1%} of figures within 2 ms at concurrency {concurrency}")
-            assert within >= share, (concurrency, within, errors[-5:])
-            assert errors[len(errors) // 2] <= TOLERANCE / 2, (concurrency, errors[len(errors) // 2])
+                            f"shares within 2 ms at concurrency {concurrency}: {within}")
+            for kind, share_within in within.items():
+                worst = sorted(errors[kind])[-3:]
+                assert share_within >= SHARE, f"c={concurrency} {kind}: {share_within:.1%} within 2 ms, worst {worst}"
+            pooled = sorted(e for v in errors.values() for e in v)
+            assert pooled[len(pooled) // 2] <= TOLERANCE / 4, (concurrency, pooled[len(pooled) // 2])
 
 
 EXPECTED_KIND = {
@@ -103,7 +98,7 @@ def test_every_injected_fault_is_counted_under_its_kind(tmp_path: Path) -> None:
     kinds = list(EXPECTED_KIND["tgi-stream"])
     faults = {"schedule": {str(i + 1): k for i, k in enumerate(kinds)}, "stall_s": 1.5, "after_tokens": 2,
               "rates": {k: 0.05 for k in kinds}, "seed": 5}
-    config = {"models": [model(api, faults=faults) for api in EXPECTED_KIND]}
+    config = {"models": [sim_model(api, faults=faults) for api in EXPECTED_KIND]}
     with sim_process(config, tmp_path) as (urls, truth_path):
         for api, expected in EXPECTED_KIND.items():
             records, _ = drive(urls[api], api, 4, 30, tmp_path / f"{api}.jsonl", tokens=8, timeout=0.75)
