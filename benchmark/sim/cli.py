@@ -3,7 +3,7 @@
 Models come from ``--model`` (a preset key or HuggingFace id, repeatable; default: the
 reference pair) or from ``--config FILE``, a JSON object::
 
-    {"gpu": {"time_scale": 1.0, "context_switch_s": 0.0005},
+    {"gpu": {"time_scale": 1.0, "timeslice_s": 0.002, "context_switch_s": 0.0001},
      "models": [{"preset": "phi35-mini", "port": 8080, "replicas": 1,
                  "eos_probability": 0.02, "faults": {"rates": {"stall": 0.1}}},
                 {"key": "tiny", "model_id": "example/tiny", "decode_base_s": 0.005}]}
@@ -31,6 +31,8 @@ from benchmark.sim.spec import ModelSpec
 
 __all__ = ["configure", "run", "load_config"]
 
+GPU_KEYS = ("time_scale", "timeslice_s", "context_switch_s")  # SimulatedGpu's keyword arguments
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", action="append", default=[], metavar="PRESET",
@@ -53,9 +55,9 @@ def load_config(data: Any, where: str = "--config") -> tuple[list[tuple[ModelSpe
     if unknown:
         raise BenchmarkError(f"{where}: unknown key {unknown[0]!r}; allowed: models, gpu")
     gpu = data.get("gpu", {})
-    if (not isinstance(gpu, dict) or set(gpu) - {"time_scale", "context_switch_s"}
+    if (not isinstance(gpu, dict) or set(gpu) - set(GPU_KEYS)
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in gpu.values())):
-        raise BenchmarkError(f"{where}.gpu: got {gpu!r}; allowed: an object with numbers time_scale, context_switch_s")
+        raise BenchmarkError(f"{where}.gpu: got {gpu!r}; allowed: an object with numbers {', '.join(GPU_KEYS)}")
     models = data.get("models")
     if not isinstance(models, list) or not models:
         raise BenchmarkError(f"{where}.models: got {models!r}; allowed: a non-empty list of model objects")
@@ -118,13 +120,9 @@ def _models_from_args(args: argparse.Namespace) -> tuple[list[tuple[ModelSpec, i
     return models, gpu
 
 
-async def _serve(models: list[tuple[ModelSpec, int, int]], gpu_args: dict[str, float], truth_log: Path | None) -> None:
+async def _serve(models: list[tuple[ModelSpec, int, int]], gpu_args: dict[str, Any], truth_log: Path | None) -> None:
     try:
-        gpu = SimulatedGpu(
-            truth_log=str(truth_log) if truth_log else None,
-            time_scale=gpu_args.get("time_scale", 1.0),
-            context_switch_s=gpu_args.get("context_switch_s", 0.0005),
-        )
+        gpu = SimulatedGpu(truth_log=str(truth_log) if truth_log else None, **gpu_args)
     except (ValueError, OSError) as e:
         raise BenchmarkError(f"serve-sim: {e}") from e
     running: list[SimulatedModel] = []
@@ -132,7 +130,8 @@ async def _serve(models: list[tuple[ModelSpec, int, int]], gpu_args: dict[str, f
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     try:
         print("SIMULATION: simulated TGI servers (gpu-sharing tgi simulator) on one simulated "
-              f"{gpu.name.removesuffix(' (simulated)')}, time scale {gpu.time_scale:g}; not real models, not a real GPU.")
+              f"{gpu.name.removesuffix(' (simulated)')}, time scale {gpu.time_scale:g}, time slice "
+              f"{gpu.timeslice_s * 1000:g} ms; not real models, not a real GPU.")
         for spec, port, replicas in models:
             model = SimulatedModel(spec, gpu, replicas=replicas)
             try:

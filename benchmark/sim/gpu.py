@@ -1,30 +1,51 @@
-"""One simulated GPU shared by time-slicing: it runs one model's step at a time.
+"""One simulated GPU shared by CUDA time-slicing: busy contexts take turns in time slices.
 
-Every replica of every model asks the GPU for each of its steps (a prefill or a decode
-step of its whole batch) with ``await gpu.run(owner, seconds)``. Requests are served in
-arrival order (``asyncio.Lock`` is FIFO), and a replica asks for its next step only after
-its last one finished, so replicas with work take turns round-robin. Switching from one
-replica to another costs ``context_switch_s`` more, as a time-sliced GPU pays for a
-context switch. A replica alone never waits and runs at full speed; replicas sharing the
-GPU wait for each other's steps, in proportion to the others' load.
+Every replica of every model is one process, so one CUDA context. It asks the GPU for
+each of its steps (a prefill, or one decode step of its whole batch) with
+``await gpu.run(owner, model, seconds, ready_at=...)``, and asks for its next step only
+after the last one ended. The GPU shares itself as time-slicing does: the contexts that
+have work get the whole GPU in turn, round-robin, one time slice (``timeslice_s``) each,
+and a step ends once it has had ``seconds`` of GPU time, however many slices that takes.
+A context whose step has ended yields the GPU to one that waits (TGI reads each step's
+tokens back before it launches the next, so its queue is empty meanwhile). So two
+contexts that are always busy get half the GPU each: each one's steps take about twice as
+long as alone (plus the switches), whatever their size as long as it is at least a slice,
+and one model's long prefill is interleaved with the other's decode steps instead of
+blocking them. A context alone keeps the GPU (its slices renew while nobody else waits)
+and runs at full speed; a context without work costs nothing; handing the GPU to another
+context costs ``context_switch_s`` of GPU time (charged to the context switched to).
 
-The GPU keeps its own timeline: a step starts when both the GPU and the step's work were
-ready (``ready_at``: the end of the replica's previous step, or when its new requests
-arrived) and ends ``seconds`` later. So a busy event loop, which wakes a replica late,
-does not stretch the simulated speed: a late replica catches up (its tokens then reach
-the clients in a burst, and the truth log records when they really were written).
-``time_scale`` multiplies every simulated duration (0.1 runs ten times faster).
+Both lengths are ASSUMPTIONS (constructor arguments). NVIDIA documents the time-slice
+*levels* (``nvidia-smi compute-policy --set-timeslice`` 0=DEFAULT, 1=SHORT, 2=MEDIUM,
+3=LONG, since CUDA 11.1 / R455: NVIDIA's blog "Improving GPU Utilization in Kubernetes";
+the same four in NVIDIA/k8s-dra-driver-gpu ``api/nvidia.com/resource/v1beta1/sharing.go``)
+but not their lengths; a third-party guide (Red Hat AI services, "GPU Timeslicing") gives
+SHORT 2 ms, MEDIUM 10 ms, LONG 30 ms. The default slice, 2 ms, is the shortest of those;
+the 0.1 ms switch (5% of a slice) is a round figure, not a measurement.
+
+The GPU keeps its own timeline: the schedule is played forward in simulated time
+(``_Timeline``) from when each step's work was ready (``ready_at``: the end of the
+replica's previous step, or when its new requests arrived), and a waiting step sleeps
+until its projected end, then commits the schedule up to there. So a busy event loop,
+which wakes a replica late, does not stretch the simulated speed: a late replica catches
+up (its tokens then reach the clients in a burst, and the truth log records when they
+really were written). ``time_scale`` multiplies every simulated duration (0.1 runs ten
+times faster), the slice and the switch included.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from benchmark.sim.truth import TruthLog
 
 __all__ = ["GpuStats", "SimulatedGpu"]
+
+_EPS = 1e-7  # seconds: below float noise on perf_counter's scale, far below any step
 
 
 @dataclass(slots=True)
@@ -33,62 +54,144 @@ class GpuStats:
 
     steps: int = 0
     prefill_steps: int = 0
-    busy_s: float = 0.0  # sum of its steps' durations, switches included
-    wait_s: float = 0.0  # sum of the time its steps waited for other models' steps
-    switches: int = 0  # steps that began with a context switch to it
+    busy_s: float = 0.0  # GPU time its steps had, switches to it included
+    wait_s: float = 0.0  # time its steps were ready but other contexts had the GPU
+    switches: int = 0  # context switches to it
 
     @property
     def wait_fraction(self) -> float:
-        """Share of its GPU time spent waiting for others: 0 alone, grows when shared."""
+        """Share of its GPU time spent waiting for others: 0 alone, about 0.5 beside one busy peer."""
         total = self.busy_s + self.wait_s
         return self.wait_s / total if total > 0 else 0.0
 
 
+@dataclass(slots=True)
+class _Step:
+    owner: str
+    ready: float  # when its work was ready, on the GPU's timeline
+    left: float  # scaled GPU seconds it still needs
+    busy: float = 0.0  # scaled GPU seconds it has had, switches to it included
+    switches: int = 0
+    end: float | None = None
+
+
+@dataclass(slots=True)
+class _Timeline:
+    """The GPU's schedule, final up to ``t``; ``queue`` holds the pending steps, round-robin order."""
+
+    quantum: float
+    switch: float
+    t: float = 0.0
+    on: str | None = None  # the context on the GPU
+    switched_in: float = 0.0  # when it got the GPU: its slices end at switched_in + k * quantum
+    queue: list[_Step] = field(default_factory=list)
+    yielding: bool = False  # the context on the GPU has just run out of work
+    held: _Step | None = None  # a step that has ended, its owner not yet told
+
+    def copy(self) -> _Timeline:
+        return dataclasses.replace(self, queue=[dataclasses.replace(s) for s in self.queue])
+
+    def play(self, until: float, target: _Step | None = None) -> None:
+        """Play the schedule forward to ``until``, or until ``target`` has ended.
+
+        Without ``target`` (committing), it also stops when a step ends: nothing more is
+        committed until that step's owner has been told (``held``) and has asked for its
+        next step, which is ready at once, so a late-woken owner loses no GPU time.
+        """
+        while self.queue and self.t < until and (self.held is None if target is None else target.end is None):
+            ready = [s for s in self.queue if s.ready <= self.t]
+            if not ready:  # idle until the next step is ready
+                self.t = min(until, min(s.ready for s in self.queue))
+                continue
+            step = next((s for s in ready if s.owner == self.on), None)
+            if step is not None and len(ready) > 1 and (self.yielding or self._slice_end() - self.t <= _EPS):
+                self.queue.remove(step)  # its slice is over, or its last step ended, and others wait
+                self.queue.append(step)
+                step = None
+            self.yielding = False
+            if step is None:
+                step = next(s for s in self.queue if s.ready <= self.t)
+                if self.on is not None:
+                    self.t += self.switch
+                    step.busy += self.switch
+                    step.switches += 1
+                self.on, self.switched_in = step.owner, self.t
+            end = self.t + step.left
+            if any(s is not step for s in ready):
+                end = min(end, self._slice_end())  # preempted when its slice ends
+            else:  # alone until another step is ready
+                end = min(end, min((s.ready for s in self.queue if s is not step), default=math.inf))
+            end = max(self.t, min(end, until))
+            step.left -= end - self.t
+            step.busy += end - self.t
+            self.t = end
+            if step.left <= _EPS:
+                step.end = self.t
+                self.queue.remove(step)
+                self.yielding = True  # its process reads the step's tokens back before it launches the next
+                if target is None:
+                    self.held = step
+
+    def _slice_end(self) -> float:
+        """The end of the slice the context on the GPU is in (slices renew while it is alone)."""
+        k = math.ceil((self.t - self.switched_in - _EPS) / self.quantum)
+        return self.switched_in + max(k, 1) * self.quantum
+
+
 class SimulatedGpu:
-    """A GPU that executes one step at a time; shared by ``SimulatedModel`` instances."""
+    """A GPU time-sliced between the ``SimulatedModel`` replicas that use it."""
 
     def __init__(
         self,
         *,
         name: str = "NVIDIA L40S (simulated)",
-        context_switch_s: float = 0.0005,
+        timeslice_s: float = 0.002,
+        context_switch_s: float = 0.0001,
         time_scale: float = 1.0,
         truth_log: TruthLog | str | None = None,
     ) -> None:
-        if not time_scale > 0:
-            raise ValueError(f"time_scale: got {time_scale!r}; allowed: a number greater than 0")
-        if not context_switch_s >= 0:
-            raise ValueError(f"context_switch_s: got {context_switch_s!r}; allowed: seconds >= 0")
+        for key, value, low in (("time_scale", time_scale, 0.0), ("timeslice_s", timeslice_s, 0.0)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value <= 600:
+                raise ValueError(f"{key}: got {value!r}; allowed: a number greater than 0 (at most 600)")
+        if isinstance(context_switch_s, bool) or not isinstance(context_switch_s, (int, float)) \
+                or not 0 <= context_switch_s <= 600:
+            raise ValueError(f"context_switch_s: got {context_switch_s!r}; allowed: seconds from 0 to 600")
         self.name = name
+        self.timeslice_s = timeslice_s
         self.context_switch_s = context_switch_s
         self.time_scale = time_scale
         self.truth = truth_log if isinstance(truth_log, TruthLog) else TruthLog(truth_log)
         self.stats: dict[str, GpuStats] = {}
-        self._lock = asyncio.Lock()
-        self._last_owner: str | None = None
-        self._free_at = 0.0  # perf_counter when the last step is due to end
+        self._timeline = _Timeline(quantum=timeslice_s * time_scale, switch=context_switch_s * time_scale)
 
     async def run(self, owner: str, model: str, seconds: float, *, ready_at: float, prefill: bool = False) -> float:
-        """Run one step of ``seconds`` (unscaled) for replica ``owner`` of ``model``.
+        """Run one step needing ``seconds`` (unscaled) of GPU time for replica ``owner`` of ``model``.
 
         ``ready_at`` (perf_counter, not in the future) is when the step's work was ready;
         returns when the step ended on the GPU's timeline.
         """
+        timeline = self._timeline
         asked = min(ready_at, time.perf_counter())
-        async with self._lock:
-            switch = self._last_owner is not None and self._last_owner != owner
-            duration = (seconds + (self.context_switch_s if switch else 0.0)) * self.time_scale
-            start = max(asked, self._free_at)
-            end = start + duration
-            self._free_at = end
-            self._last_owner = owner
-            stats = self.stats.setdefault(model, GpuStats())
-            stats.steps += 1
-            stats.prefill_steps += prefill
-            stats.busy_s += duration
-            stats.wait_s += start - asked
-            stats.switches += switch
-            await asyncio.sleep(max(0.0, end - time.perf_counter()))  # yields even when behind
+        step = _Step(owner, ready=max(asked, timeline.t), left=seconds * self.time_scale)
+        timeline.queue.append(step)
+        try:
+            while (end := step.end) is None:
+                projected = timeline.copy()
+                projected.play(math.inf, target=projected.queue[timeline.queue.index(step)])
+                until = projected.t  # its end if no other step comes before then
+                await asyncio.sleep(max(0.0, until - time.perf_counter()))  # yields even when behind
+                timeline.play(until)  # final: a step submitted from now on is ready after it
+        finally:
+            if step.end is None:  # cancelled: the replica went away
+                timeline.queue.remove(step)
+            if timeline.held is step:
+                timeline.held = None
+        stats = self.stats.setdefault(model, GpuStats())
+        stats.steps += 1
+        stats.prefill_steps += prefill
+        stats.busy_s += step.busy
+        stats.wait_s += max(0.0, end - asked - step.busy)
+        stats.switches += step.switches
         return end
 
     def reset_stats(self) -> None:

@@ -1,10 +1,13 @@
-"""One simulated GPU: a model alone runs at full speed, shared models slow each other;
-a model scaled to zero does not serve and puts no load on the GPU."""
+"""One simulated GPU, time-sliced: a model alone runs at full speed, an idle one costs nothing,
+busy models each get an equal share of GPU time (so each is slowed about 2x, whatever its step
+size), a long prefill does not block the other model; a model scaled to zero does not serve
+and puts no load on the GPU."""
 
 from __future__ import annotations
 
 import asyncio
 import statistics
+import time
 
 import aiohttp
 import pytest
@@ -13,40 +16,112 @@ from simkit import fast_spec, gen_body, run, serving, stream_events
 from benchmark.sim import SimulatedGpu, SimulatedModel, TruthRecord
 
 
-def _mean_gap(records: list[TruthRecord]) -> float:
-    return statistics.fmean(b - a for r in records for a, b in zip(r.emit_times, r.emit_times[1:]))
+SCALE = 0.1  # the GPU's timeline is simulated: the tests assert on it exactly, ten times faster
 
 
-async def _load(session: aiohttp.ClientSession, model: SimulatedModel, tag: str) -> None:
-    """Two concurrent streams of 40 tokens, twice."""
-    for round_ in range(2):
+async def _busy(gpu: SimulatedGpu, owner: str, seconds: float, n: int, start: float, ends: list[float]) -> list[float]:
+    """A context that always has work: ``n`` steps of ``seconds``, each asked for as the last one ends."""
+    end = start
+    for _ in range(n):
+        end = await gpu.run(owner, owner, seconds, ready_at=end)
+        ends.append(end)
+    return ends
+
+
+def test_a_model_alone_runs_at_full_speed_and_an_idle_one_costs_it_nothing() -> None:
+    async def go() -> tuple[SimulatedGpu, float, list[float]]:
+        gpu = SimulatedGpu(time_scale=SCALE)
+        await _busy(gpu, "idle", 0.005, 1, time.perf_counter(), [])  # it ran once, then has no work
+        gpu.reset_stats()
+        start = time.perf_counter()
+        return gpu, start, await _busy(gpu, "a", 0.009, 40, start, [])
+
+    gpu, start, ends = run(go())
+    switch = gpu.context_switch_s * SCALE  # the GPU moves from the idle context to it, once
+    assert ends[-1] - start == pytest.approx(40 * 0.009 * SCALE + switch, rel=1e-6)
+    assert gpu.stats["a"].switches == 1 and gpu.stats["a"].wait_s == pytest.approx(0.0, abs=1e-6)
+    assert list(gpu.stats) == ["a"]
+
+
+@pytest.mark.parametrize("small, large", [(0.004, 0.013), (0.0088, 0.019)])  # the last: the presets' decode steps
+def test_two_busy_models_are_each_slowed_about_twice_whatever_their_step_size(small: float, large: float) -> None:
+    """Time-slicing gives each busy context equal GPU time, not equal steps."""
+
+    async def go() -> tuple[SimulatedGpu, float, list[float], list[float]]:
+        gpu = SimulatedGpu(time_scale=SCALE)
+        start, large_ends = time.perf_counter(), []
+        other = asyncio.create_task(_busy(gpu, "large", large, 10_000, start, large_ends))
+        small_ends = await _busy(gpu, "small", small, 100, start, [])
+        other.cancel()
+        return gpu, start, small_ends, large_ends
+
+    gpu, start, small_ends, large_ends = run(go())
+    overlap = [e for e in large_ends if e <= small_ends[-1]]  # the large one was busy all along
+    slowdown_small = (small_ends[-1] - start) / (len(small_ends) * small * SCALE)
+    slowdown_large = (overlap[-1] - start) / (len(overlap) * large * SCALE)
+    for slowdown in (slowdown_small, slowdown_large):
+        assert 1.9 < slowdown < 2.5, (slowdown_small, slowdown_large)
+    assert abs(slowdown_small - slowdown_large) < 0.25  # stepping in turn would give ~(small+large)/small vs /large
+    assert 0.4 < gpu.stats["small"].wait_fraction < 0.6
+
+
+def test_a_long_prefill_is_interleaved_with_the_other_models_decode() -> None:
+    prefill, decode = 0.200, 0.004
+
+    async def go() -> tuple[float, float, list[float]]:
+        gpu = SimulatedGpu(time_scale=SCALE)
+        start, decode_ends = time.perf_counter(), []
+        decoding = asyncio.create_task(_busy(gpu, "decoding", decode, 10_000, start, decode_ends))
+        prefill_end = await gpu.run("prefilling", "prefilling", prefill, ready_at=start, prefill=True)
+        decoding.cancel()
+        return start, prefill_end, decode_ends
+
+    start, prefill_end, decode_ends = run(go())
+    during = [start] + [e for e in decode_ends if e <= prefill_end]
+    longest_gap = max(b - a for a, b in zip(during, during[1:]))
+    assert longest_gap < 3 * decode * SCALE  # not blocked for the prefill's 200 ms: it decodes on, about half as fast
+    assert len(during) - 1 > 0.4 * prefill / decode
+    assert 1.8 < (prefill_end - start) / (prefill * SCALE) < 2.4  # and the prefill shares the GPU too
+
+
+def _mean_gap(records: list[TruthRecord], before: float = float("inf")) -> float:
+    return statistics.fmean(b - a for r in records for a, b in zip(r.emit_times, r.emit_times[1:]) if b <= before)
+
+
+async def _load(session: aiohttp.ClientSession, model: SimulatedModel, tag: str, tokens: int, rounds: int) -> None:
+    """Two concurrent streams of ``tokens`` tokens, ``rounds`` times."""
+    for round_ in range(rounds):
         await asyncio.gather(*(
-            stream_events(session, model.base_url + "/generate_stream", gen_body(40), rid=f"{tag}-{round_}-{i}")
+            stream_events(session, model.base_url + "/generate_stream", gen_body(tokens), rid=f"{tag}-{round_}-{i}")
             for i in range(2)))
 
 
-def test_shared_gpu_slows_each_model_and_alone_runs_at_full_speed() -> None:
-    spec_a, spec_b = fast_spec("a", decode_base_s=0.004), fast_spec("b", decode_base_s=0.004)
+def test_shared_gpu_slows_both_servers_alike_and_alone_runs_at_full_speed() -> None:
+    spec_a, spec_b = fast_spec("a", decode_base_s=0.004), fast_spec("b", decode_base_s=0.010)
 
-    async def go() -> None:
-        gpu = SimulatedGpu(context_switch_s=0.0005)
+    async def go() -> SimulatedGpu:
+        gpu = SimulatedGpu(time_scale=0.5)
         async with serving(spec_a, spec_b, gpu=gpu) as (_, [a, b]), aiohttp.ClientSession() as s:
-            await _load(s, a, "alone")
+            await _load(s, a, "a-alone", 40, 2)
             alone = gpu.stats["a"]
             assert "b" not in gpu.stats  # an idle model uses no GPU
             assert alone.wait_fraction < 0.05 and alone.switches == 0
+            await _load(s, b, "b-alone", 40, 1)
 
             gpu.reset_stats()
-            await asyncio.gather(_load(s, a, "shared"), _load(s, b, "other"))
-            shared = gpu.stats["a"]
-            assert shared.wait_fraction > 0.3  # it waited for b's steps about half the time
-            assert shared.switches > 0 and gpu.stats["b"].switches > 0
+            await asyncio.gather(_load(s, a, "a-shared", 40, 2), _load(s, b, "b-shared", 100, 1))
+            assert gpu.stats["a"].wait_fraction > 0.3  # it waited for b about half the time
+            assert gpu.stats["a"].switches > 0 and gpu.stats["b"].switches > 0
+        return gpu
 
-        by_tag = lambda tag: [r for r in gpu.truth.records if r.request_id.startswith(tag)]  # noqa: E731
-        slowdown = _mean_gap(by_tag("shared")) / _mean_gap(by_tag("alone"))
-        assert slowdown > 1.4  # ~2x in theory: each decode step waits for one of b's
-
-    run(go())
+    gpu = run(go())
+    by_tag = lambda tag: [r for r in gpu.truth.records if r.request_id.startswith(tag)]  # noqa: E731
+    a_done = max(r.emit_times[-1] for r in by_tag("a-shared"))
+    slowdown_a = _mean_gap(by_tag("a-shared")) / _mean_gap(by_tag("a-alone"))
+    slowdown_b = _mean_gap(by_tag("b-shared"), before=a_done) / _mean_gap(by_tag("b-alone"))
+    # ~2x each (equal GPU time); stepping in turn would give a (4+10)/4 = 3.5x and b 1.4x
+    assert 1.6 < slowdown_a < 2.8 and 1.6 < slowdown_b < 2.8, (slowdown_a, slowdown_b)
+    assert max(slowdown_a, slowdown_b) / min(slowdown_a, slowdown_b) < 1.35, (slowdown_a, slowdown_b)
 
 
 def test_scaled_to_zero_model_does_not_serve_then_warms_up() -> None:
