@@ -41,3 +41,10 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(SCAN_VENV) .pytest_cache
+
+# The benchmark client's own ceiling on this machine: a private nginx (SSE body) and wrk, then
+# the engine at concurrency 16/64/256 and its timing error against the simulator. Needs nginx
+# and wrk (apt-get install -y nginx wrk); not part of `make test`. About a minute.
+.PHONY: bench-client
+bench-client: $(STAMP)
+	$(PY) scripts/client_ceiling.py

@@ -4,6 +4,8 @@ and the error kind of every injected fault."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from pathlib import Path
 
@@ -17,20 +19,46 @@ from benchmark.runner import Target, run_load_sync
 
 TOLERANCE = 0.002  # s: the issue's bound on the client's timing error
 SHARE = 0.97  # of the figures within it; see the timing test
+OTHERS = 0.05  # share of the CPUs other processes may use during a timing run that counts
 
 
 def busy_share(seconds: float = 0.5) -> float:
     """Share of all CPUs busy over ``seconds`` (from /proc/stat; 0.0 where there is none)."""
-    def sample() -> tuple[int, int]:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
-    try:
-        total0, idle0 = sample()
+    with OthersLoad() as load:
         time.sleep(seconds)
-        total1, idle1 = sample()
-    except OSError:
-        return 0.0
-    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
+    return load.share
+
+
+class OthersLoad:
+    """Share of all CPUs that processes other than this one and its children (the simulator)
+    used while the block ran, from /proc (0.0 where there is none)."""
+
+    share = 0.0
+
+    @staticmethod
+    def _sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        ours = 0
+        for children in Path("/proc/self/task").glob("*/children"):
+            for pid in children.read_text().split():
+                with contextlib.suppress(OSError):  # a child that just ended
+                    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    ours += int(stat[11]) + int(stat[12])  # utime, stime
+        times = os.times()
+        ours += round((times.user + times.system) * os.sysconf("SC_CLK_TCK"))
+        return sum(fields), sum(fields) - fields[3] - fields[4] - ours  # total, busy (not idle/iowait) but not ours
+
+    def __enter__(self) -> OthersLoad:
+        try:
+            self._start: tuple[int, int] | None = self._sample()
+        except OSError:
+            self._start = None
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._start is not None:
+            total, others = self._sample()
+            self.share = max(0.0, others - self._start[1]) / max(1, total - self._start[0])
 
 
 def drive(url: str, api: str, concurrency: int, requests: int, path: Path, *, tokens: int = 20,
@@ -54,17 +82,19 @@ def test_timings_match_server_truth_at_concurrency_1_and_64(tmp_path: Path, api:
     # at concurrency 1, also to a plain blocking socket client), and at 64 the simulator and the
     # client each need most of a core while a batch of 64 events goes out. So 3% may miss: of
     # all figures at 1 (6 TTFTs alone cannot carry a share), of each kind at 64. As the 64
-    # streams end together, one pause can make many E2Es late at once, so a run below that
-    # gets one more try (a regression fails every run). Measured on quiet 2 cores at 64: 99.8%
-    # of ITLs and 100% of TTFTs and E2Es within 2 ms; without the turns E2E was 79-92% (66%
-    # at 256).
+    # streams end together, one pause can make many E2Es late at once. So a run below that is
+    # repeated, up to 3 runs; the last one decides, and if other processes (another test run,
+    # a compiler) used more than 5% of the CPUs during it, the test is skipped, naming that
+    # share. Measured on quiet 2 cores at 64: 99.8% of ITLs and 100% of TTFTs and E2Es within
+    # 2 ms; without the turns E2E was 79-92% in every run (66% at 256).
     if (busy := busy_share()) > 0.3:  # other processes hold the CPUs: a 2 ms bound is not testable now
         pytest.skip(f"machine busy ({busy:.0%} of CPUs used by other processes)")
     with sim_process({"models": [sim_model("m", decode_base_s=0.02)]}, tmp_path) as (urls, truth_path):
         for concurrency, requests in ((1, 6), (64, 128)):
-            for attempt in (1, 2):
+            for attempt in (1, 2, 3):
                 path = tmp_path / f"c{concurrency}-{attempt}.jsonl"
-                records, clock = drive(urls["m"], api, concurrency, requests, path, tokens=16)
+                with OthersLoad() as load:
+                    records, clock = drive(urls["m"], api, concurrency, requests, path, tokens=16)
                 truth = read_truth(truth_path, [r.request_id for r in records])
                 assert len(records) == requests
                 errors = timing_errors(records, truth, clock.origin)
@@ -73,12 +103,13 @@ def test_timings_match_server_truth_at_concurrency_1_and_64(tmp_path: Path, api:
                 within = {k: sum(e <= TOLERANCE for e in v) / len(v) for k, v in errors.items()}
                 if min(within.values()) >= SHARE:
                     break
-            if min(within.values()) < SHARE and (busy := busy_share()) > 0.3:
-                pytest.skip(f"machine became busy ({busy:.0%} of CPUs used by other processes): "
+            if min(within.values()) < SHARE and load.share > OTHERS:
+                pytest.skip(f"other processes used {load.share:.0%} of the CPUs during the last of 3 runs: "
                             f"shares within 2 ms at concurrency {concurrency}: {within}")
             for kind, share_within in within.items():
                 worst = sorted(errors[kind])[-3:]
-                assert share_within >= SHARE, f"c={concurrency} {kind}: {share_within:.1%} within 2 ms, worst {worst}"
+                assert share_within >= SHARE, (f"c={concurrency} {kind}: {share_within:.1%} within 2 ms, worst {worst}, "
+                                               f"others used {load.share:.1%} of the CPUs")
             pooled = sorted(e for v in errors.values() for e in v)
             assert pooled[len(pooled) // 2] <= TOLERANCE / 4, (concurrency, pooled[len(pooled) // 2])
 

@@ -200,3 +200,16 @@ def test_load_shared_over_worker_processes(tmp_path: Path) -> None:
     assert sum("warmup" in i for i in server.ids) == 2 and server.max_in_flight <= 5
     merged = {t.model: t for t in report.targets}
     assert (merged["open"].sent, merged["closed"].sent, merged["closed"].requested_concurrency) == (40, 30, 5)
+
+
+def test_achieved_concurrency_and_on_the_wire(tmp_path: Path) -> None:
+    # A server that holds every request 50 ms: both figures are the requested 8 (the client's
+    # own share of each cycle is tiny). Their difference is the time finished responses waited
+    # for the client; it can only be >= 0.
+    slow = CountingServer(tokens=5, delay=0.05)
+    report = drive([(slow, dict(model="m", load=closed_loop(8, duration=0.6)))], tmp_path / "slow.jsonl")
+    t = report.targets[0]
+    assert slow.max_in_flight == 8
+    assert 0.95 * 8 <= t.achieved_concurrency <= 8.0 and 0.9 * 8 <= t.wire_concurrency <= t.achieved_concurrency
+    assert (f"concurrency {t.achieved_concurrency:.1f}/8 ({t.wire_concurrency:.1f} on the wire)"
+            in report.lines()[1]), report.lines()
