@@ -1,11 +1,14 @@
-"""Helpers for the engine's tests: run a coroutine with a deadline, serve an aiohttp app on
-127.0.0.1, and render TGI / OpenAI stream events the way the servers write them."""
+"""Helpers for the engine's tests (and ``scripts/client_ceiling.py``): run a coroutine with a
+deadline, serve an aiohttp app on 127.0.0.1, render TGI / OpenAI stream events the way the
+servers write them, run the simulator in its own process and compare timings with its truth
+log, and measure how much CPU other processes took meanwhile."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -151,3 +154,37 @@ def sim_model(key: str, **extra: Any) -> dict[str, Any]:
             "prefill_s_per_token": 0.0, "decode_base_s": 0.01, "decode_s_per_context_token": 0.0,
             "max_concurrent_requests": 512, "max_batch_total_tokens": 512 * 512,
             "max_batch_prefill_tokens": 512 * 256, **extra}
+
+
+class OthersLoad:
+    """Share of all CPUs that processes other than this one and its descendants (the simulator,
+    nginx) used while the block ran, from /proc (0.0 where there is none)."""
+
+    share = 0.0
+
+    @staticmethod
+    def _sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        times = os.times()
+        ours = round((times.user + times.system) * os.sysconf("SC_CLK_TCK"))
+        todo = ["self"]
+        while todo:
+            for children in Path(f"/proc/{todo.pop()}/task").glob("*/children"):
+                for pid in children.read_text().split():
+                    with contextlib.suppress(OSError):  # a process that just ended
+                        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                        ours += int(stat[11]) + int(stat[12])  # utime, stime
+                        todo.append(pid)
+        return sum(fields), sum(fields) - fields[3] - fields[4] - ours  # total; busy, not idle/iowait, not ours
+
+    def __enter__(self) -> OthersLoad:
+        try:
+            self._start: tuple[int, int] | None = self._sample()
+        except OSError:
+            self._start = None
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._start is not None:
+            total, others = self._sample()
+            self.share = max(0.0, others - self._start[1]) / max(1, total - self._start[0])

@@ -4,13 +4,11 @@ and the error kind of every injected fault."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
 from pathlib import Path
 
 import pytest
-from enginekit import read_truth, sim_model, sim_process, timing_errors
+from enginekit import OthersLoad, read_truth, sim_model, sim_process, timing_errors
 
 from benchmark.load import closed_loop
 from benchmark.records import RequestRecord, RunClock
@@ -27,38 +25,6 @@ def busy_share(seconds: float = 0.5) -> float:
     with OthersLoad() as load:
         time.sleep(seconds)
     return load.share
-
-
-class OthersLoad:
-    """Share of all CPUs that processes other than this one and its children (the simulator)
-    used while the block ran, from /proc (0.0 where there is none)."""
-
-    share = 0.0
-
-    @staticmethod
-    def _sample() -> tuple[int, int]:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        ours = 0
-        for children in Path("/proc/self/task").glob("*/children"):
-            for pid in children.read_text().split():
-                with contextlib.suppress(OSError):  # a child that just ended
-                    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                    ours += int(stat[11]) + int(stat[12])  # utime, stime
-        times = os.times()
-        ours += round((times.user + times.system) * os.sysconf("SC_CLK_TCK"))
-        return sum(fields), sum(fields) - fields[3] - fields[4] - ours  # total, busy (not idle/iowait) but not ours
-
-    def __enter__(self) -> OthersLoad:
-        try:
-            self._start: tuple[int, int] | None = self._sample()
-        except OSError:
-            self._start = None
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._start is not None:
-            total, others = self._sample()
-            self.share = max(0.0, others - self._start[1]) / max(1, total - self._start[0])
 
 
 def drive(url: str, api: str, concurrency: int, requests: int, path: Path, *, tokens: int = 20,
