@@ -166,7 +166,8 @@ class OthersLoad:
     def _sample() -> tuple[int, int]:
         fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
         times = os.times()
-        ours = round((times.user + times.system) * os.sysconf("SC_CLK_TCK"))
+        # this process, its children that ended (and were waited for), then the live descendants
+        ours = round(sum(times[:4]) * os.sysconf("SC_CLK_TCK"))
         todo = ["self"]
         while todo:
             for children in Path(f"/proc/{todo.pop()}/task").glob("*/children"):
