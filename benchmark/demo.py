@@ -8,8 +8,9 @@ kubeconfig for the fake API), and then runs exactly what a user runs against a s
 parser and the same code path), with the guide's standard suite (5 prompts x 10 iterations
 per model). The simulated GPU runs ``--time-scale`` times the presets' estimated step
 times (0.1: ten times faster than the estimate), so the demo ends in about a minute.
-Whether the figures are simulated is read from the servers' ``/info`` (``"simulated":
-true``), not assumed.
+Whether the figures are simulated, and their time scale, are read from the servers'
+``/info`` (``"simulated": true``, ``"simulation": {"time_scale": ...}``), not assumed, and
+said on the console and in the report.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmark import stack_run
+from benchmark.report import time_scale_note
+from benchmark.rundir import read_run_meta
 from benchmark.sim import REFERENCE_PAIR, SimulatedGpu, SimulatedModel, preset
 from benchmark.sim.kube_api import FakeDeployment, FakeKubeApi
 from benchmark.sim.spec import ModelSpec
@@ -131,8 +134,8 @@ def demo(*, iterations: int = 10, time_scale: float = 0.1, results_dir: Path = P
         argv += [arg for key, model in sim.models.items() for arg in ("--endpoint", f"{key}={model.base_url}")]
         if not progress:
             argv.append("--no-progress")
-        print(f"SIMULATED demo: {len(sim.models)} simulated TGI servers on one simulated L40S (x{time_scale:g} time), "
-              f"a fake Kubernetes API at {sim.api.url}", file=sys.stderr)  # fmt: skip
+        print(f"SIMULATED demo: {len(sim.models)} simulated TGI servers on one simulated L40S, a fake Kubernetes "
+              f"API at {sim.api.url}. {time_scale_note(sim.gpu.time_scale)}", file=sys.stderr)  # fmt: skip
         print("running: python -m benchmark run " + " ".join(argv), file=sys.stderr)
         parser = argparse.ArgumentParser()
         stack_run.configure(parser)
@@ -142,5 +145,6 @@ def demo(*, iterations: int = 10, time_scale: float = 0.1, results_dir: Path = P
 def run(args: argparse.Namespace) -> int:
     run_dir = demo(iterations=args.iterations, time_scale=args.time_scale, results_dir=args.results_dir,
                    progress=not args.no_progress)  # fmt: skip
-    print(f"\nSIMULATED demo done. Report: {run_dir / 'report.md'} (plots, CSV and JSON beside it)")
+    scale = read_run_meta(run_dir).time_scale  # as the servers' /info reported it
+    print(f"\nSIMULATED demo done. {time_scale_note(scale)}\nReport: {run_dir / 'report.md'} (plots, CSV and JSON beside it)")
     return 0

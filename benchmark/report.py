@@ -42,12 +42,13 @@ import pandas as pd  # noqa: E402
 from benchmark.impact import Impact, compute_impact  # noqa: E402
 from benchmark.promscrape import attribute, breakdown  # noqa: E402
 from benchmark.records import RequestRecord  # noqa: E402
-from benchmark.rundir import LoadedRun, load_run  # noqa: E402
+from benchmark.rundir import LoadedRun, RunMeta, load_run  # noqa: E402
 from benchmark.runner import RunReport, TargetReport  # noqa: E402
 from benchmark.summary import records_frame, summarize  # noqa: E402
 from benchmark.timeline import throughput_timeline  # noqa: E402
 
-__all__ = ["Analysis", "Comparison", "Report", "analyse", "write_report", "result_blocks", "impact_lines", "impact_markdown"]
+__all__ = ["Analysis", "Comparison", "Report", "analyse", "write_report", "result_blocks", "impact_lines", "impact_markdown",
+           "simulated_banner", "time_scale_note"]
 
 BASELINE_SCENARIO = "alone"
 BIN_S = 1.0  # s, the throughput timeline's bins
@@ -55,6 +56,24 @@ SIMULATED_BANNER = (
     "**SIMULATED**: these numbers come from the TGI simulator (`benchmark/sim`), "
     "not from models on a GPU. They show how the tool works, not how your cluster performs."
 )
+
+
+def time_scale_note(scale: float | None) -> str:
+    """What the simulator's time scale (``RunMeta.time_scale``, from its /info) means for the figures."""
+    if scale is None:
+        return "The simulator's time scale was not recorded: compare only with runs of the same simulator settings."
+    if scale == 1:
+        return "Time scale x1: latencies and throughput are the presets' L40S estimates (the simulated step times)."
+    factor, (latency, throughput) = (1 / scale, ("shorter", "higher")) if scale < 1 else (scale, ("longer", "lower"))
+    return (f"Time scale x{scale:g}: latencies are {factor:.3g}x {latency} and throughput {factor:.3g}x {throughput} "
+            "than the presets' L40S estimates (the simulated step times at x1).")
+
+
+def simulated_banner(meta: RunMeta) -> str:
+    """The SIMULATED banner with the run's time scale, as the simulator reported it."""
+    return f"{SIMULATED_BANNER} {time_scale_note(meta.time_scale)}"
+
+
 DEFINITIONS = """\
 - **E2E latency**: completion minus the request's *intended* send time (queueing in the client
   or the server counts). Latency statistics cover successful requests; failures stay in every
@@ -231,7 +250,7 @@ def _markdown(a: Analysis) -> str:
     meta = a.run.meta
     md = [f"# Benchmark report: {meta.label} ({meta.created})", ""]
     if meta.simulated:
-        md += [f"> {SIMULATED_BANNER}", ""]
+        md += [f"> {simulated_banner(meta)}", ""]
     md += ["## Run", ""]
     gpu = meta.contract.get("gpu", {})
     if gpu:
@@ -278,7 +297,7 @@ def _markdown(a: Analysis) -> str:
 
 
 def _console(a: Analysis) -> str:
-    lines = [f"*** {SIMULATED_BANNER.replace('**', '')} ***", ""] if a.run.meta.simulated else []
+    lines = [f"*** {simulated_banner(a.run.meta).replace('**', '')} ***", ""] if a.run.meta.simulated else []
     lines += result_blocks(a.summary)
     for c in a.comparisons:
         lines += ["", *impact_lines(c.impact, other=c.scenario, baseline=BASELINE_SCENARIO)]
@@ -350,6 +369,7 @@ def _summary_json(a: Analysis) -> dict[str, Any]:
         "label": meta.label,
         "created": meta.created,
         "simulated": meta.simulated,
+        "time_scale": meta.time_scale,
         "settings": meta.settings,
         "summary": a.summary.to_dict("records"),
         "impact": [
@@ -393,7 +413,7 @@ def _plots(a: Analysis, out: Path) -> list[Path]:
         ax.set(title=model, xlabel="E2E latency (s)", ylabel="fraction of requests", ylim=(0, 1.02))
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right")
-    _save(fig, paths[0], a.run.meta.simulated)
+    _save(fig, paths[0], a.run.meta)
 
     scenarios = _scenarios(a.records)
     fig, axes = plt.subplots(len(scenarios) or 1, 1, figsize=(10, 3 * max(1, len(scenarios))), squeeze=False)
@@ -409,13 +429,14 @@ def _plots(a: Analysis, out: Path) -> list[Path]:
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend(loc="best")
-    _save(fig, paths[1], a.run.meta.simulated)
+    _save(fig, paths[1], a.run.meta)
     return paths
 
 
-def _save(fig: Any, path: Path, simulated: bool) -> None:
-    if simulated:
-        fig.suptitle("SIMULATED (benchmark/sim): not GPU measurements", color="firebrick")
+def _save(fig: Any, path: Path, meta: RunMeta) -> None:
+    if meta.simulated:
+        scale = f", time x{meta.time_scale:g}" if meta.time_scale is not None else ""
+        fig.suptitle(f"SIMULATED (benchmark/sim{scale}): not GPU measurements", color="firebrick")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

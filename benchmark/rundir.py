@@ -16,6 +16,7 @@ A results directory ``results/<UTC timestamp>-<label>/`` holds:
      "label": "alone" | "shared" | "plan" | ...,     # the directory's suffix
      "created": "2026-11-26T20:40:05Z",              # UTC, when the run started
      "simulated": bool,                              # any model's /info said "simulated": true
+     "time_scale": float | null,                     # then its /info "simulation.time_scale" (x0.1: 10x faster)
      "settings": {...},       # the load settings (pattern, iterations, max_new_tokens, api...):
                               # baselines must have equal settings to be used
      "contract": {"version": 1, "gpu": {...},        # the stack-outputs contract, its "models"
@@ -109,6 +110,7 @@ class RunMeta:
     label: str
     created: str = field(default_factory=utc_now)
     simulated: bool = False
+    time_scale: float | None = None  # the simulator's, from /info; None: real servers, or not recorded
     settings: dict[str, Any] = field(default_factory=dict)
     contract: dict[str, Any] = field(default_factory=dict)
     access: dict[str, AccessMeta] = field(default_factory=dict)

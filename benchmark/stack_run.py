@@ -266,6 +266,8 @@ class _StackRun:
                     info = await self._info(url)
                     if info.get("simulated") is True:
                         self.meta.simulated = True
+                        scale = (info.get("simulation") or {}).get("time_scale")
+                        self.meta.time_scale = float(scale) if isinstance(scale, int | float) else None
                     self.log(f"  {key}: {path} {url}, GET /health median {rtt * 1000:.2f} ms"
                              + (" [SIMULATED server]" if info.get("simulated") is True else ""))
             meta = rundir.ScenarioMeta(scenario=scenario.name, models=list(scenario.models), started=rundir.utc_now())

@@ -191,7 +191,9 @@ class _Routes:
                 "simulation": {
                     "key": spec.key,
                     "gpu": self.model.gpu.name,
-                    "time_scale": self.model.gpu.time_scale,
+                    "time_scale": self.model.gpu.time_scale,  # x0.1: every duration 10x shorter than the spec's
+                    "timeslice_s": self.model.gpu.timeslice_s,
+                    "context_switch_s": self.model.gpu.context_switch_s,
                     "replicas": self.model.replica_count,
                     "max_batch_total_tokens": spec.max_batch_total_tokens,
                 },

@@ -18,6 +18,9 @@ def test_demo_prints_the_guide_blocks_and_impact_and_writes_a_report(
     assert main(argv) == 0
     out, err = capsys.readouterr()
     assert out.startswith("*** SIMULATED")  # from the servers' /info, before any figure
+    scaled = "Time scale x0.05: latencies are 20x shorter and throughput 20x higher than the presets' L40S estimates"
+    assert scaled in out.splitlines()[0] and scaled in err  # the time scale the servers reported, and what it means
+    assert out.count(scaled) == 2  # the banner, and the closing line
     for model in ("phi35-mini", "deepseek-r1-8b"):
         for scenario in ("alone", "shared"):
             block = out[out.index(f"{model} ({scenario})") :]
@@ -26,6 +29,6 @@ def test_demo_prints_the_guide_blocks_and_impact_and_writes_a_report(
     assert "Fairness (Jain's index" in out
     report = Path(re.findall(r"Report: (\S+report\.md)", out)[-1])
     assert report.is_file() and report.parent.parent == tmp_path
-    assert "SIMULATED" in report.read_text()
+    assert "> **SIMULATED**" in report.read_text() and scaled in report.read_text()
     assert "run --outputs" in err and "--plan all" in err  # the user-facing command it ran
     assert "replicas are as found: phi35-mini=1, deepseek-r1-8b=1" in err
