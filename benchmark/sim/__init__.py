@@ -1,8 +1,8 @@
 """A TGI-compatible SIMULATED server: several models on one simulated time-sliced GPU.
 
 For tests and the offline demo; every answer says it is simulated (``/info`` has
-``"simulated": true`` and ``router: "gpu-sharing tgi simulator"``, ``/metrics`` starts
-with a comment saying so). Formats are TGI 3.x's (see ``benchmark.sim.server``).
+``"simulated": true``, the time scale in ``"simulation"`` and ``router: "gpu-sharing tgi
+simulator"``, ``/metrics`` starts with a comment saying so). Formats are TGI 3.x's (see ``benchmark.sim.server``).
 
 Python API::
 
@@ -13,10 +13,11 @@ Python API::
         phi.base_url                       # http://127.0.0.1:<port>; start(host, port) to choose
         await phi.set_replicas(0)          # port refuses, no GPU load; >0: warm up, then serve
         gpu.truth.get("<X-Request-Id>")    # TruthRecord: emit time of every token event, ...
-        gpu.stats["phi35-mini"]          # GpuStats: steps, busy_s, wait_s, switches
+        gpu.stats["phi35-mini"]            # GpuStats: steps, busy_s, wait_s, switches
 
-- ``SimulatedGpu`` (``gpu.py``): runs one step at a time, round-robin between the models
-  (replicas) with work, plus a context-switch cost; owns the ``TruthLog`` (``truth.py``).
+- ``SimulatedGpu`` (``gpu.py``): time-sliced like CUDA: the replicas with work take turns
+  in time slices (``timeslice_s``, 2 ms: an assumption), a step ends once it has had its GPU
+  time, a switch costs ``context_switch_s``; owns the ``TruthLog`` (``truth.py``).
 - ``SimulatedModel`` (``model.py``): one Deployment: an aiohttp server on 127.0.0.1 and
   its replicas, each a continuous-batching engine with a KV-token budget and
   ``max_concurrent_requests``. ``await model.wait_ready()`` waits for /health to be 200.
