@@ -17,9 +17,11 @@ context costs ``context_switch_s`` of GPU time (charged to the context switched 
 
 Both lengths are ASSUMPTIONS (constructor arguments). NVIDIA documents the time-slice
 *levels* (``nvidia-smi compute-policy --set-timeslice`` 0=DEFAULT, 1=SHORT, 2=MEDIUM,
-3=LONG, since CUDA 11.1 / R455: NVIDIA's blog "Improving GPU Utilization in Kubernetes";
-the same four in NVIDIA/k8s-dra-driver-gpu ``api/nvidia.com/resource/v1beta1/sharing.go``)
-but not their lengths; a third-party guide (Red Hat AI services, "GPU Timeslicing") gives
+3=LONG, since CUDA 11.1 / R455: NVIDIA's blog "Improving GPU Utilization in Kubernetes",
+developer.nvidia.com/blog/improving-gpu-utilization-in-kubernetes; the same four in
+NVIDIA/k8s-dra-driver-gpu ``api/nvidia.com/resource/v1beta1/sharing.go``) but not their
+lengths; a third-party guide (Red Hat AI services, "GPU Timeslicing",
+redhat-ai-services.github.io/etx-serving-at-scale/modules/module-02-timeslicing.html) gives
 SHORT 2 ms, MEDIUM 10 ms, LONG 30 ms. The default slice, 2 ms, is the shortest of those;
 the 0.1 ms switch (5% of a slice) is a round figure, not a measurement.
 
@@ -45,7 +47,7 @@ from benchmark.sim.truth import TruthLog
 
 __all__ = ["GpuStats", "SimulatedGpu"]
 
-_EPS = 1e-7  # seconds: below float noise on perf_counter's scale, far below any step
+_EPS = 1e-7  # seconds: above float noise on perf_counter's scale (~1e-9), far below any step
 
 
 @dataclass(slots=True)
