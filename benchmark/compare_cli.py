@@ -15,7 +15,7 @@ from pathlib import Path
 from benchmark.errors import BenchmarkError
 from benchmark.impact import compute_impact
 from benchmark.records import RequestRecord
-from benchmark.report import SIMULATED_BANNER, impact_lines, impact_markdown
+from benchmark.report import impact_lines, impact_markdown, simulated_banner, time_scale_note
 from benchmark.rundir import LoadedRun, load_run
 
 
@@ -53,21 +53,26 @@ def run(args: argparse.Namespace) -> int:
             f"{b.run_dir} measured {', '.join(impact.only_other) or 'none'}"
         )
     baseline, other = f"A {a_scenario}", f"B {b_scenario}"
-    simulated = a.meta.simulated or b.meta.simulated
+    simulated = [m for m in (a.meta, b.meta) if m.simulated]
+    banner_text = simulated_banner(simulated[0]) if simulated else ""
+    notes = []
     if a.meta.settings != b.meta.settings:
-        note = "note: the two runs used different settings; the comparison mixes their effect with the scenario's"
-    else:
-        note = ""
-    header = [f"A = {a.run_dir} ({a_scenario}), B = {b.run_dir} ({b_scenario})"] + ([note] if note else [])
+        notes.append("note: the two runs used different settings; the comparison mixes their effect with the scenario's")
+    if a.meta.simulated != b.meta.simulated:
+        notes.append("note: only one of the two runs is simulated; its numbers are not comparable with a GPU's")
+    elif simulated and a.meta.time_scale != b.meta.time_scale:
+        notes.append(f"note: the simulated runs ran at different time scales (A: {time_scale_note(a.meta.time_scale)} "
+                     f"B: {time_scale_note(b.meta.time_scale)}); their latencies are not comparable")
+    header = [f"A = {a.run_dir} ({a_scenario}), B = {b.run_dir} ({b_scenario})"] + notes
     lines = impact_lines(impact, other=other, baseline=baseline)
     for model in impact.only_baseline:
         lines.append(f"{model} ran only in A: not compared")
-    banner = [f"*** {SIMULATED_BANNER.replace('**', '')} ***"] if simulated else []
+    banner = [f"*** {banner_text.replace('**', '')} ***"] if simulated else []
     print("\n".join(banner + header + [""] + lines))
 
     out = args.out or b.run_dir / f"compare-{a.run_dir.resolve().name}.md"
     md = [f"# Comparison: {b.run_dir.name} ({b_scenario}) vs {a.run_dir.name} ({a_scenario})", ""]
-    md += ([f"> {SIMULATED_BANNER}", ""] if simulated else []) + [f"- {h}" for h in header] + [""]
+    md += ([f"> {banner_text}", ""] if simulated else []) + [f"- {h}" for h in header] + [""]
     md += impact_markdown(impact, other=other, baseline=baseline)
     md += [f"- {model} ran only in A: not compared" for model in impact.only_baseline]
     out.write_text("\n".join(md) + "\n")

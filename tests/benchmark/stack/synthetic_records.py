@@ -62,12 +62,13 @@ SLOWDOWN = {"phi": 1.8, "llama": 1.3}
 
 
 def write_dir(run_dir: Path, records: list[RequestRecord], scenarios: list[tuple[str, list[str]]], *,
-              simulated: bool, label: str, created: str = "2026-11-26T11:00:00Z") -> Path:
+              simulated: bool, label: str, created: str = "2026-11-26T11:00:00Z",
+              time_scale: float | None = None) -> Path:
     with ResultsWriter(run_dir / "requests.jsonl") as writer:
         for r in records:
             writer.write(r)
     write_run_meta(run_dir, RunMeta(
-        label=label, created=created, simulated=simulated, settings=SETTINGS, contract=CONTRACT,
+        label=label, created=created, simulated=simulated, time_scale=time_scale, settings=SETTINGS, contract=CONTRACT,
         access={"phi": AccessMeta(path="port-forward", url="http://127.0.0.1:43001", health_rtt_s=0.0031)},
         scenarios=[ScenarioMeta(scenario=s, models=m, started="2026-11-26T11:00:01Z",
                                 finished="2026-11-26T11:02:00Z") for s, m in scenarios],

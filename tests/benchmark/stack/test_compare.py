@@ -21,6 +21,7 @@ def test_compare_prints_and_writes_the_impact_of_b_against_a(tmp_path: Path, cap
     assert low <= 0.8 <= high and "Impact on phi (B shared vs A alone)" in out
     assert "llama ran only in A: not compared" in out
     assert out.startswith("*** SIMULATED")
+    assert "only one of the two runs is simulated" in out
     written = (b / "compare-a.md").read_text()
     assert impact_of(written, "phi")["latency"] == (change, low, high)
     assert "| phi | E2E p95 |" in written
@@ -48,3 +49,14 @@ def test_runs_without_a_model_in_common_are_refused(tmp_path: Path, capsys: pyte
     b = write_dir(tmp_path / "b", sequential_run("llama", "alone"), [("alone", ["llama"])], simulated=False, label="alone")
     assert main(["compare", str(a), str(b)]) == 2
     assert "no model in common" in capsys.readouterr().err
+
+
+def test_simulated_runs_at_different_time_scales_are_flagged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = write_dir(tmp_path / "a", sequential_run("phi", "alone", seed=1), [("alone", ["phi"])],
+                  simulated=True, label="alone", time_scale=0.1)
+    b = write_dir(tmp_path / "b", sequential_run("phi", "shared", slowdown=1.8, seed=3), [("shared", ["phi"])],
+                  simulated=True, label="shared", time_scale=1.0)
+    assert main(["compare", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "different time scales" in out and "10x shorter" in out
+    assert "different time scales" in (b / "compare-a.md").read_text()
