@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
 from pathlib import Path
@@ -96,22 +97,32 @@ def sim_process(config: dict[str, Any], workdir: Path, *, timeout: float = 20.0)
     truth = workdir / "truth.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "benchmark", "serve-sim", "--config", str(cfg),
                              "--truth-log", str(truth)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # A server that never prints must not block the read below forever: kill it at the deadline
+    # (its stdout then ends). After start-up its output is drained, so a full pipe cannot stall it.
+    watchdog = threading.Timer(timeout, proc.kill)
+    watchdog.start()
     try:
         urls: dict[str, str] = {}
-        deadline = time.monotonic() + timeout
         assert proc.stdout is not None
         for line in proc.stdout:
             m = re.match(r"\s+(\S+): (http://127\.0\.0\.1:\d+) ", line)
             if m:
                 urls[m.group(1)] = m.group(2)
-            if line.startswith("Ctrl-C") or time.monotonic() > deadline:
+            if line.startswith("Ctrl-C"):
                 break
+        watchdog.cancel()
         if len(urls) != len(config["models"]):
-            raise RuntimeError(f"serve-sim did not start: {urls!r}, exit {proc.poll()!r}")
+            raise RuntimeError(f"serve-sim did not start within {timeout} s: {urls!r}, exit {proc.poll()!r}")
+        threading.Thread(target=proc.stdout.read, daemon=True).start()
         yield urls, truth
     finally:
+        watchdog.cancel()
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 def read_truth(path: Path, ids: Iterable[str] = (), *, wait: float = 5.0) -> dict[str, dict[str, Any]]:
