@@ -263,6 +263,8 @@ def _markdown(a: Analysis) -> str:
     for s in meta.scenarios:
         when = f" ({s.started} to {s.finished or 'interrupted'})" if s.started else ""
         md.append(f"- Scenario `{s.scenario}`: {', '.join(s.models)}{when}")
+        note = (check := _run_report(s.self_check or {})) and check.filler_note()
+        md += [f"  - {note[0].upper()}{note[1:]}."] if note else []
     for model, source in sorted(meta.baselines.items()):
         md.append(f"- Baseline for `{model}`: the alone run in `{source}` (copied to `baseline.jsonl`)")
     md += [f"- Settings: `{json.dumps(meta.settings, sort_keys=True)}`", ""]
@@ -336,7 +338,8 @@ def _attribution_table(frame: pd.DataFrame) -> list[str]:
         )
     out += ["", "Queue time is waiting for a place in a batch; inference time runs from joining a batch to the "
                 "last token, and grows when the GPU is time-sliced with other models. The server's request "
-                "count includes warmup requests, which the client does not record."]
+                "count includes the unrecorded requests that kept finished models busy in a shared scenario "
+                "(see Run); warmup requests go before the first scrape."]
     return out
 
 
@@ -355,12 +358,16 @@ def _breakdown_table(c: Comparison) -> list[str]:
     return out
 
 
-def _self_check(data: dict[str, Any]) -> list[str]:
+def _run_report(data: dict[str, Any]) -> RunReport | None:
     try:
-        targets = [TargetReport(**t) for t in data.get("targets", [])]
-        return RunReport(**{**data, "targets": targets}).lines()
-    except TypeError:  # written by another version of the engine: show it as it is
-        return [json.dumps(data, sort_keys=True)]
+        return RunReport(**{**data, "targets": [TargetReport(**t) for t in data.get("targets", [])]})
+    except TypeError:  # written by another version of the engine
+        return None
+
+
+def _self_check(data: dict[str, Any]) -> list[str]:
+    report = _run_report(data)
+    return report.lines() if report is not None else [json.dumps(data, sort_keys=True)]
 
 
 def _summary_json(a: Analysis) -> dict[str, Any]:

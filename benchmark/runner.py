@@ -18,6 +18,12 @@ API (what ``benchmark.stack_run`` and ``load_cli`` call)::
 - ``workers=N`` shares the load over N processes (own event loop and session each, same
   clock, records sent back to ``writer``): for rates one event loop cannot drive, and to stamp
   more promptly when many streams finish at once. Warmup runs in the first worker only.
+- ``keep_busy=True`` (shared runs): a target that has finished its recorded requests keeps
+  sending its pattern's requests, unrecorded (counted as ``filler_sent``, written to
+  ``filler_writer`` if given, never to ``writer``), until every target has finished its recorded
+  ones; then the fillers in flight are cancelled (not written, not failures). So every recorded
+  request ran while all the targets were loaded. A filler that fails ends its lane (no hot loop
+  against a broken server).
 - ``RunReport`` is the client self-check printed with every summary: per target the requested
   vs achieved concurrency (time-average of requests open, from their send until their record is
   written, while the load was issuing; "on the wire": until their last byte arrived, which
@@ -100,6 +106,9 @@ class TargetReport:
     achieved_rate: float  # req/s over the span of send times
     schedule_lag_p50: float  # s, sent - intended_send
     schedule_lag_p99: float
+    filler_sent: int = 0  # keep_busy: unrecorded requests sent after its recorded ones
+    filler_failed: int = 0
+    filler_cancelled: int = 0  # in flight when the last target finished: stopped, not written
 
 
 @dataclass(kw_only=True)
@@ -113,6 +122,14 @@ class RunReport:
     loop_lag_max: float
     targets: list[TargetReport] = field(default_factory=list)
     workers: int = 1  # client processes; client_cpu adds theirs up
+    keep_busy: bool = False  # targets that finished first sent fillers until all were done
+
+    def filler_note(self) -> str | None:
+        """What keep_busy did, in one line (None when it was off)."""
+        if not self.keep_busy:
+            return None
+        return ("models that finished first kept sending unrecorded requests until all were done, so every "
+                f"recorded request ran under sharing; {sum(t.filler_sent for t in self.targets)} such requests")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -147,7 +164,12 @@ class RunReport:
                     f"({t.wire_concurrency:.1f} on the wire)" if t.requested_concurrency
                     else f"rate {t.achieved_rate:.2f}/{t.requested_rate:g} req/s")
             out.append(f"  {t.model}: {t.sent} sent, {t.failed} failed; achieved/requested {want}; "
-                       f"schedule lag p50 {t.schedule_lag_p50 * 1e3:.2f} ms p99 {t.schedule_lag_p99 * 1e3:.2f} ms")
+                       f"schedule lag p50 {t.schedule_lag_p50 * 1e3:.2f} ms p99 {t.schedule_lag_p99 * 1e3:.2f} ms"
+                       + (f"; unrecorded fillers: {t.filler_sent} sent, {t.filler_failed} failed, "
+                          f"{t.filler_cancelled} stopped in flight" if self.keep_busy else ""))
+        note = self.filler_note()
+        if note:
+            out.append(f"  {note}")
         out += [f"  warning: {w}" for w in self.warnings()]
         return out
 
@@ -179,6 +201,7 @@ class _Driver:
         self.failed = 0
         self.warmup_failed = 0
         self.stop_issuing = 0.0  # run clock, when the last request was issued
+        self.filler_sent = self.filler_failed = self.filler_cancelled = 0
 
     def _record(self, index: int, intended: float, sent: float, prefix: str | None = None) -> RequestRecord:
         load = self.target.load
@@ -251,6 +274,64 @@ class _Driver:
         if pending:
             await asyncio.gather(*pending)
 
+    async def fill(self, ctx: _RunContext, stop: asyncio.Event) -> None:
+        """keep_busy: the same pattern's requests, unrecorded, until ``stop`` is set; then the ones
+        in flight are cancelled."""
+        load = self.target.load
+        if load.kind == "closed":
+            tasks = [asyncio.create_task(self._filler_lane(ctx)) for _ in range(self.concurrency)]
+        else:
+            tasks = [asyncio.create_task(self._filler_arrivals(ctx))]
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _filler(self, ctx: _RunContext) -> bool:
+        """One unrecorded request; False when it failed."""
+        index = self.filler_sent
+        self.filler_sent += 1
+        now = ctx.clock.now()
+        rec = self._record(index, now, now, prefix=self.prefix + "filler-")
+        rec.scenario = f"{self.scenario}-filler"
+        try:
+            await send(ctx.session, self.url, self.adapter, self.bodies[index % len(self.bodies)], rec,
+                       ctx.clock.origin, self.timeout)
+        except asyncio.CancelledError:
+            self.filler_cancelled += 1
+            raise
+        if ctx.filler_writer is not None:
+            ctx.filler_writer.write(rec)
+        self.filler_failed += not rec.success
+        return rec.success
+
+    async def _filler_lane(self, ctx: _RunContext) -> None:
+        while await self._filler(ctx):
+            pass
+
+    async def _filler_arrivals(self, ctx: _RunContext) -> None:
+        """The open loop's schedule again and again from now, until cancelled."""
+        offsets = self.target.load.schedule()
+        period = offsets[-1] + 1.0 / self.target.load.rate if offsets else 1.0 / self.target.load.rate
+        pending: set[asyncio.Task[bool]] = set()
+        base = ctx.clock.now()
+        try:
+            while offsets:
+                for offset in offsets:
+                    delay = base + offset - ctx.clock.now()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    task = asyncio.create_task(self._filler(ctx))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+                base += period
+        finally:
+            for task in list(pending):
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
     def report(self, start: float) -> TargetReport:
         load = self.target.load
         lag = np.asarray(self.sends) - np.asarray(self.intended)
@@ -272,6 +353,7 @@ class _Driver:
             achieved_rate=(len(self.sends) - 1) / span if span > 0 else float("nan"),
             schedule_lag_p50=float(np.percentile(lag, 50)) if lag.size else float("nan"),
             schedule_lag_p99=float(np.percentile(lag, 99)) if lag.size else float("nan"),
+            filler_sent=self.filler_sent, filler_failed=self.filler_failed, filler_cancelled=self.filler_cancelled,
         )
 
 
@@ -286,6 +368,7 @@ class _RunContext:
     writer: _Writer
     start: float
     progress: Progress | None
+    filler_writer: _Writer | None = None  # keep_busy's unrecorded requests
     # Finished requests take turns for their bookkeeping (record, self-check, and in a closed
     # loop the replacement's send), one per pass of the event loop and each after the loop has
     # read every socket: a batching server ends many streams at the same instant, and one loop
@@ -330,6 +413,8 @@ async def run_load(
     clock: RunClock | None = None,
     progress: bool = True,
     workers: int = 1,
+    keep_busy: bool = False,
+    filler_writer: _Writer | None = None,
 ) -> RunReport:
     """Drive every target at once from one start instant; return the client self-check.
 
@@ -345,6 +430,8 @@ async def run_load(
         raise ValueError(f"model keys must be unique in one run, got {keys!r}")
     if workers < 1:
         raise ValueError(f"workers {workers!r} must be >= 1")
+    if keep_busy and workers > 1:
+        raise ValueError(f"keep_busy needs workers=1 (one event loop knows when every target is done), got workers={workers!r}")
     clock = clock or RunClock()
     run_id = uuid.uuid4().hex[:8]
     if workers > 1:
@@ -354,12 +441,14 @@ async def run_load(
     async def start_now() -> float:
         return clock.now() + _START_LEAD
 
-    return await _drive_all(targets, scenario, writer, clock, bar, run_id, 0, 1, start_now)
+    return await _drive_all(targets, scenario, writer, clock, bar, run_id, 0, 1, start_now,
+                            keep_busy=keep_busy, filler_writer=filler_writer)
 
 
 async def _drive_all(
     targets: Sequence[Target], scenario: str, writer: _Writer, clock: RunClock, bar: Progress | None,
     run_id: str, shard: int, shards: int, when: Callable[[], Awaitable[float]],
+    *, keep_busy: bool = False, filler_writer: _Writer | None = None,
 ) -> RunReport:
     """One event loop's part of a run: warm up, get the start instant from ``when``, drive."""
     drivers = [_Driver(t, scenario, run_id, shard, shards) for t in targets]
@@ -370,14 +459,26 @@ async def _drive_all(
                                      skip_auto_headers=("Accept-Encoding",)) as session:
         await asyncio.gather(*(d.warmup(session, clock) for d in drivers))
         start = await when()
-        ctx = _RunContext(session=session, clock=clock, writer=writer, start=start, progress=bar)
+        ctx = _RunContext(session=session, clock=clock, writer=writer, start=start, progress=bar,
+                          filler_writer=filler_writer)
+        unfinished = len(drivers)
+        all_done = asyncio.Event()
+
+        async def drive(d: _Driver) -> None:
+            nonlocal unfinished
+            await d.drive(ctx)
+            unfinished -= 1
+            if unfinished == 0:
+                all_done.set()
+            elif keep_busy:
+                await d.fill(ctx, all_done)
         lag: list[float] = []
         helpers = [asyncio.create_task(_loop_lag(lag))]
         if bar is not None:
             helpers.append(asyncio.create_task(bar.run()))
         cpu0, wall0 = time.process_time(), time.perf_counter()
         try:
-            await asyncio.gather(*(d.drive(ctx) for d in drivers))
+            await asyncio.gather(*(drive(d) for d in drivers))
         finally:
             for h in helpers:
                 h.cancel()
@@ -389,7 +490,7 @@ async def _drive_all(
             scenario=scenario, started_at=clock.epoch_origin + start, duration_s=wall,
             client_cpu=(time.process_time() - cpu0) / wall if wall > 0 else 0.0,
             loop_lag_p50=float(np.percentile(lags, 50)), loop_lag_p99=float(np.percentile(lags, 99)),
-            loop_lag_max=float(lags.max()), targets=[d.report(start) for d in drivers],
+            loop_lag_max=float(lags.max()), targets=[d.report(start) for d in drivers], keep_busy=keep_busy,
         )
 
 

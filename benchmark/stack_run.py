@@ -10,7 +10,10 @@
      and settings under ``--results-dir`` as its baseline;
    - ``--plan all``: each model alone, then all together in the stack's start order,
      scaling the Deployments (``benchmark.plan``) and always restoring their replicas.
-   ``/metrics`` is scraped before and after every scenario.
+   ``/metrics`` is scraped before and after every scenario. In a scenario of several models,
+   a model that has finished its suite keeps sending unrecorded requests (``warmup.jsonl``)
+   until every model has finished (``run_load(keep_busy=True)``), so every recorded request
+   ran while all of them were loaded; alone scenarios are unchanged.
 5. Write ``results/<UTC timestamp>-<label>/``: ``requests.jsonl`` as records arrive (an
    interrupted run keeps them), ``run.json`` (``benchmark.rundir``), and the report files.
    The ``--warmup`` requests run before the ``before`` scrape and go to ``warmup.jsonl``,
@@ -49,7 +52,7 @@ __all__ = ["RunOptions", "benchmark_stack", "configure", "execute", "options_fro
 
 
 AccessPath = Literal["port-forward", "endpoint"]
-WARMUP = "warmup.jsonl"  # the unrecorded-in-figures warmup requests, for the curious
+WARMUP = "warmup.jsonl"  # the warmup and keep-busy filler requests, never in the figures, for the curious
 T = TypeVar("T")
 
 
@@ -285,9 +288,13 @@ class _StackRun:
                        load=standard_suite(iterations=opts.iterations, max_new_tokens=opts.max_new_tokens))
                 for key in scenario.models
             ]  # fmt: skip
-            self.log(f"scenario {scenario.title}: {len(targets)} x {opts.iterations * len(STANDARD_PROMPTS)} requests")
+            keep_busy = len(targets) > 1  # shared: no recorded request runs alone
+            self.log(f"scenario {scenario.title}: {len(targets)} x {opts.iterations * len(STANDARD_PROMPTS)} requests"
+                     + ("; a model that finishes first keeps sending unrecorded requests until all are done"
+                        if keep_busy else ""))
             report = await run_load(targets, scenario=scenario.name, writer=self.writer, clock=self.clock,
-                                    progress=opts.progress)  # fmt: skip
+                                    progress=opts.progress, keep_busy=keep_busy,
+                                    filler_writer=self.warmup_writer)  # fmt: skip
             after = await self._scrape(scenario, urls, "after")
             meta.finished = rundir.utc_now()
             meta.metrics = {k: {"before": before[k], "after": after[k]} for k in urls if k in before and k in after}

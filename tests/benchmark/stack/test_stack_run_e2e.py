@@ -87,11 +87,21 @@ def test_plain_runs_detect_alone_and_shared_and_find_the_alone_baselines(tmp_pat
             assert meta.baselines == {PHI: dirs[PHI].name, R1: dirs[R1].name}
             assert {r.model for r in read_records(shared / rundir.BASELINE)} == {PHI, R1}
             assert {k: a.path for k, a in meta.access.items()} == {PHI: "endpoint", R1: "endpoint"}
-            # warmup requests are kept apart: the server's own count (from /metrics) is the measured ones
-            assert len(read_records(shared / "warmup.jsonl")) == 4
+            # warmup requests are kept apart, before the first scrape; so are the fillers that kept the
+            # model that finished first busy: the server's own count (from /metrics) is the measured
+            # ones plus those fillers (the ones stopped in flight may or may not have completed)
+            kept_apart = read_records(shared / "warmup.jsonl")
+            assert sorted(r.scenario for r in kept_apart if "warmup" in r.scenario) == ["shared-warmup"] * 4
+            assert {r.scenario for r in kept_apart} <= {"shared-warmup", "shared-filler"}
+            assert not any("filler" in r.request_id for r in read_records(shared / rundir.REQUESTS))
+            check = {t["model"]: t for t in meta.scenarios[0].self_check["targets"]}  # type: ignore[index]
+            assert sum(t["filler_sent"] for t in check.values()) > 0  # the two models do not finish together
             attribution = json.loads((shared / "summary.json").read_text())["attribution"]
-            counted = sorted((row["model"], row["requests"]) for row in attribution if row["scenario"] == "shared")
-            assert counted == [(R1, 5), (PHI, 5)]
+            counted = {row["model"]: row["requests"] for row in attribution if row["scenario"] == "shared"}
+            for key in (PHI, R1):
+                written = sum(r.model == key and r.scenario == "shared-filler" and r.success for r in kept_apart)
+                assert 5 + written <= counted[key] <= 5 + written + check[key]["filler_cancelled"]
+            assert "every recorded request ran under sharing" in (shared / "report.md").read_text()
 
     asyncio.run(main())
 
