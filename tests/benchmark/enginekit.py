@@ -187,7 +187,8 @@ class OthersLoad:
                         stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
                         ours += int(stat[11]) + int(stat[12])  # utime, stime
                         todo.append(pid)
-        return sum(fields), sum(fields) - fields[3] - fields[4] - ours  # total; busy, not idle/iowait, not ours
+        # busy: all but idle, iowait, irq and softirq (the loopback traffic is mostly ours)
+        return sum(fields), sum(fields) - sum(fields[3:7]) - ours
 
     def __enter__(self) -> OthersLoad:
         try:
