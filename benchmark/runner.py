@@ -299,11 +299,13 @@ class _Driver:
         try:
             await send(ctx.session, self.url, self.adapter, self.bodies[index % len(self.bodies)], rec,
                        ctx.clock.origin, self.timeout)
+            async with ctx.turn:  # as recorded requests do, so fillers do not delay their stamps
+                await _after_io()
+                if ctx.filler_writer is not None:
+                    ctx.filler_writer.write(rec)
         except asyncio.CancelledError:
             self.filler_cancelled += 1
             raise
-        if ctx.filler_writer is not None:
-            ctx.filler_writer.write(rec)
         self.filler_failed += not rec.success
         return rec.success
 
