@@ -4,6 +4,13 @@ import pulumi
 
 from infra.program import build
 from infra.settings import settings_from_pulumi
+from infra.validation import ConfigError
 
-for key, value in build(settings_from_pulumi()).items():
+try:
+    outputs = build(settings_from_pulumi())
+except ConfigError as e:
+    # RunError: Pulumi prints the message alone, not a traceback through its own internals.
+    raise pulumi.RunError(str(e)) from None
+
+for key, value in outputs.items():
     pulumi.export(key, value)

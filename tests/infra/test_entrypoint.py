@@ -46,3 +46,15 @@ def test_outside_dev_the_entry_point_wants_public_access_cidrs(monkeypatch: pyte
     with pytest.raises(ConfigError) as caught:
         settings_from_pulumi()
     assert caught.value.key == "gpu-sharing:publicAccessCidrs" and "'prod'" in str(caught.value)
+
+
+def test_a_bad_config_stops_the_program_with_one_message_naming_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = {**dev_config(), "gpu-sharing:gpuSharing": json.dumps({"strategy": "vgpu", "replicas": 10})}
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps(config))
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", "[]")
+    pulumi.runtime.set_all_config({}, [])
+    # pulumi.RunError is the SDK's exception for a clean stop: the CLI shows its message, no traceback.
+    with pytest.raises(pulumi.RunError) as caught:
+        runpy.run_path(str(ROOT / "__main__.py"))
+    assert "gpu-sharing:gpuSharing.strategy" in str(caught.value) and "'vgpu'" in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
