@@ -16,12 +16,10 @@ said on the console and in the report.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import dataclasses
 import json
 import sys
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from typing import Any
 from benchmark import stack_run
 from benchmark.report import time_scale_note
 from benchmark.rundir import read_run_meta
+from benchmark.sim.background import BackgroundLoop
 from benchmark.sim import REFERENCE_PAIR, SimulatedGpu, SimulatedModel, preset
 from benchmark.sim.kube_api import FakeDeployment, FakeKubeApi
 from benchmark.sim.spec import ModelSpec
@@ -101,24 +100,23 @@ async def simulated_stack(*, time_scale: float = 0.1, specs: list[ModelSpec] | N
 
 
 class _ServedInThread:
-    """``simulated_stack`` on its own event loop in a daemon thread, so the benchmark keeps
-    the main thread and its own loop (``asyncio.run``), exactly as against a real stack."""
+    """``simulated_stack`` served from a ``BackgroundLoop``, so the benchmark keeps the main
+    thread and its own loop (``asyncio.run``), exactly as against a real stack."""
 
     def __init__(self, time_scale: float) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="simulated-stack", daemon=True)
         self.context = simulated_stack(time_scale=time_scale)
+        self.background: BackgroundLoop | None = None
 
     def __enter__(self) -> SimulatedStack:
-        self.thread.start()
-        return asyncio.run_coroutine_threadsafe(self.context.__aenter__(), self.loop).result(60)
+        self.background = BackgroundLoop("simulated-stack")
+        return self.background.call(self.context.__aenter__(), timeout=60)
 
     def __exit__(self, *exc: object) -> None:
+        assert self.background is not None
         try:
-            asyncio.run_coroutine_threadsafe(self.context.__aexit__(None, None, None), self.loop).result(30)
+            self.background.call(self.context.__aexit__(None, None, None))
         finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(10)
+            self.background.close()
 
 
 def demo(*, iterations: int = 10, time_scale: float = 0.1, results_dir: Path = Path("results"),

@@ -1,16 +1,11 @@
-"""Shared by the stack-run tests: a contract builder, a minimal model backend, and a
-background event loop for servers that must outlive one ``asyncio.run`` (subprocess tests)."""
+"""Shared by the stack-run tests: a contract builder and a minimal model backend (the background
+event loop for servers that outlive one ``asyncio.run`` is ``benchmark.sim.background``)."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
-
-T = TypeVar("T")
 
 
 def model_entry(key: str, *, start_order: int, enabled: bool = True, replicas: int = 1, **extra: Any) -> dict[str, Any]:
@@ -66,19 +61,3 @@ class HealthBackend:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
-
-
-class BackgroundLoop:
-    """An event loop in a daemon thread: ``call(coro)`` runs a coroutine there and waits."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(5)

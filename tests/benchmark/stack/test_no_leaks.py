@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stack_helpers import BackgroundLoop
+from benchmark.sim.background import BackgroundLoop
 
 from benchmark.demo import simulated_stack
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from stack_helpers import BackgroundLoop
+from benchmark.sim.background import BackgroundLoop
 
 from benchmark import rundir
 from benchmark.demo import simulated_stack
