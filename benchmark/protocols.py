@@ -11,17 +11,25 @@ does the HTTP exchange, the SSE decoding and the timing for every adapter alike.
   tokens come only from ``details.input_length`` where a server version reports it.
 - ``tgi-generate``: TGI ``POST /generate`` with ``details`` and ``decoder_input_details``: output
   tokens from ``details.generated_tokens``, input tokens from ``len(details.prefill)``.
-- ``openai-chat``: ``POST /v1/chat/completions`` with ``stream: true`` and
-  ``stream_options: {"include_usage": true}`` (TGI and vLLM); a chunk whose
-  ``choices[].delta.content`` is non-empty is a token event, the ``usage`` chunk gives
-  ``prompt_tokens``/``completion_tokens``, and ``data: [DONE]`` ends the stream.
+- ``openai-chat``: ``POST /v1/chat/completions`` with ``"model"`` (the served model's name:
+  servers pinned to one model refuse any other, vLLM with 404, ``transformers serve`` with
+  400), ``stream: true`` and ``stream_options: {"include_usage": true}``. A chunk whose
+  ``choices[].delta.content`` is non-empty is a token event; a ``usage`` object gives
+  ``prompt_tokens``/``completion_tokens``. The stream is complete at ``data: [DONE]`` (OpenAI,
+  TGI, vLLM) or, for servers that send none (``transformers serve`` 5.x ends after its last
+  chunk), when the connection closes cleanly after a choice carried a ``finish_reason``; a
+  close before any ``finish_reason`` is a failure. The ``finish_reason`` may come with the
+  last token or in a chunk of its own with an empty delta (OpenAI's own API). A server that
+  sends no ``usage`` (``transformers serve`` ignores ``stream_options``; some send it only
+  when asked) gets its content chunks counted instead, and the record says so
+  (``tokens_from="chunks"``).
 
 Errors: a non-200 status is ``overloaded`` (429), ``http_4xx`` or ``http_5xx``. After a 200,
 TGI reports a failure as an event ``{"error": "...", "error_type": "..."}`` with
 ``error_type`` one of ``generation``, ``overloaded``, ``validation``,
 ``incomplete_generation``, ... (``InferError::error_type`` in router/src/infer/mod.rs): it
 counts as ``overloaded`` when the type is ``overloaded``, else ``stream_error``. A stream
-that ends before its final event is ``connection``; an event we cannot parse is ``protocol``.
+that ends before it is complete is ``connection``; an event we cannot parse is ``protocol``.
 
 Hot path: most token events are classified by byte patterns that can only occur as JSON keys
 (inside a JSON string a quote is always escaped, so ``"generated_text":null`` cannot appear in
@@ -104,6 +112,15 @@ class Adapter:
         """Non-streaming: read the whole response body into ``rec``."""
         raise NotImplementedError
 
+    def complete_at_close(self, rec: RequestRecord) -> bool:
+        """Streaming: the connection closed cleanly before a final event; is the response
+        complete all the same? (Protocols whose last event is the only end marker: never.)"""
+        return False
+
+    def settle(self, rec: RequestRecord, token_events: int) -> None:
+        """A complete response: fill what the server did not report (``token_events``: the
+        token-bearing events read)."""
+
 
 def _decode(data: bytes) -> dict[str, Any]:
     try:
@@ -129,9 +146,10 @@ def _raise_error_event(obj: dict[str, Any]) -> None:
     raise StreamFailure("overloaded" if overloaded else "stream_error", f"{error_type or 'error'}: {message}")
 
 
-def _clip(data: bytes, n: int = 200) -> str:
-    text = data[:n].decode("utf-8", "replace")
-    return repr(text + ("..." if len(data) > n else ""))
+def _clip(data: bytes, n: int = 300) -> str:
+    """The start of a body or event, as the server wrote it, on one line (for error texts)."""
+    text = data[:n].decode("utf-8", "replace").replace("\r", "\\r").replace("\n", "\\n")
+    return text + ("..." if len(data) > n else "")
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -162,7 +180,7 @@ class TgiStream(Adapter):
         details = obj.get("details")
         if not isinstance(details, dict) or _int_or_none(details.get("generated_tokens")) is None:
             raise StreamFailure("protocol", f"final event lacks details.generated_tokens: {_clip(data)}")
-        rec.output_tokens = details["generated_tokens"]
+        rec.output_tokens, rec.tokens_from = details["generated_tokens"], "usage"
         rec.finish_reason = str(details.get("finish_reason"))
         rec.input_tokens = _int_or_none(details.get("input_length"))
         return TOKEN | END
@@ -184,7 +202,7 @@ class TgiGenerate(Adapter):
         details = obj.get("details")
         if not isinstance(details, dict) or _int_or_none(details.get("generated_tokens")) is None:
             raise StreamFailure("protocol", f"response lacks details.generated_tokens: {_clip(body)}")
-        rec.output_tokens = details["generated_tokens"]
+        rec.output_tokens, rec.tokens_from = details["generated_tokens"], "usage"
         rec.finish_reason = str(details.get("finish_reason"))
         prefill = details.get("prefill")
         rec.input_tokens = len(prefill) if isinstance(prefill, list) and prefill else None
@@ -212,8 +230,6 @@ class OpenAIChat(Adapter):
 
     def on_event(self, data: bytes, rec: RequestRecord) -> int:
         if data == b"[DONE]":
-            if rec.output_tokens is None:
-                raise StreamFailure("protocol", "stream ended without a usage chunk (stream_options.include_usage ignored?)")
             return END
         obj = _decode(data)
         if "error" in obj:
@@ -229,10 +245,17 @@ class OpenAIChat(Adapter):
             if isinstance(choice, dict) and choice.get("finish_reason"):
                 rec.finish_reason = str(choice["finish_reason"])
         usage = obj.get("usage")
-        if isinstance(usage, dict):
-            rec.output_tokens = _int_or_none(usage.get("completion_tokens"))
+        if isinstance(usage, dict) and (completion := _int_or_none(usage.get("completion_tokens"))) is not None:
+            rec.output_tokens, rec.tokens_from = completion, "usage"
             rec.input_tokens = _int_or_none(usage.get("prompt_tokens"))
         return flags
+
+    def complete_at_close(self, rec: RequestRecord) -> bool:
+        return rec.finish_reason is not None  # no [DONE] (transformers serve): a finish_reason ends it
+
+    def settle(self, rec: RequestRecord, token_events: int) -> None:
+        if rec.output_tokens is None:  # no usage: count the content chunks
+            rec.output_tokens, rec.tokens_from = token_events, "chunks"
 
 
 ADAPTERS: dict[str, Adapter] = {a.name: a for a in (TgiStream(), TgiGenerate(), OpenAIChat())}
@@ -377,6 +400,7 @@ async def send(
                 content = resp.content
                 stamps = _stamp_arrivals(content)
                 scan = adapter.scan
+                last_event = 0.0  # arrival of the last event read
                 while True:
                     chunk = await content.readany()
                     if not chunk:
@@ -387,15 +411,19 @@ async def send(
                         events = decoder.feed(piece)
                         if not events:
                             continue
+                        last_event = t
                         tokens, final = scan(events, rec)
                         if tokens:
                             token_arrivals.append((t, tokens))
                         if final:
                             end = t
                             break
+                count = sum(n for _, n in token_arrivals)
                 if not end:
-                    count = sum(n for _, n in token_arrivals)
-                    raise StreamFailure("connection", f"stream closed before its final event after {count} token events")
+                    if not (last_event and adapter.complete_at_close(rec)):
+                        raise StreamFailure("connection", f"stream closed before its final event after {count} token events")
+                    end = last_event  # a clean close after the finish_reason: its last event ends it
+                adapter.settle(rec, count)
     except StreamFailure as f:
         rec.error_kind, rec.error = f.kind, str(f)
     except asyncio.TimeoutError as e:  # also aiohttp's ServerTimeoutError (connect/read)

@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, get_args
 
-__all__ = ["ErrorKind", "ERROR_KINDS", "RequestRecord", "RunClock"]
+__all__ = ["ErrorKind", "ERROR_KINDS", "RequestRecord", "RunClock", "TokensFrom"]
 
 ErrorKind = Literal[
     "http_4xx",  # a 4xx other than 429
@@ -25,6 +25,10 @@ ErrorKind = Literal[
     "protocol",  # a response we cannot parse or that breaks the protocol
 ]
 ERROR_KINDS: tuple[str, ...] = get_args(ErrorKind)
+# "usage": the server's own count (TGI's details.generated_tokens, OpenAI's usage.completion_tokens);
+# "chunks": the server sent no count, so the token-bearing events were counted (a server may put
+# several tokens in one chunk: then the figure is low)
+TokensFrom = Literal["usage", "chunks"]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -42,7 +46,8 @@ class RequestRecord:
     itl: list[float] = field(default_factory=list)  # s, every gap between token events
     e2e: float | None = None  # s, completion (or failure) minus intended_send
     input_tokens: int | None = None  # as the server reports them
-    output_tokens: int | None = None  # as the server reports them
+    output_tokens: int | None = None  # as the server reports them (see tokens_from)
+    tokens_from: TokensFrom | None = None  # where output_tokens came from; None: not known (a failure)
     finish_reason: str | None = None
     http_status: int | None = None
     success: bool = False

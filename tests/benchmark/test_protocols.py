@@ -201,17 +201,61 @@ def test_openai_chat_stream_with_usage_and_done(usage_in_own_chunk: bool) -> Non
     assert body["messages"] == [{"role": "user", "content": "hello"}]
 
 
-def test_openai_chat_without_usage_is_protocol() -> None:
-    parts = [sse(chat_chunk("a")), sse(chat_chunk("b", "length")), b"data: [DONE]\n\n"]
+def test_openai_chat_without_usage_counts_the_content_chunks_and_says_so() -> None:
+    # a server that never sends usage (transformers serve ignores stream_options)
+    parts = [sse(chat_chunk("")), sse(chat_chunk("a")), sse(chat_chunk("b")), sse(chat_chunk("c", "length")),
+             b"data: [DONE]\n\n"]
     rec, _ = exchange("openai-chat", parts_handler(parts))
-    assert (rec.success, rec.error_kind) == (False, "protocol")
-    assert rec.error is not None and "usage" in rec.error
+    assert rec.success, rec.error
+    assert (rec.output_tokens, rec.tokens_from, rec.finish_reason) == (3, "chunks", "length")
 
 
-def test_openai_chat_without_done_is_connection() -> None:
-    usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
-    rec, _ = exchange("openai-chat", parts_handler([sse(chat_chunk("a", "stop", usage=usage))]))
+def test_openai_chat_usage_is_the_servers_count_and_says_so() -> None:
+    rec, _ = exchange("openai-chat", parts_handler(chat_parts(usage_in_own_chunk=True)))
+    assert (rec.output_tokens, rec.tokens_from) == (3, "usage")
+
+
+@pytest.mark.parametrize("finish_in_own_chunk", [False, True])
+def test_openai_chat_without_done_is_complete_after_a_finish_reason(finish_in_own_chunk: bool) -> None:
+    # transformers serve 5.x: the last chunk carries finish_reason and usage, then the stream
+    # ends with no [DONE]; OpenAI's own API puts finish_reason in a chunk with an empty delta
+    usage = {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}
+    parts = [sse(chat_chunk("a")), sse(chat_chunk("b"))]
+    if finish_in_own_chunk:
+        parts += [sse(chat_chunk("c")), sse(chat_chunk(None, "stop", usage=usage))]
+    else:
+        parts += [sse(chat_chunk("c", "stop", usage=usage))]
+
+    async def slow_close(request: web.Request) -> web.StreamResponse:
+        resp = await stream_response_open(request)
+        for part in parts:
+            await resp.write(part)
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)  # the server lingers before it closes the stream
+        await resp.write_eof()
+        return resp
+
+    rec, _ = exchange("openai-chat", slow_close)
+    assert rec.success, rec.error
+    assert (rec.output_tokens, rec.tokens_from, rec.finish_reason) == (3, "usage", "stop")
+    assert len(rec.itl) == 2
+    # E2E ends at the last event, not at the close 1 s later
+    assert rec.e2e is not None and rec.ttft is not None
+    assert 0.05 * (len(parts) - 1) - 0.01 <= rec.e2e - rec.ttft < 0.6
+
+
+async def stream_response_open(request: web.Request) -> web.StreamResponse:
+    await request.read()
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    return resp
+
+
+def test_openai_chat_closed_before_any_finish_reason_is_connection() -> None:
+    usage = {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+    rec, _ = exchange("openai-chat", parts_handler([sse(chat_chunk("a")), sse(chat_chunk("b", usage=usage))]))
     assert (rec.success, rec.error_kind) == (False, "connection")
+    assert rec.error is not None and "after 2 token events" in rec.error
 
 
 @pytest.mark.parametrize(("event", "kind"), [
