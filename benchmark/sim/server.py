@@ -17,7 +17,9 @@ Formats follow huggingface/text-generation-inference (``router/src/server.rs``,
   ``chat.completion.chunk`` events (``choices[0].delta.content``; the last token's chunk
   carries ``finish_reason``, TGI's ``eos_token`` shown as ``stop``), then, with
   ``stream_options.include_usage``, a chunk with ``choices: []`` and ``usage``, then
-  ``data:[DONE]``. ``max_tokens`` defaults to 100.
+  ``data:[DONE]``. ``max_tokens`` defaults to 100. Other OpenAI-compatible servers' habits
+  (a pinned model name, no ``[DONE]``, no ``usage``, ``finish_reason`` in a chunk of its own)
+  are the model's ``openai`` flavour (``benchmark.sim.openai_wire``).
 - Errors are ``{"error", "error_type"}``: 422 ``validation`` (``Input validation error:
   ...``), 429 ``overloaded`` (``Model is overloaded``; on the streaming routes TGI sends it
   as an event after a 200, and so does this), 424 ``generation``, 500
@@ -92,6 +94,7 @@ class _Params:
     seed: int | None = None
     do_sample: bool = False
     include_usage: bool = False
+    model: Any = None  # the OpenAI "model" field
 
 
 def _field(body: dict[str, Any], name: str, types: type | tuple[type, ...], default: Any) -> Any:
@@ -155,6 +158,7 @@ def _parse_chat(body: dict[str, Any]) -> _Params:
         seed=_field(body, "seed", int, None),
         do_sample=temperature != 0,
         include_usage=bool(options.get("include_usage", False)),
+        model=body.get("model"),
     )
 
 
@@ -201,6 +205,8 @@ class _Routes:
         )
 
     async def metrics(self, request: web.Request) -> web.Response:
+        if not self.model.spec.openai.metrics:  # a server without /metrics (transformers serve)
+            return web.Response(status=404, text="Not Found")
         return web.Response(
             text=self.model.metrics.render(self.model.gauges()), content_type="text/plain", charset="utf-8"
         )
@@ -294,6 +300,8 @@ class _Routes:
         if not isinstance(body, dict):
             raise _Rejected(422, "Failed to deserialize the JSON body into the target type: expected an object")
         params = parse(body)
+        if params.api == "chat" and (refused := spec.openai.refuse(spec.model_id, params.model)) is not None:
+            raise _Rejected(*refused)
         replica = model.pick_replica()
         if replica is None:  # scaled to zero (an old keep-alive connection) or warming up
             raise _Rejected(503, _UNHEALTHY)
@@ -343,19 +351,18 @@ class _Routes:
                     self.model.metrics.fail("generation")
                     rec.error_type = "generation"
                     return await self._end_stream(request, resp, rec, params, _GENERATION_ERROR)
-            last = await _write(resp, _sse(encode(params, sim, i, rec)))
+            last = await _write(resp, encode(params, sim, i, rec))
             rec.emit_times.append(last)
         rec.generated_tokens = n
         rec.finish_reason = sim.finish_reason
-        if params.api == "chat" and params.include_usage:
-            last = await _write(resp, _sse(self._chat_envelope("chat.completion.chunk", [], _usage(sim))))
         if params.api == "chat":
-            last = await _write(resp, _sse(b"[DONE]"))
+            for chunk in self._chat_tail(params, sim):
+                last = await _write(resp, chunk)
         await resp.write_eof()
         self._succeed(rec, sim, 200, end=last)
         return resp
 
-    def _stream_event(self, params: _Params, sim: SimRequest, i: int, rec: TruthRecord) -> dict[str, Any]:
+    def _stream_event(self, params: _Params, sim: SimRequest, i: int, rec: TruthRecord) -> bytes:
         token = sim.tokens[i]
         last = i == len(sim.tokens) - 1
         details = None
@@ -365,18 +372,43 @@ class _Routes:
         text = None
         if last:
             text = (params.prompt if params.return_full_text else "") + sim.text()
-        return {"index": i + 1, "token": _token(token), "generated_text": text, "details": details}
+        return _sse({"index": i + 1, "token": _token(token), "generated_text": text, "details": details})
 
-    def _chat_chunk(self, params: _Params, sim: SimRequest, i: int, rec: TruthRecord) -> dict[str, Any]:
+    def _chat_chunk(self, params: _Params, sim: SimRequest, i: int, rec: TruthRecord) -> bytes:
+        """One token's chunk; the last one carries the finish_reason (and, for servers that
+        always send it there, the usage) unless the flavour sends a finish chunk of its own."""
         token = sim.tokens[i]
-        last = i == len(sim.tokens) - 1
+        flavour = self.model.spec.openai
+        finishing = i == len(sim.tokens) - 1 and not flavour.finish_chunk
         choice = {
             "index": 0,
             "delta": {"role": "assistant", "content": "" if token.special else token.text},
             "logprobs": None,
-            "finish_reason": _openai_finish(sim.finish_reason) if last else None,
+            "finish_reason": _openai_finish(sim.finish_reason) if finishing else None,
         }
-        return self._chat_envelope("chat.completion.chunk", [choice], None)
+        usage = _usage(sim) if finishing and flavour.usage == "last" else None
+        return self._chat_sse(self._chat_envelope("chat.completion.chunk", [choice], usage))
+
+    def _chat_tail(self, params: _Params, sim: SimRequest) -> list[bytes]:
+        """What follows the token chunks: a finish chunk, a usage chunk, ``[DONE]``, as the flavour has it."""
+        flavour = self.model.spec.openai
+        out = []
+        if flavour.finish_chunk:  # OpenAI: {"delta": {}, "finish_reason": "stop"}
+            choice = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": _openai_finish(sim.finish_reason)}
+            usage = _usage(sim) if flavour.usage == "last" else None
+            out.append(self._chat_sse(self._chat_envelope("chat.completion.chunk", [choice], usage)))
+        if flavour.usage == "asked" and params.include_usage:
+            out.append(self._chat_sse(self._chat_envelope("chat.completion.chunk", [], _usage(sim))))
+        if flavour.done:
+            out.append(self._chat_sse(b"[DONE]"))
+        return out
+
+    def _chat_sse(self, obj: dict[str, Any] | bytes) -> bytes:
+        flavour = self.model.spec.openai
+        if flavour.exclude_none and isinstance(obj, dict):
+            obj = _without_none(obj)
+        event = _sse(obj)
+        return b"data: " + event[5:] if flavour.space else event
 
     def _chat_envelope(self, obj: str, choices: list[Any], usage: dict[str, int] | None) -> dict[str, Any]:
         return {
@@ -394,8 +426,8 @@ class _Routes:
     ) -> web.StreamResponse:
         """An ``{"error", "error_type"}`` event after a 200 ends the stream (chat: then [DONE])."""
         last = await _write(resp, _sse(error))
-        if params.api == "chat":
-            last = await _write(resp, _sse(b"[DONE]"))
+        if params.api == "chat" and self.model.spec.openai.done:
+            last = await _write(resp, self._chat_sse(b"[DONE]"))
         await resp.write_eof()
         rec.generated_tokens = len(rec.emit_times)
         self._finish(rec, 200, end=last)
@@ -508,6 +540,15 @@ class _Routes:
         m.observe("tgi_request_inference_duration", done - started)
         m.observe("tgi_request_mean_time_per_token_duration", (done - started) / len(sim.tokens))
         m.observe("tgi_request_generated_tokens", len(sim.tokens))
+
+
+def _without_none(value: Any) -> Any:
+    """A JSON value with every null-valued object key left out (pydantic's ``exclude_none``)."""
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
 
 
 def _validation(message: str) -> dict[str, str]:

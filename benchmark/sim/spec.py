@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmark.sim.faults import FaultSpec
+from benchmark.sim.openai_wire import OpenAIFlavour
 
 __all__ = ["ModelSpec"]
 
@@ -45,6 +46,7 @@ class ModelSpec:
     sse_keepalive_s: float = 15.0  # axum's KeepAlive default: a ":" comment after this long without an event
     seed: int = 0
     faults: FaultSpec = field(default_factory=FaultSpec)
+    openai: OpenAIFlavour = field(default_factory=OpenAIFlavour)  # how /v1/chat/completions behaves
 
     def __post_init__(self) -> None:
         if not isinstance(self.key, str) or not self.key:
@@ -90,7 +92,8 @@ class ModelSpec:
         """Build from JSON-like data, on top of ``base`` (a preset) when given.
 
         Unknown keys are refused with the list of known ones; ``faults`` is a mapping
-        read by ``FaultSpec.from_mapping``.
+        read by ``FaultSpec.from_mapping``; ``openai`` a flavour name or flags
+        (``OpenAIFlavour.from_value``).
         """
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
@@ -101,6 +104,8 @@ class ModelSpec:
             if not isinstance(values["faults"], Mapping):
                 raise ValueError(f"{where}.faults: got {values['faults']!r}; allowed: an object")
             values["faults"] = FaultSpec.from_mapping(values["faults"], where=f"{where}.faults")
+        if "openai" in values:
+            values["openai"] = OpenAIFlavour.from_value(values["openai"], where=f"{where}.openai")
         try:
             return base.replace(**values) if base is not None else cls(**values)
         except TypeError as e:  # a required field missing
