@@ -1,4 +1,16 @@
-"""The benchmark's user-facing errors: the CLI prints their message on one line and exits 2."""
+"""The benchmark's user-facing errors and exit statuses.
+
+- 0: done, and every model reached ``--min-success``;
+- 2: a ``BenchmarkError`` (a bad flag, an unreadable file, an unreachable endpoint...): one
+  line on stderr, never a traceback;
+- 3 (``EXIT_LOW_SUCCESS``): the run finished, but some model's success rate was below
+  ``--min-success``; its errors are printed and in the report;
+- 130: interrupted (Ctrl-C); 143: terminated (SIGTERM).
+"""
+
+EXIT_LOW_SUCCESS = 3
+EXIT_STATUSES = ("exit status: 0 done; 2 bad input or setup (one line on stderr); 3 a model's success rate "
+                 "below --min-success (its errors are printed); 130 interrupted (Ctrl-C); 143 terminated (SIGTERM)")
 
 
 class BenchmarkError(Exception):

@@ -2,40 +2,54 @@
 
     python -m benchmark load --endpoint phi=http://127.0.0.1:8080 --endpoint r1=http://127.0.0.1:8081
     python -m benchmark load --endpoint m=http://host:8080 --concurrency 64 --duration 60
-    python -m benchmark load --endpoint m=http://host:8000 --api openai-chat --model-name my/model \\
+    python -m benchmark load --endpoint m=http://host:8000 --api openai-chat --model-name m=my/model \\
         --rate 5 --arrival poisson --requests 500
 
 Every endpoint gets the same pattern and all run at once on one clock. Without a pattern flag
 the guide's standard suite runs (5 prompts x ``--iterations``, sequential). Writes
 ``requests.jsonl`` (as requests complete), ``summary.csv`` and ``self_check.json`` into
-``--out`` and prints the summary and the client self-check.
+``--out`` and prints the summary and the client self-check. With ``--api openai-chat`` the
+``model`` field is ``--model-name`` (``NAME`` for every endpoint, or ``KEY=NAME``), else the one
+model the endpoint lists at ``GET /v1/models``, else ``tgi`` (TGI accepts any name). Exits 3
+when an endpoint's success rate is below ``--min-success``, after printing its errors.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
-from benchmark.errors import BenchmarkError
+import aiohttp
+
+from benchmark.endpoints import parse_endpoints, parse_model_names, served_models
+from benchmark.errors import EXIT_STATUSES, BenchmarkError
+from benchmark.failures import DEFAULT_MIN_SUCCESS, failure_lines, min_success_verdict
 from benchmark.load import LoadPattern, closed_loop, open_loop, standard_suite
 from benchmark.protocols import ADAPTERS
 from benchmark.results import ResultsWriter, read_records
 from benchmark.rundir import REQUESTS as REQUESTS_FILE
 from benchmark.runner import Target, run_load_sync
-from benchmark.summary import summarize
+from benchmark.summary import error_samples, summarize
 
-__all__ = ["configure", "run", "parse_endpoint", "pattern_from_args", "format_summary"]
+__all__ = ["configure", "run", "pattern_from_args", "format_summary"]
+DEFAULT_MODEL_NAME = "tgi"  # what TGI's own examples send; TGI ignores the field
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint", action="append", default=[], metavar="KEY=URL", required=True,
                         help="a model key and its base URL, e.g. phi=http://127.0.0.1:8080 (repeatable)")
     parser.add_argument("--api", default="tgi-stream", help=f"protocol: {', '.join(ADAPTERS)} (default tgi-stream)")
-    parser.add_argument("--model-name", default="tgi", help="the OpenAI 'model' field (openai-chat; default tgi)")
+    parser.add_argument("--model-name", action="append", default=[], metavar="[KEY=]NAME",
+                        help="openai-chat: the 'model' field, for every endpoint or for KEY's (repeatable; default: the "
+                             f"one model GET /v1/models lists, else {DEFAULT_MODEL_NAME!r})")
+    parser.add_argument("--min-success", type=float, default=DEFAULT_MIN_SUCCESS, metavar="F",
+                        help=f"exit 3 when an endpoint's success rate is below F (default {DEFAULT_MIN_SUCCESS:g})")
     pattern = parser.add_mutually_exclusive_group()
     pattern.add_argument("--concurrency", type=int, metavar="N", help="closed loop: N requests in flight")
     pattern.add_argument("--rate", type=float, metavar="R", help="open loop: R requests/s")
@@ -52,14 +66,37 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenario", default="load", help="the label records carry (default load)")
     parser.add_argument("--out", type=Path, help="results directory (default results/<UTC time>-load)")
     parser.add_argument("--no-progress", action="store_true", help="no progress line")
+    parser.epilog = EXIT_STATUSES
 
 
-def parse_endpoint(text: str) -> tuple[str, str]:
-    key, sep, url = text.partition("=")
-    if not sep or not key or not url.startswith(("http://", "https://")):
-        raise BenchmarkError(f"--endpoint {text!r}: expected KEY=URL with an http:// or https:// URL, "
-                             "e.g. phi=http://127.0.0.1:8080")
-    return key, url
+def model_names(args: argparse.Namespace, endpoints: dict[str, str]) -> tuple[dict[str, str], dict[str, list[str] | None]]:
+    """The OpenAI ``model`` field per endpoint (see the module docstring) and what each endpoint
+    lists at ``GET /v1/models`` (None: no such route); both empty unless the api is openai-chat."""
+    plain = [v for v in args.model_name if "=" not in v]
+    if len(plain) > 1:
+        raise BenchmarkError(f"--model-name: got {plain!r} without KEY=; allowed: one NAME for every endpoint, "
+                             "or KEY=NAME per endpoint")
+    names = parse_model_names([v for v in args.model_name if "=" in v], sorted(endpoints), "the --endpoint keys")
+    if args.api != "openai-chat":
+        return {}, {}
+
+    async def listed() -> list[list[str] | None]:
+        async with aiohttp.ClientSession() as session:
+            return await asyncio.gather(*(served_models(session, url) for url in endpoints.values()))
+
+    served = dict(zip(endpoints, asyncio.run(listed())))
+    for key, listing in served.items():
+        if key in names:
+            continue
+        if plain:
+            names[key] = plain[0]
+            continue
+        one = listing is not None and len(listing) == 1
+        names[key] = listing[0] if listing is not None and one else DEFAULT_MODEL_NAME
+        where = ("the one model GET /v1/models lists" if one else "no GET /v1/models" if listing is None
+                 else f"GET /v1/models lists {len(listing)}: pass --model-name {key}=NAME to choose")
+        print(f"{key}: model name {names[key]!r} ({where})")
+    return names, served
 
 
 def pattern_from_args(args: argparse.Namespace) -> LoadPattern:
@@ -75,6 +112,8 @@ def pattern_from_args(args: argparse.Namespace) -> LoadPattern:
     for flag, value in (("--rate", args.rate), ("--duration", args.duration), ("--timeout", args.timeout)):
         if value is not None and not value > 0:
             raise BenchmarkError(f"{flag} {value!r}: allowed: a number > 0")
+    if not 0.0 <= args.min_success <= 1.0:
+        raise BenchmarkError(f"--min-success {args.min_success!r}: allowed: a number from 0 to 1")
     if args.concurrency is None and args.rate is None:
         if args.requests is not None or args.duration is not None:
             raise BenchmarkError("--requests/--duration limit a --concurrency or --rate load; "
@@ -90,13 +129,11 @@ def pattern_from_args(args: argparse.Namespace) -> LoadPattern:
 
 
 def run(args: argparse.Namespace) -> int:
-    endpoints = [parse_endpoint(e) for e in args.endpoint]
-    keys = [k for k, _ in endpoints]
-    if len(set(keys)) != len(keys):
-        raise BenchmarkError(f"--endpoint: model keys must be unique, got {keys!r}")
+    endpoints = parse_endpoints(args.endpoint)
     load = pattern_from_args(args)
+    names, served = model_names(args, endpoints)
     targets = [Target(model=k, base_url=u, load=load, api=args.api, warmup=args.warmup,
-                      model_name=args.model_name, timeout=args.timeout) for k, u in endpoints]
+                      model_name=names.get(k, DEFAULT_MODEL_NAME), timeout=args.timeout) for k, u in endpoints.items()]
     out: Path = args.out or Path("results") / (datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-load")
     if (out / REQUESTS_FILE).exists():
         raise BenchmarkError(f"--out {str(out)!r} already holds {REQUESTS_FILE}; choose a new directory")
@@ -104,12 +141,19 @@ def run(args: argparse.Namespace) -> int:
     with ResultsWriter(out / REQUESTS_FILE) as writer:
         report = run_load_sync(targets, scenario=args.scenario, writer=writer, progress=not args.no_progress,
                                workers=args.workers)
-    summary = summarize(read_records(out / REQUESTS_FILE))  # rebuilt from the file, as a later reader would
+    records = read_records(out / REQUESTS_FILE)  # rebuilt from the file, as a later reader would
+    summary = summarize(records)
     summary.to_csv(out / "summary.csv", index=False)
     (out / "self_check.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
     print(format_summary(summary))
     print("\n".join(report.lines()))
-    return 0
+    errors = error_samples(records)
+    if errors:
+        print("errors:\n" + "\n".join(failure_lines(errors, served=served, sent=names)))
+    status, lines = min_success_verdict(summary, args.min_success)
+    for line in lines:
+        print(line, file=sys.stderr)
+    return status
 
 
 def format_summary(summary: pd.DataFrame) -> str:

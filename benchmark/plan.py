@@ -20,11 +20,13 @@ import asyncio
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from benchmark.errors import BenchmarkError
-from benchmark.kube import Kube
 from benchmark.stack_outputs import ModelEntry
+
+if TYPE_CHECKING:  # the kubernetes client only where a cluster is reached
+    from benchmark.kube import Kube
 
 __all__ = ["Scenario", "Orchestrator", "plan_all", "run_plan"]
 

@@ -1,5 +1,5 @@
-"""Reaching the models: the benchmark's own port-forwards, ``--endpoint`` overrides, and the
-access path's measured overhead.
+"""Reaching the models: the benchmark's own port-forwards and the access path's measured overhead
+(``--endpoint`` overrides are parsed in ``benchmark.endpoints``).
 
 ``PortForward`` listens on 127.0.0.1 (a free port) and carries every accepted connection
 to a pod's port over its own Kubernetes port-forward websocket, opened with the
@@ -15,35 +15,16 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from benchmark.errors import BenchmarkError
-from benchmark.kube import Kube
 
-__all__ = ["PortForward", "health_rtt", "parse_endpoints", "wait_healthy"]
+if TYPE_CHECKING:  # the kubernetes client only where a cluster is reached
+    from benchmark.kube import Kube
 
-
-def parse_endpoints(values: list[str] | None, known: list[str] | None) -> dict[str, str]:
-    """``--endpoint key=URL`` flags into ``{key: URL}``; the key must be a catalog model
-    (``known=None``: check the form only, before the stack outputs are read)."""
-    out: dict[str, str] = {}
-    for value in values or []:
-        key, sep, url = value.partition("=")
-        key, url = key.strip(), url.strip().rstrip("/")
-        if not sep or not key or not url.startswith(("http://", "https://")) or "://" == url[-3:]:
-            raise BenchmarkError(
-                f"--endpoint {value!r}: expected KEY=URL, e.g. --endpoint phi35=http://127.0.0.1:8080, "
-                "where KEY is a model key of the stack"
-            )
-        if known is not None and key not in known:
-            raise BenchmarkError(
-                f"--endpoint {value!r}: model {key!r} is not in the stack's catalog; known models: {', '.join(known)}"
-            )
-        if key in out:
-            raise BenchmarkError(f"--endpoint {value!r}: model {key!r} is given twice")
-        out[key] = url
-    return out
+__all__ = ["PortForward", "health_rtt", "wait_healthy"]
 
 
 class PortForward:

@@ -39,12 +39,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from benchmark.failures import failure_lines  # noqa: E402
 from benchmark.impact import Impact, compute_impact  # noqa: E402
 from benchmark.promscrape import attribute, breakdown  # noqa: E402
 from benchmark.records import RequestRecord  # noqa: E402
 from benchmark.rundir import LoadedRun, RunMeta, load_run  # noqa: E402
 from benchmark.runner import RunReport, TargetReport  # noqa: E402
-from benchmark.summary import records_frame, summarize  # noqa: E402
+from benchmark.summary import ErrorSample, error_samples, records_frame, summarize  # noqa: E402
 from benchmark.timeline import throughput_timeline  # noqa: E402
 
 __all__ = ["Analysis", "Comparison", "Report", "analyse", "write_report", "result_blocks", "impact_lines", "impact_markdown",
@@ -116,6 +117,7 @@ class Analysis:
     comparisons: list[Comparison]
     attribution: pd.DataFrame
     timeline: pd.DataFrame
+    errors: list[ErrorSample] = field(default_factory=list)  # the failures, by model, scenario and kind
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,7 @@ def analyse(run: LoadedRun) -> Analysis:
         run=run, records=records, sources=sources, summary=summary, comparisons=comparisons,
         attribution=pd.DataFrame(list(attributed.values())),
         timeline=throughput_timeline(records, runs=runs, bin_s=BIN_S),
+        errors=error_samples(records),
     )
 
 
@@ -271,6 +274,10 @@ def _markdown(a: Analysis) -> str:
 
     blocks = result_blocks(a.summary)
     md += ["## Results", ""] + (["```", *blocks, "```"] if blocks else ["No requests recorded."]) + [""]
+    md += _tokens_note(a.summary)
+    if a.errors:
+        md += ["## Errors", "", "Failed requests by model, scenario and kind, with their first distinct error texts:",
+               "", "```", *_failure_lines(a), "```", ""]
     for c in a.comparisons:
         md += [f"## Impact: {c.scenario} vs {BASELINE_SCENARIO}", ""]
         md += impact_markdown(c.impact, other=c.scenario, baseline=BASELINE_SCENARIO) + [""]
@@ -298,9 +305,26 @@ def _markdown(a: Analysis) -> str:
     return "\n".join(md)
 
 
+def _failure_lines(a: Analysis) -> list[str]:
+    access = a.run.meta.access
+    return failure_lines(a.errors, served={k: v.served_models for k, v in access.items()},
+                         sent={k: v.model_name for k, v in access.items() if v.model_name is not None})
+
+
+def _tokens_note(summary: pd.DataFrame) -> list[str]:
+    """A line per (model, scenario) whose token counts came from counting chunks."""
+    rows = [r for r in summary.to_dict("records") if r["tokens_from_chunks"]]
+    return [f"Output tokens of {r['model']} ({r['scenario']}) counted from the stream's content chunks for "
+            f"{r['tokens_from_chunks']} of {r['successes']} requests: the server sent no usage; a chunk can hold "
+            "several tokens, so tokens/s may be low." for r in rows] + ([""] if rows else [])
+
+
 def _console(a: Analysis) -> str:
     lines = [f"*** {simulated_banner(a.run.meta).replace('**', '')} ***", ""] if a.run.meta.simulated else []
     lines += result_blocks(a.summary)
+    lines += [line for line in _tokens_note(a.summary) if line]
+    if a.errors:
+        lines += ["", "Errors:", *_failure_lines(a)]
     for c in a.comparisons:
         lines += ["", *impact_lines(c.impact, other=c.scenario, baseline=BASELINE_SCENARIO)]
     return "\n".join(lines)
@@ -419,7 +443,8 @@ def _plots(a: Analysis, out: Path) -> list[Path]:
                 ax.step(e2e, np.arange(1, e2e.size + 1) / e2e.size, where="post", label=f"{scenario} (n={e2e.size})")
         ax.set(title=model, xlabel="E2E latency (s)", ylabel="fraction of requests", ylim=(0, 1.02))
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right")
+        if ax.get_legend_handles_labels()[0]:  # no successful request: nothing to label
+            ax.legend(loc="lower right")
     _save(fig, paths[0], a.run.meta)
 
     scenarios = _scenarios(a.records)
@@ -435,7 +460,8 @@ def _plots(a: Analysis, out: Path) -> list[Path]:
                xlabel="seconds since the scenario's start", ylabel="tokens/s")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-        ax.legend(loc="best")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best")
     _save(fig, paths[1], a.run.meta)
     return paths
 

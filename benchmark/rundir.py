@@ -23,7 +23,9 @@ A results directory ``results/<UTC timestamp>-<label>/`` holds:
                   "models": {"<key>": {...}}},       # cut to the models this run measured
      "access": {"<key>": {"path": "port-forward" | "endpoint",
                           "url": str,                # what the client called
-                          "health_rtt_s": float | null}},  # median GET /health round trip
+                          "health_rtt_s": float | null,  # median GET /health round trip
+                          "model_name": str | null,      # openai-chat: the "model" field sent
+                          "served_models": [str] | null}},  # and what GET /v1/models listed
      "scenarios": [                                  # in the order they ran
         {"scenario": "alone" | "shared" | label,     # = RequestRecord.scenario of its records
          "models": ["<key>", ...],                   # the models that ran together
@@ -89,6 +91,8 @@ class AccessMeta:
     path: Literal["port-forward", "endpoint"]
     url: str
     health_rtt_s: float | None = None  # median GET /health round trip through this path
+    model_name: str | None = None  # the OpenAI "model" field sent (openai-chat only)
+    served_models: list[str] | None = None  # what GET /v1/models listed (openai-chat; None: no such route)
 
 
 @dataclass(kw_only=True)

@@ -4,6 +4,9 @@
 2. Choose the models: ``--models`` or the stack's active ones.
 3. Reach each one: ``--endpoint KEY=URL``, else the benchmark's own port-forward to a pod
    of its Deployment, with the stack's kubeconfig; measure the path's ``/health`` round trip.
+   With ``--api openai-chat`` the ``model`` field is the contract's ``model_id`` (or
+   ``--model-name KEY=NAME``), and what the server lists at ``GET /v1/models`` is recorded.
+   Without port-forwards or ``--plan`` the Kubernetes client is not needed (nor imported).
 4. Run the guide's standard suite (5 prompts x ``--iterations``, sequential, per model):
    - plain run: once, labelled by what shares the GPU: one model running = ``alone``,
      several = ``shared``; a shared run imports the latest alone runs of the same models
@@ -18,6 +21,8 @@
    interrupted run keeps them), ``run.json`` (``benchmark.rundir``), and the report files.
    The ``--warmup`` requests run before the ``before`` scrape and go to ``warmup.jsonl``,
    so neither the client's figures nor the server's counts include them.
+6. Exit 3 when a model's success rate in a scenario is below ``--min-success`` (0.9), after
+   printing its errors (``benchmark.errors`` lists every exit status).
 """
 
 from __future__ import annotations
@@ -31,22 +36,27 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import aiohttp
 
 from benchmark import rundir
-from benchmark.errors import BenchmarkError
-from benchmark.kube import Kube
+from benchmark.endpoints import parse_endpoints, parse_model_names, served_models
+from benchmark.errors import EXIT_STATUSES, BenchmarkError
+from benchmark.failures import DEFAULT_MIN_SUCCESS, min_success_verdict
 from benchmark.load import STANDARD_PROMPTS, closed_loop, standard_suite
 from benchmark.plan import Orchestrator, Scenario, plan_all, run_plan
-from benchmark.portforward import PortForward, health_rtt, parse_endpoints, wait_healthy
+from benchmark.portforward import PortForward, health_rtt, wait_healthy
 from benchmark.promscrape import scrape
 from benchmark.protocols import ADAPTERS
 from benchmark.records import RunClock
-from benchmark.results import ResultsWriter
+from benchmark.results import ResultsWriter, read_records
 from benchmark.runner import Target, run_load
 from benchmark.stack_outputs import ModelEntry, StackOutputs, load_outputs
+from benchmark.summary import summarize
+
+if TYPE_CHECKING:  # the kubernetes client is imported only where a cluster is reached
+    from benchmark.kube import Kube
 
 __all__ = ["RunOptions", "benchmark_stack", "configure", "execute", "options_from_args", "positive_float", "positive_int", "run"]
 
@@ -67,6 +77,7 @@ class RunOptions:
     plan: str | None = None  # None or "all"
     models: list[str] | None = None
     endpoints: list[str] = field(default_factory=list)  # raw --endpoint KEY=URL values
+    model_names: list[str] = field(default_factory=list)  # raw --model-name KEY=NAME values
     iterations: int = 10
     max_new_tokens: int = 100
     api: str = "tgi-stream"
@@ -75,6 +86,11 @@ class RunOptions:
     ready_timeout: float = 900.0
     poll: float = 1.0
     progress: bool = True
+    min_success: float = DEFAULT_MIN_SUCCESS
+
+    def model_name(self, model: ModelEntry) -> str:
+        """The OpenAI ``model`` field for ``model``: ``--model-name``, else the contract's model id."""
+        return parse_model_names(self.model_names).get(model.key, model.model_id)
 
     def settings(self, stack: StackOutputs) -> dict[str, Any]:
         """What must be equal for two runs' figures to be compared (baselines): the load, the
@@ -108,6 +124,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="benchmark these catalog models (default: the stack's active ones)")
     parser.add_argument("--endpoint", action="append", default=[], metavar="KEY=URL",
                         help="reach model KEY at URL instead of a port-forward (repeatable)")
+    parser.add_argument("--model-name", action="append", default=[], metavar="KEY=NAME",
+                        help="openai-chat: the 'model' field sent to model KEY (default: its model_id in the stack "
+                             "outputs; servers pinned to one name refuse others) (repeatable)")
     parser.add_argument("--iterations", type=positive_int(), default=10,
                         help="repeats of the 5 standard prompts per model (default 10)")
     parser.add_argument("--max-new-tokens", type=positive_int(), default=100,
@@ -118,7 +137,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results-dir", type=Path, default=Path("results"), help="root of the results directories")
     parser.add_argument("--ready-timeout", type=positive_float(), default=900.0,
                         help="seconds to wait for a model to be ready (default 900: download + warmup)")
+    parser.add_argument("--min-success", type=fraction, default=DEFAULT_MIN_SUCCESS, metavar="F",
+                        help=f"exit 3 when a model's success rate in a scenario is below F (default {DEFAULT_MIN_SUCCESS:g})")
     parser.add_argument("--no-progress", action="store_true", help="no progress lines")  # fmt: skip
+    parser.epilog = EXIT_STATUSES
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a number from 0 to 1")
+    return value
 
 
 def positive_int(*, allow_zero: bool = False) -> Callable[[str], int]:
@@ -149,25 +181,30 @@ def positive_float() -> Callable[[str], float]:
 
 def options_from_args(args: argparse.Namespace) -> RunOptions:
     return RunOptions(
-        plan=args.plan, models=args.models, endpoints=args.endpoint, iterations=args.iterations,
-        max_new_tokens=args.max_new_tokens, api=args.api, warmup=args.warmup, results_dir=args.results_dir,
-        ready_timeout=args.ready_timeout, progress=not args.no_progress,
+        plan=args.plan, models=args.models, endpoints=args.endpoint, model_names=args.model_name,
+        iterations=args.iterations, max_new_tokens=args.max_new_tokens, api=args.api, warmup=args.warmup,
+        results_dir=args.results_dir, ready_timeout=args.ready_timeout, progress=not args.no_progress,
+        min_success=args.min_success,
     )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        execute(args)
+        run_dir = execute(args)
     except asyncio.CancelledError:  # SIGTERM (SIGINT arrives as KeyboardInterrupt)
         print("terminated", file=sys.stderr)
         return 128 + signal.SIGTERM
-    return 0
+    status, lines = min_success_verdict(summarize(read_records(run_dir / rundir.REQUESTS)), args.min_success)
+    for line in lines:
+        _log(line)
+    return status
 
 
 def execute(args: argparse.Namespace) -> Path:
     """The command without its exit status: parsed flags in, results directory out."""
     options = options_from_args(args)
-    parse_endpoints(options.endpoints, None)  # a malformed flag fails before any I/O
+    parse_endpoints(options.endpoints)  # a malformed flag fails before any I/O
+    parse_model_names(options.model_names)
     stack = load_outputs(outputs_file=args.outputs, stack=args.stack)
     return asyncio.run(_until_terminated(benchmark_stack(stack, options)))
 
@@ -265,7 +302,15 @@ class _StackRun:
                 urls[key] = url
                 if key not in self.meta.access:  # measured once, idle, before any load
                     rtt = await health_rtt(self.session, url)
-                    self.meta.access[key] = rundir.AccessMeta(path=path, url=url, health_rtt_s=rtt)
+                    access = rundir.AccessMeta(path=path, url=url, health_rtt_s=rtt)
+                    if opts.api == "openai-chat":
+                        access.model_name = opts.model_name(model)
+                        access.served_models = await served_models(self.session, url)
+                        if access.served_models is not None and access.model_name not in access.served_models:
+                            self.log(f"  note: {key}: model name {access.model_name!r} is not among those GET /v1/models "
+                                     f"lists ({', '.join(map(repr, access.served_models)) or 'none'}): TGI accepts any "
+                                     f"name, a server pinned to one refuses it (--model-name {key}=NAME)")
+                    self.meta.access[key] = access
                     info = await self._info(url)
                     if info.get("simulated") is True:
                         self.meta.simulated = True
@@ -276,15 +321,16 @@ class _StackRun:
             meta = rundir.ScenarioMeta(scenario=scenario.name, models=list(scenario.models), started=rundir.utc_now())
             self.meta.scenarios.append(meta)
             rundir.write_run_meta(self.run_dir, self.meta)
+            names = {key: opts.model_name(self.by_key[key]) for key in scenario.models}
             if opts.warmup:  # before the "before" scrape, so the server's counts are the measured requests'
-                warm = [Target(model=key, base_url=urls[key], api=opts.api,
+                warm = [Target(model=key, base_url=urls[key], api=opts.api, model_name=names[key],
                                load=closed_loop(1, max_requests=opts.warmup, max_new_tokens=opts.max_new_tokens))
                         for key in scenario.models]  # fmt: skip
                 await run_load(warm, scenario=f"{scenario.name}-warmup", writer=self.warmup_writer, clock=self.clock,
                                progress=False)  # fmt: skip
             before = await self._scrape(scenario, urls, "before")
             targets = [
-                Target(model=key, base_url=urls[key], api=opts.api,
+                Target(model=key, base_url=urls[key], api=opts.api, model_name=names[key],
                        load=standard_suite(iterations=opts.iterations, max_new_tokens=opts.max_new_tokens))
                 for key in scenario.models
             ]  # fmt: skip
@@ -320,6 +366,7 @@ async def benchmark_stack(
     """Run the benchmark against ``stack``; returns the results directory."""
     models = stack.select(options.models)
     endpoints = parse_endpoints(options.endpoints, sorted(stack.models))
+    parse_model_names(options.model_names, sorted(stack.models))
     planned = plan_all(models) if options.plan == "all" else None
     needs_kube = options.plan is not None or any(m.key not in endpoints for m in models)
     if needs_kube and stack.kubeconfig is None:
@@ -328,7 +375,7 @@ async def benchmark_stack(
             "(and no --plan), or save the outputs with --show-secrets"
         )
     # also without port-forwards, the cluster tells which models share the GPU (best effort)
-    kube = Kube(stack.kubeconfig, stack.namespace) if stack.kubeconfig is not None else None
+    kube = _kube(stack, needed=needs_kube, log=log) if stack.kubeconfig is not None else None
     try:
         if planned is not None:
             scenarios = planned
@@ -379,6 +426,21 @@ async def benchmark_stack(
     finally:
         if kube is not None:
             kube.close()
+
+
+def _kube(stack: StackOutputs, *, needed: bool, log: Callable[[str], None]) -> Kube | None:
+    """The cluster's API client; where it is only nice to have (every model has an --endpoint
+    and there is no --plan), a client that cannot be imported or configured is a note."""
+    try:
+        from benchmark.kube import Kube
+
+        assert stack.kubeconfig is not None
+        return Kube(stack.kubeconfig, stack.namespace)
+    except (ImportError, BenchmarkError) as e:
+        if needed:
+            raise
+        log(f"note: not reading the cluster ({type(e).__name__}: {e}); every model has an --endpoint")
+        return None
 
 
 def _write_report(run_dir: Path, log: Callable[[str], None]) -> None:

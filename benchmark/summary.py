@@ -19,18 +19,26 @@ Definitions (the README's "Metric definitions" repeat them; they follow shared/D
   For each: ``<m>_mean``, ``<m>_std`` (sample, ddof=1), ``<m>_min``, ``<m>_max``,
   ``<m>_p50``, ``<m>_p90``, ``<m>_p95``, ``<m>_p99`` (linear interpolation, numpy's default).
 - ``errors_<kind>``: failed requests per error kind (``benchmark.records.ERROR_KINDS``).
+- ``tokens_from_chunks``: successful requests whose output tokens were counted from the
+  stream's content chunks because the server sent no count (``RequestRecord.tokens_from``).
+
+``error_samples`` lists, per (model, scenario, error kind), the count and the first distinct
+error texts (the server's error body among them), for the console and the report;
+``below_min_success`` the (model, scenario) groups whose success rate is below a threshold.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from benchmark.records import ERROR_KINDS, RequestRecord
 
-__all__ = ["LATENCY_METRICS", "PERCENTILES", "records_frame", "summarize", "summary_columns"]
+__all__ = ["LATENCY_METRICS", "PERCENTILES", "ErrorSample", "below_min_success", "error_samples", "records_frame",
+           "summarize", "summary_columns"]
 
 LATENCY_METRICS: tuple[str, ...] = ("e2e", "ttft", "itl", "tpot")
 PERCENTILES: tuple[int, ...] = (50, 90, 95, 99)
@@ -44,7 +52,7 @@ def summary_columns() -> list[str]:
             "requests_per_min", "attempts_per_min", "output_tokens_total", "output_tokens_per_s",
             "input_tokens_mean", "output_tokens_mean"]
     latency = [f"{m}_{s}" for m in LATENCY_METRICS for s in _STATS]
-    return head + latency + [f"errors_{k}" for k in ERROR_KINDS]
+    return head + latency + [f"errors_{k}" for k in ERROR_KINDS] + ["tokens_from_chunks"]
 
 
 def records_frame(records: Sequence[RequestRecord]) -> pd.DataFrame:
@@ -107,7 +115,39 @@ def _summarize_group(model: str, scenario: str, g: pd.DataFrame) -> dict[str, ob
     kinds = g["error_kind"].tolist()
     for kind in ERROR_KINDS:
         row[f"errors_{kind}"] = kinds.count(kind)
+    row["tokens_from_chunks"] = sum(ok and src == "chunks" for ok, src in zip(success, g["tokens_from"].tolist()))
     return row
+
+
+@dataclass(frozen=True)
+class ErrorSample:
+    """The failures of one (model, scenario) of one kind: how many, and their first distinct texts."""
+
+    model: str
+    scenario: str
+    kind: str
+    count: int
+    examples: tuple[str, ...]
+
+
+def error_samples(records: Iterable[RequestRecord], *, examples: int = 3) -> list[ErrorSample]:
+    """Per (model, scenario, error kind), in that order: the count and up to ``examples``
+    distinct error texts, first seen first."""
+    groups: dict[tuple[str, str, str], tuple[list[int], list[str]]] = {}
+    for r in records:
+        if r.success or r.error_kind is None:
+            continue
+        count, texts = groups.setdefault((r.model, r.scenario, r.error_kind), ([0], []))
+        count[0] += 1
+        if r.error and r.error not in texts and len(texts) < examples:
+            texts.append(r.error)
+    return [ErrorSample(m, s, k, n[0], tuple(t)) for (m, s, k), (n, t) in sorted(groups.items())]
+
+
+def below_min_success(summary: pd.DataFrame, min_success: float) -> list[tuple[str, str, float]]:
+    """(model, scenario, success rate) of every group whose success rate is below ``min_success``."""
+    return [(str(r["model"]), str(r["scenario"]), float(r["success_rate"])) for r in summary.to_dict("records")
+            if not float(r["success_rate"]) >= min_success]
 
 
 def _stats(metric: str, arr: np.ndarray) -> dict[str, float]:

@@ -39,7 +39,7 @@ def test_load_writes_records_summary_and_self_check(tmp_path: Path, capsys: pyte
     (["--endpoint", "phi"], "--endpoint 'phi': expected KEY=URL"),
     (["--endpoint", "phi=localhost:80"], "--endpoint 'phi=localhost:80'"),
     (["--endpoint", "a=http://x", "--endpoint", "a=http://y", "--concurrency", "2", "--requests", "3"],
-     "model keys must be unique"),
+     "model 'a' is given twice"),
     (["--endpoint", "a=http://x", "--api", "vllm"], "--api 'vllm': allowed: tgi-stream, tgi-generate, openai-chat"),
     (["--endpoint", "a=http://x", "--concurrency", "0", "--requests", "3"], "--concurrency 0: allowed: an integer >= 1"),
     (["--endpoint", "a=http://x", "--rate", "-2", "--requests", "3"], "--rate -2.0: allowed: a number > 0"),

@@ -11,7 +11,8 @@ from aiohttp import web
 
 from benchmark.errors import BenchmarkError
 from benchmark.kube import Kube
-from benchmark.portforward import PortForward, health_rtt, parse_endpoints, wait_healthy
+from benchmark.endpoints import parse_endpoints
+from benchmark.portforward import PortForward, health_rtt, wait_healthy
 from benchmark.sim.kube_api import FakeDeployment, FakeKubeApi
 
 NS = "llm-testing"

@@ -1,0 +1,72 @@
+"""The ``KEY=VALUE`` flags that say how to reach each model (``--endpoint``) and what to call it
+(``--model-name``), and what an OpenAI-compatible server says it serves (``GET /v1/models``).
+
+One parser for every such flag of every command, so ``run`` and ``load`` accept and refuse the
+same things with the same words.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+
+import aiohttp
+
+from benchmark.errors import BenchmarkError
+
+__all__ = ["parse_assignments", "parse_endpoints", "parse_model_names", "served_models"]
+
+
+def parse_assignments(flag: str, values: Sequence[str] | None, *, form: str, known: Sequence[str] | None,
+                      example: str, check: Callable[[str], bool] = bool, allowed: str = "",
+                      known_as: str = "the stack's catalog") -> dict[str, str]:
+    """``FLAG KEY=VALUE`` (repeatable) into ``{key: value}``. ``form`` names it (``KEY=URL``);
+    ``known``: the model keys allowed, ``known_as`` what they are (None: check the form only,
+    before the stack outputs are read); ``check`` tests a value, ``allowed`` says what passes."""
+    out: dict[str, str] = {}
+    for raw in values or []:
+        key, sep, value = raw.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key or not check(value):
+            raise BenchmarkError(f"{flag} {raw!r}: expected {form}{f' ({allowed})' if allowed else ''}, "
+                                 f"e.g. {flag} {example}, where KEY is a model key")
+        if known is not None and key not in known:
+            raise BenchmarkError(f"{flag} {raw!r}: model {key!r} is not in {known_as}; known models: {', '.join(known)}")
+        if key in out:
+            raise BenchmarkError(f"{flag} {raw!r}: model {key!r} is given twice")
+        out[key] = value
+    return out
+
+
+def _is_url(value: str) -> bool:
+    return value.startswith(("http://", "https://")) and not value.endswith("://")
+
+
+def parse_endpoints(values: Sequence[str] | None, known: Sequence[str] | None = None) -> dict[str, str]:
+    """``--endpoint KEY=URL`` flags into ``{key: base URL without a trailing slash}``."""
+    urls = parse_assignments("--endpoint", values, form="KEY=URL", known=known, example="phi35=http://127.0.0.1:8080",
+                             check=_is_url, allowed="an http:// or https:// URL")
+    return {k: u.rstrip("/") for k, u in urls.items()}
+
+
+def parse_model_names(values: Sequence[str] | None, known: Sequence[str] | None = None,
+                      known_as: str = "the stack's catalog") -> dict[str, str]:
+    """``--model-name KEY=NAME`` flags: the OpenAI ``model`` field to send to model KEY."""
+    return parse_assignments("--model-name", values, form="KEY=NAME", known=known, known_as=known_as,
+                             example="phi35=microsoft/Phi-3.5-mini-instruct")
+
+
+async def served_models(session: aiohttp.ClientSession, base_url: str, *, timeout: float = 5.0) -> list[str] | None:
+    """The model ids ``GET base_url/v1/models`` lists (OpenAI's ``{"data": [{"id": ...}]}``), or
+    None where the server has no such route or does not answer it."""
+    try:
+        async with session.get(base_url.rstrip("/") + "/v1/models", timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+            if r.status != 200:
+                return None
+            body = await r.json(content_type=None)
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+        return None
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        return None
+    return [str(m["id"]) for m in data if isinstance(m, dict) and "id" in m]
