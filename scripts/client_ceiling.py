@@ -9,10 +9,12 @@
    s each: streamed requests/s, SSE events/s, achieved vs requested concurrency, client CPU.
 3. Measures the timing error against the TGI simulator in its own process (20 ms per token,
    its truth log) at concurrency 1, 64 and 256: p50/p99/max of |client - truth| for TTFT,
-   every ITL and E2E, and the share within 2 ms.
+   every ITL and E2E, and the share within 2 ms (target: 97 %, of all figures at 1 and of
+   each metric at 64). These are measurements of this machine, not tests: ``make test``
+   checks the same runs only with bounds a loaded machine meets.
 
 Prints one table with the targets beside the figures (PASS/MISS). Installs nothing: without
-nginx or wrk it says what to install. About two minutes.
+nginx or wrk it says what to install. Under a minute.
 
     .venv/bin/python scripts/client_ceiling.py [--duration 5] [--workers 1]
 """
@@ -218,13 +220,17 @@ def main() -> int:
                 for metric in ("ttft", "itl", "e2e"):
                     e = np.asarray(errors[metric]) * 1e3
                     within = float(np.mean(e <= TOLERANCE_S * 1e3))
+                    # at 64 each metric must meet the target on its own (E2E is the hard one: the
+                    # streams end together); at 1 there are too few TTFTs and E2Es for a share
                     rows.append((f"timing c={c} {metric.upper()} |client - truth|",
                                  f"p50 {np.percentile(e, 50):.2f} p99 {np.percentile(e, 99):.2f} "
-                                 f"max {e.max():.2f} ms, {within:.1%} within 2 ms", "", ""))
+                                 f"max {e.max():.2f} ms, {within:.1%} within 2 ms",
+                                 f">= {TIMING_SHARE:.0%} within 2 ms {verdict(within >= TIMING_SHARE)}" if c == 64 else "",
+                                 ""))
                 all_within = float(np.mean(everything <= TOLERANCE_S))
                 rows.append((f"timing c={c}: all {everything.size} figures", f"{all_within:.1%} within 2 ms",
                              f">= {TIMING_SHARE:.0%} within 2 ms {verdict(all_within >= TIMING_SHARE)}"
-                             if c in (1, 64) else "(no target)", f"{busy:.0%}"))
+                             if c == 1 else "(each metric above)" if c == 64 else "(no target)", f"{busy:.0%}"))
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(3)]
     print()
     for name, value, target, busy in [header, *rows]:
