@@ -4,6 +4,7 @@ the same entry as the program, and declares no resource at all."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -83,3 +84,20 @@ def test_unknown_key_error_lists_the_known_keys() -> None:
         run_program(_with("gpuSharing", replica=4))
     for known in ("strategy", "replicas", "renameByDefault", "failRequestsGreaterThanOne"):
         assert known in caught.value.allowed
+
+
+def test_unknown_model_key_lists_every_key_a_model_accepts() -> None:
+    # Optional keys nobody set (quantize, dtype, revision, architecture, startOrder) are keys
+    # the section accepts too: the list is the README's table of model keys, whole.
+    from tests.infra.test_readme import _section
+
+    models = json.loads(dev_config()["gpu-sharing:models"])
+    models["phi35-mini"]["maxInputLength"] = 256
+    with pytest.raises(ConfigError) as caught:
+        run_program({**dev_config(), "gpu-sharing:models": json.dumps(models)})
+    assert caught.value.key == "gpu-sharing:models.phi35-mini.maxInputLength"
+    table = _section("models").split("| key (under `models.<key>`) |", 1)[1].split("\n\n", 1)[0]
+    documented = {key for row in table.splitlines() if row.startswith("| `") for key in re.findall(r"`(\w+)`", row.split("|")[1])}
+    assert {"quantize", "dtype", "revision", "architecture", "startOrder", "cpuLimit"} <= documented
+    known = set(caught.value.allowed.split("known keys: ", 1)[1].split(", "))
+    assert documented <= known, documented - known
