@@ -175,6 +175,9 @@ def checkov_skips(model: ModelSettings, *, token: bool) -> dict[str, str]:
         "CKV_K8S_15": "the image is pinned by version; pull policy Always would make every model restart depend on the registry",
     }
     if model.run_as_user is None:
+        # A user namespace (hostUsers: false) would make that root unprivileged on the node, but
+        # GPU pods cannot use one: the NVIDIA container toolkit's createContainer hook then fails
+        # (GPU Operator 26.3.1 release notes, Known Issues; nvidia-container-toolkit#648).
         root = (
             "the stock TGI image runs only as root: its Python lives under /root "
             "(huggingface/text-generation-inference#3082); set models.<key>.runAsUser with a derived non-root image"
@@ -183,6 +186,11 @@ def checkov_skips(model: ModelSettings, *, token: bool) -> dict[str, str]:
         skips["CKV_K8S_40"] = root
     else:
         skips["CKV_K8S_25"] = "init container cache-owner adds only CAP_CHOWN, to hand the hostPath model cache to the TGI user"
+        if model.run_as_user < 10000:
+            skips["CKV_K8S_40"] = (
+                f"the derived image's user is uid {model.run_as_user} (models.<key>.runAsUser); "
+                "a uid of 10000 or more keeps clear of the node's own users"
+            )
     if "@sha256:" not in model.image:
         skips["CKV_K8S_43"] = "pinned by version tag (models.<key>.image); set an image@sha256 digest there to pin by digest"
     if token:
