@@ -88,8 +88,8 @@ class TgiImage:
     # flashinfer, outlines) and sockets under /tmp. So a read-only root filesystem works with
     # writable /tmp and HOME=/tmp.
     root_writes: tuple[str, ...]
-    # Binaries the init containers may use: bash (the Ubuntu base), curl (apt-get install in
-    # the base stage), chown (coreutils).
+    # Binaries the init containers may use: bash, grep and chown (the Ubuntu 22.04 base of
+    # nvidia/cuda), curl (apt-get install in the Dockerfile's base stage).
     tools: tuple[str, ...]
     # For flash-attention models the router sizes the batch from the KV cache warmup found and
     # ignores a larger --max-batch-total-tokens ("is deprecated for Flash Attention models"),
@@ -113,7 +113,7 @@ def _tgi_3_3(version: str) -> TgiImage:
         hf_home="/data",
         default_port=80,
         root_writes=("/etc/ld.so.cache (tolerated)", "$HOME", "/tmp"),
-        tools=("bash", "curl", "chown"),
+        tools=("bash", "curl", "grep", "chown"),
         flash_ignores_max_batch_total_tokens=True,
         disk_gib=20.0,
         disk_gib_verified=False,
@@ -170,54 +170,44 @@ class GpuOperatorChart:
         return lo <= _minor(kubernetes_version) <= hi
 
 
+def _chart(version: str, released: str, kubernetes: tuple[str, str], device_plugin: str, *sources: str) -> GpuOperatorChart:
+    return GpuOperatorChart(
+        version=version, released=released, kubernetes=kubernetes, device_plugin=device_plugin, sources=sources
+    )
+
+
+# (version, release date, Kubernetes on EKS, device plugin, sources)
 GPU_OPERATOR_CHARTS: Final[Mapping[str, GpuOperatorChart]] = _mapping(
     {
-        "v26.3.1": GpuOperatorChart(
-            version="v26.3.1",
-            released="2026-04-17",
-            kubernetes=("1.32", "1.35"),
-            device_plugin="v0.19.x",
-            sources=(
+        c.version: c
+        for c in (
+            _chart(
+                "v26.3.1", "2026-04-17", ("1.32", "1.35"), "v0.19.x",
                 "NVIDIA/gpu-operator tag v26.3.1",
                 f"{_GPU_OPERATOR_DOCS}@adfe9224:gpu-operator/platform-support.rst (26.3 docs: EKS 1.32-1.35)",
             ),
-        ),
-        "v26.3.2": GpuOperatorChart(
-            version="v26.3.2",
-            released="2026-05-27",
-            kubernetes=("1.32", "1.36"),
-            device_plugin="v0.19.2",
-            sources=(
+            _chart(
+                "v26.3.2", "2026-05-27", ("1.32", "1.36"), "v0.19.2",
                 "NVIDIA/gpu-operator tag v26.3.2",
                 f"{_GPU_OPERATOR_DOCS}@de99f9d3:gpu-operator/platform-support.rst (EKS 1.32-1.36)",
-                f"{_GPU_OPERATOR_DOCS}:gpu-operator/release-notes.rst 26.3.2 (\"Added support for Kubernetes 1.36\")",
+                f'{_GPU_OPERATOR_DOCS}:gpu-operator/release-notes.rst 26.3.2 ("Added support for Kubernetes 1.36")',
             ),
-        ),
-        "v26.3.3": GpuOperatorChart(
-            version="v26.3.3",
-            released="2026-06-23",
-            kubernetes=("1.32", "1.36"),
-            device_plugin="v0.19.3",
-            sources=(
+            _chart(
+                "v26.3.3", "2026-06-23", ("1.32", "1.36"), "v0.19.3",
                 "NVIDIA/gpu-operator tag v26.3.3",
                 f"{_GPU_OPERATOR_DOCS}@922e549f:gpu-operator/platform-support.rst (EKS 1.32-1.36)",
             ),
-        ),
-        "v26.7.0": GpuOperatorChart(
-            version="v26.7.0",
-            released="2026-08-20",
-            kubernetes=("1.33", "1.36"),
-            device_plugin="v0.20.0",
-            sources=(
+            _chart(
+                "v26.7.0", "2026-08-20", ("1.33", "1.36"), "v0.20.0",
                 "NVIDIA/gpu-operator@v26.7.0:deployments/gpu-operator/values.yaml (driver, toolkit, "
                 "devicePlugin.config, daemonsets.tolerations) and tests/plugin-config.yaml (a timeSlicing "
                 "config with replicas 10, the format we render)",
                 f"{_GPU_OPERATOR_DOCS}@52dcb7b8:gpu-operator/platform-support.rst (26.7 docs: EKS 1.33-1.36)",
                 f"{_GPU_OPERATOR_DOCS}@52dcb7b8:gpu-operator/release-notes.rst 26.7.0",
             ),
-        ),
+        )
     }
-)
+)  # fmt: skip
 
 
 def newest_chart_for(kubernetes_version: str) -> GpuOperatorChart | None:
@@ -251,18 +241,15 @@ _EKS_CALENDAR_135 = (
 # extended support (1.31: 2026-11-26). 1.36 is not listed: no source read here says EKS offers it.
 EKS_KUBERNETES_VERSIONS: Final[Mapping[str, EksKubernetesVersion]] = _mapping(
     {
-        "1.32": EksKubernetesVersion(
-            version="1.32", end_of_standard_support="2026-03-23", end_of_extended_support="2027-03-23", source=_EKS_CALENDAR
-        ),
-        "1.33": EksKubernetesVersion(
-            version="1.33", end_of_standard_support="2026-07-29", end_of_extended_support="2027-07-29", source=_EKS_CALENDAR
-        ),
-        "1.34": EksKubernetesVersion(
-            version="1.34", end_of_standard_support="2026-12-02", end_of_extended_support="2027-12-02", source=_EKS_CALENDAR
-        ),
-        "1.35": EksKubernetesVersion(
-            version="1.35", end_of_standard_support="2027-03-27", end_of_extended_support="2028-03-27", source=_EKS_CALENDAR_135
-        ),
+        version: EksKubernetesVersion(
+            version=version, end_of_standard_support=standard, end_of_extended_support=extended, source=source
+        )
+        for version, standard, extended, source in (
+            ("1.32", "2026-03-23", "2027-03-23", _EKS_CALENDAR),
+            ("1.33", "2026-07-29", "2027-07-29", _EKS_CALENDAR),
+            ("1.34", "2026-12-02", "2027-12-02", _EKS_CALENDAR),
+            ("1.35", "2027-03-27", "2028-03-27", _EKS_CALENDAR_135),
+        )
     }
 )
 DEFAULT_KUBERNETES_VERSION: Final = "1.35"  # in standard support until 2027-03-27

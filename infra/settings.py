@@ -26,13 +26,13 @@ from infra.facts import (
     GPU_OPERATOR_CHARTS,
     NODEFS_EVICTION_FRACTION,
     VPC_PRIVATE_RANGES,
+    GpuSpec,
     InstanceType,
     aws_regions,
     is_private_vpc_cidr,
     newest_chart_for,
     partition_of,
 )
-from infra.gpus import GpuSpec
 from infra.validation import MISSING, ConfigError, SecretText, Section
 from workloads.settings import WorkloadSettings, checkpoint_bytes, cpu_millis, load_workloads, memory_bytes
 
@@ -43,6 +43,7 @@ __all__ = [
     "GpuSharingSettings",
     "GpuOperatorSettings",
     "HardeningSettings",
+    "AccessSettings",
     "Settings",
     "load_settings",
     "settings_from_pulumi",

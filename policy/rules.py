@@ -189,7 +189,7 @@ def pinned_versions(resource_type: str, props: Mapping[str, Any]) -> list[str]:
             return []
         return [
             f"Helm chart {props.get('chart')!r} ({resource_type.rsplit(':', 1)[-1]} {props.get('name') or ''}) "
-            f"has version {version!r}: pin an exact chart version such as v26.3.1"
+            f"has version {version!r}: pin an exact chart version such as v26.7.0"
         ]
     out = []
     for pod, _ in pod_specs(resource_type, props):

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Final
 
-from infra.facts import DEFAULT_TGI_VERSION, TGI_IMAGES, TGI_REPOSITORY, tgi_image_of
-from infra.gpus import GpuSpec
+from infra.facts import DEFAULT_TGI_VERSION, TGI_IMAGES, TGI_REPOSITORY, GpuSpec, tgi_image_of
 from infra.validation import MISSING, ConfigError, Section
 from policy.rules import image_pinned
 from workloads.models import DTYPE_BYTES, DTYPE_CHOICES, GATED_MODELS, KNOWN_MODELS, QUANTIZE_CHOICES, ModelFacts

@@ -10,6 +10,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from infra.facts import TGI_IMAGES
 from infra.settings import load_settings
 from tests.pulumi_mocks import Recorded, RecordedResource, dev_config, run_program
 
@@ -214,6 +215,7 @@ def test_a_model_waits_for_the_enabled_models_planned_before_it(dev: Recorded) -
     # bash and curl of the same image, not its python3 (a link into /root: #3082).
     assert wait["image"] == _tgi(dev, "deepseek-r1-8b")["image"]
     assert wait["command"][:2] == ["bash", "-c"] and "curl" in wait["command"][2] and "python" not in wait["command"][2]
+    assert all({"bash", "curl", "grep"} <= set(t.tools) for t in TGI_IMAGES.values())  # what the image has
     # The enabled list it reads, the Service URL it polls, then the keys it waits for, in order.
     assert wait["command"][4:] == ["/etc/start-order/enabled", "http://{key}:8080/health", "10", "phi35-mini"]
     assert {"name": "start-order", "mountPath": "/etc/start-order", "readOnly": True} in wait["volumeMounts"]
