@@ -17,7 +17,7 @@ import pulumi_aws as aws
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
-from infra.facts import CPU_AMI_TYPE, EKS_AMIS, EKS_CLUSTER_ADMIN_POLICY, GPU_AMI_TYPE, partition_of
+from infra.facts import CPU_AMI_TYPE, EKS_AMIS, EKS_CLUSTER_ADMIN_POLICY, GPU_AMI_TYPE, partition_of, service_host
 from infra.settings import AccessSettings, HardeningSettings, NodeGroupSettings
 
 __all__ = ["ClusterArgs", "Cluster", "CONTROL_PLANE_LOG_TYPES", "GPU_TAINT_KEY", "NODE_POLICY_ARNS"]
@@ -309,7 +309,7 @@ def _key_policy(region: str, ebs: bool, opts: pulumi.ResourceOptions) -> pulumi.
                     "Action": _EBS_KEY_ACTIONS,
                     "Resource": "*",
                     "Condition": {
-                        "StringEquals": {"kms:CallerAccount": account, "kms:ViaService": f"ec2.{region}.amazonaws.com"}
+                        "StringEquals": {"kms:CallerAccount": account, "kms:ViaService": service_host("ec2", region)}
                     },
                 }
             )

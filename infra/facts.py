@@ -46,6 +46,7 @@ __all__ = [
     "kube_reserved_memory_mib",
     "aws_regions",
     "partition_of",
+    "service_host",
     "VPC_PRIVATE_RANGES",
     "is_private_vpc_cidr",
     "RESERVED_NAMESPACES",
@@ -483,6 +484,13 @@ def partition_of(region: str) -> str:
     if region.startswith("us-gov-"):
         return "aws-us-gov"
     return "aws"
+
+
+def service_host(service: str, region: str) -> str:
+    """A service's regional endpoint host, as KMS's kms:ViaService condition names it
+    (``ec2.us-west-2.amazonaws.com``; China regions end in ``amazonaws.com.cn``, which was not
+    verified here: the stack was only exercised against the aws partition)."""
+    return f"{service}.{region}.amazonaws.com" + (".cn" if partition_of(region) == "aws-cn" else "")
 
 
 # The private IPv4 ranges of RFC 1918, which the VPC user guide recommends for a VPC's CIDR
