@@ -110,7 +110,3 @@ def test_regions_are_the_aws_providers_own_list() -> None:
     )  # fmt: skip
 
 
-
-def test_the_key_policy_lets_ec2_of_the_stacks_region_use_the_key() -> None:
-    # kms:ViaService names the regional EC2 endpoint the node volumes are created through.
-    assert facts.service_host("ec2", "eu-west-1") == "ec2.eu-west-1.amazonaws.com"
