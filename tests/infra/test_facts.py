@@ -108,5 +108,3 @@ def test_regions_are_the_aws_providers_own_list() -> None:
     assert (facts.partition_of("cn-north-1"), facts.partition_of("us-gov-west-1"), facts.partition_of("us-west-2")) == (
         "aws-cn", "aws-us-gov", "aws",
     )  # fmt: skip
-
-
