@@ -167,7 +167,7 @@ class Cluster(pulumi.ComponentResource):
                 for i, arn in enumerate(args.access.cluster_admins)
             },
             # Mapped to a Kubernetes group only: the namespaced Role the workloads bind to that
-            # group says what they may do (workloads/component.py, benchmark_role_rules).
+            # group says what they may do (workloads/component.py, BENCHMARK_ROLE_RULES).
             **{
                 f"benchmark-{i}": eks.AccessEntryArgs(principal_arn=arn, kubernetes_groups=[args.benchmark_group])
                 for i, arn in enumerate(args.access.benchmark_users)
