@@ -78,7 +78,8 @@ class TgiImage:
     # as root, under /root/.local/share/uv/python, and LD_LIBRARY_PATH points there; /root is
     # not readable by other users, so any other uid fails with "libpython3.11.so.1.0: cannot
     # open shared object file" (huggingface/text-generation-inference#3082, open; fix PR #3197
-    # unmerged). Every python3 in the image is a link into /root too.
+    # unmerged). Every python3 in the image is a link into /root too (shared/TESTING.md,
+    # measured 2026-12-01).
     runs_as_uid: int
     python_home: str
     hf_home: str  # ENV HF_HOME: the Hub cache, where a volume belongs
@@ -87,7 +88,7 @@ class TgiImage:
     # (writes /etc/ld.so.cache) and tolerates its failure ("unable to refresh ld cache, not a
     # big deal in most cases"); the launcher and its shards write caches under $HOME (triton,
     # flashinfer, outlines) and sockets under /tmp. So a read-only root filesystem works with
-    # writable /tmp and HOME=/tmp.
+    # writable /tmp and HOME=/tmp. (Read from the sources, not run here: no GPU image run.)
     root_writes: tuple[str, ...]
     # Binaries the init containers may use: bash, grep and chown (the Ubuntu 22.04 base of
     # nvidia/cuda), curl (apt-get install in the Dockerfile's base stage).
