@@ -1,4 +1,5 @@
-"""The EKS cluster (pulumi-eks), its node IAM role and the two managed node groups.
+"""The EKS cluster (pulumi-eks), its node IAM role, the two managed node groups with their
+launch templates, the CoreDNS add-on and the access entries.
 
 Following pulumi-eks's examples (examples/tests/managed-ng-os-py): API authentication
 mode with an ``EC2_LINUX`` access entry for the node role, no default node group, and
@@ -16,7 +17,8 @@ import pulumi_aws as aws
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
-from infra.settings import HardeningSettings, NodeGroupSettings
+from infra.facts import CPU_AMI_TYPE, EKS_AMIS, EKS_CLUSTER_ADMIN_POLICY, GPU_AMI_TYPE, partition_of, service_host
+from infra.settings import AccessSettings, HardeningSettings, NodeGroupSettings
 
 __all__ = ["ClusterArgs", "Cluster", "CONTROL_PLANE_LOG_TYPES", "GPU_TAINT_KEY", "NODE_POLICY_ARNS"]
 
@@ -39,17 +41,19 @@ NODE_POLICY_ARNS = (
     "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
     "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
 )
-
-# EKS-optimised Amazon Linux 2023 AMIs: STANDARD for CPU nodes, NVIDIA with the driver
-# and the NVIDIA container toolkit preinstalled for GPU nodes
-# (https://docs.aws.amazon.com/eks/latest/APIReference/API_Nodegroup.html#AmazonEKS-Type-Nodegroup-amiType).
-_CPU_AMI_TYPE = "AL2023_x86_64_STANDARD"
-_GPU_AMI_TYPE = "AL2023_x86_64_NVIDIA"
+# EBS encryption through EC2 for principals of the account, as the AWS managed aws/ebs key's
+# own policy words it ("Allow access through EBS for all principals in the account that are
+# authorized to use EBS"): the EC2 Auto Scaling service-linked role that launches managed
+# nodes gets no customer managed key access otherwise (EC2 Auto Scaling user guide, "Required
+# AWS KMS key policy for use with encrypted volumes"), and naming that role in the policy would
+# fail in an account that has never had an Auto Scaling group (the role does not exist yet).
+_EBS_KEY_ACTIONS = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:CreateGrant", "kms:DescribeKey"]
 
 
 @dataclass(frozen=True, kw_only=True)
 class ClusterArgs:
     cluster_name: str
+    region: str
     kubernetes_version: str
     public_access_cidrs: Sequence[str]
     vpc_id: pulumi.Input[str]
@@ -59,6 +63,8 @@ class ClusterArgs:
     cpu_nodes: NodeGroupSettings
     gpu_nodes: NodeGroupSettings
     hardening: HardeningSettings
+    access: AccessSettings
+    benchmark_group: str  # the Kubernetes group benchmark users' access entries map to
 
 
 class Cluster(pulumi.ComponentResource):
@@ -100,20 +106,26 @@ class Cluster(pulumi.ComponentResource):
                 f"{name}-service-policy", role=service_role.name, policy_arn=_CLUSTER_POLICY_ARN, opts=child
             )
         ]
-        secrets_key = None
-        if hardening.secrets_encryption:
-            secrets_key = aws.kms.Key(
-                f"{name}-secrets-key",
-                description=f"EKS secrets envelope encryption for {args.cluster_name}",
+        # The stack's KMS key: Secrets envelope encryption and the nodes' root volumes, each
+        # where hardening says so. (It was "-secrets-key" when it served Secrets only.)
+        key = None
+        if hardening.secrets_encryption or hardening.node_volume_encryption:
+            uses = [u for u, on in (("Kubernetes Secrets", hardening.secrets_encryption),
+                                     ("node root volumes", hardening.node_volume_encryption)) if on]  # fmt: skip
+            key = aws.kms.Key(
+                f"{name}-kms-key",
+                description=f"{args.cluster_name}: {' and '.join(uses)}",
                 enable_key_rotation=True,
                 deletion_window_in_days=7,
-                opts=child,
+                policy=_key_policy(args.region, hardening.node_volume_encryption, child),
+                opts=pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(name=f"{name}-secrets-key")]),
             )
+        if key is not None and hardening.secrets_encryption:
             cluster_deps.append(
                 aws.iam.RolePolicy(
                     f"{name}-service-kms",
                     role=service_role.id,
-                    policy=secrets_key.arn.apply(
+                    policy=key.arn.apply(
                         lambda arn: json.dumps(
                             {
                                 "Version": "2012-10-17",
@@ -139,6 +151,28 @@ class Cluster(pulumi.ComponentResource):
                     opts=child,
                 )
             )
+        partition = partition_of(args.region)
+        access_entries = {
+            "nodes": eks.AccessEntryArgs(principal_arn=node_role.arn, type=eks.AccessEntryType.EC2_LINUX),
+            **{
+                f"admin-{i}": eks.AccessEntryArgs(
+                    principal_arn=arn,
+                    access_policies={
+                        "cluster-admin": eks.AccessPolicyAssociationArgs(
+                            policy_arn=EKS_CLUSTER_ADMIN_POLICY.format(partition=partition),
+                            access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+                        )
+                    },
+                )
+                for i, arn in enumerate(args.access.cluster_admins)
+            },
+            # Mapped to a Kubernetes group only: the namespaced Role the workloads bind to that
+            # group says what they may do (workloads/component.py, BENCHMARK_ROLE_RULES).
+            **{
+                f"benchmark-{i}": eks.AccessEntryArgs(principal_arn=arn, kubernetes_groups=[args.benchmark_group])
+                for i, arn in enumerate(args.access.benchmark_users)
+            },
+        }
         cluster = eks.Cluster(
             f"{name}-eks",
             name=args.cluster_name,
@@ -152,18 +186,20 @@ class Cluster(pulumi.ComponentResource):
             endpoint_private_access=True,
             public_access_cidrs=list(args.public_access_cidrs),
             authentication_mode=eks.AuthenticationMode.API,
-            access_entries={
-                "nodes": eks.AccessEntryArgs(principal_arn=node_role.arn, type=eks.AccessEntryType.EC2_LINUX),
-            },
+            access_entries=access_entries,
             create_oidc_provider=True,
             skip_default_node_group=True,
             # Once set, EKS cannot turn secrets encryption off again for this cluster.
-            encryption_config_key_arn=secrets_key.arn if secrets_key else None,
+            encryption_config_key_arn=key.arn if key is not None and hardening.secrets_encryption else None,
             enabled_cluster_log_types=list(CONTROL_PLANE_LOG_TYPES) if hardening.control_plane_logging else None,
             # pulumi-eks manages the vpc-cni addon; this starts its network policy agent, without
             # which the namespace's NetworkPolicy is accepted but not enforced
             # (EKS user guide, "Limit pod traffic with Kubernetes network policies").
             vpc_cni_options=eks.VpcCniOptionsArgs(enable_network_policy=True) if hardening.network_policy else None,
+            # CoreDNS as a managed add-on is declared below, after the node groups: pulumi-eks
+            # would create it here, before any node exists, and its pods could not schedule
+            # (the add-on then waits out 20 minutes as DEGRADED: pulumi/pulumi-eks#1819, #1371).
+            coredns_addon_options=eks.CoreDnsAddonOptionsArgs(enabled=False),
             opts=pulumi.ResourceOptions(parent=self, depends_on=cluster_deps),
         )
 
@@ -175,6 +211,39 @@ class Cluster(pulumi.ComponentResource):
                 if spec.taint
                 else None
             )
+            encrypt = key is not None and hardening.node_volume_encryption
+            # Our own launch template: pulumi-eks's (made for enableIMDSv2 or diskSize) sets only
+            # the root volume's size, so the volume is neither gp3 nor encrypted (the AL2023
+            # AMIs' snapshot is unencrypted), and pulumi-eks refuses enableIMDSv2 together with
+            # a launch template of ours (nodejs/eks/nodes/nodegroup.ts, createManagedNodeGroup and
+            # createMNGCustomLaunchTemplate). So the template carries the metadata options pulumi-eks
+            # would set and the root volume; no image or user data, so EKS still picks the AMI of
+            # ami_type and writes the node bootstrap (EKS user guide, "Customize managed nodes
+            # with launch templates").
+            template = aws.ec2.LaunchTemplate(
+                f"{name}-{suffix}-launch-template",
+                description=f"{args.cluster_name} {suffix} nodes",
+                block_device_mappings=[
+                    aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                        device_name=EKS_AMIS[ami_type].root_device,
+                        ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                            volume_size=spec.disk_size_gib,
+                            volume_type="gp3",
+                            encrypted="true" if encrypt else None,
+                            kms_key_id=key.arn if encrypt and key is not None else None,
+                            delete_on_termination="true",
+                        ),
+                    )
+                ],
+                # httpTokens "required" (IMDSv2) or "optional"; hop limit 2 so pods that need
+                # IMDS still reach it.
+                metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
+                    http_endpoint="enabled",
+                    http_tokens="required" if hardening.imdsv2 else "optional",
+                    http_put_response_hop_limit=2,
+                ),
+                opts=child,
+            )
             return eks.ManagedNodeGroup(
                 f"{name}-{suffix}",
                 cluster=cluster,
@@ -184,26 +253,69 @@ class Cluster(pulumi.ComponentResource):
                 scaling_config=aws.eks.NodeGroupScalingConfigArgs(
                     desired_size=spec.desired_size, min_size=spec.min_size, max_size=spec.max_size
                 ),
-                disk_size=spec.disk_size_gib,
                 subnet_ids=list(subnet_ids),
                 labels=dict(spec.labels),
                 taints=taints,
-                # pulumi-eks then gives the node group a launch template with metadataOptions
-                # httpTokens "required" (or "optional" when off) and hop limit 2, so pods that
-                # need IMDS still reach it, and moves disk_size into the template's root volume
-                # (nodejs/eks/nodes/nodegroup.ts, createMNGCustomLaunchTemplate).
-                enable_imd_sv2=hardening.imdsv2,
+                launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
+                    id=template.id, version=template.latest_version.apply(str)
+                ),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=attachments),
             )
 
         self.node_groups = (
-            node_group("cpu", args.cpu_nodes, _CPU_AMI_TYPE, args.private_subnet_ids),
-            node_group("gpu", args.gpu_nodes, _GPU_AMI_TYPE, args.gpu_subnet_ids),
+            node_group("cpu", args.cpu_nodes, CPU_AMI_TYPE, args.private_subnet_ids),
+            node_group("gpu", args.gpu_nodes, GPU_AMI_TYPE, args.gpu_subnet_ids),
+        )
+        # CoreDNS managed by EKS like kube-proxy and the VPC CNI (which pulumi-eks declares), once
+        # nodes can run it; OVERWRITE takes over the self-managed CoreDNS EKS bootstraps at
+        # cluster creation. Without a version EKS installs its default for the cluster version.
+        self.coredns = aws.eks.Addon(
+            f"{name}-coredns",
+            cluster_name=args.cluster_name,
+            addon_name="coredns",
+            resolve_conflicts_on_create="OVERWRITE",
+            resolve_conflicts_on_update="OVERWRITE",
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster, *self.node_groups]),
         )
         self.name = pulumi.Output.from_input(args.cluster_name)
         self.kubeconfig = pulumi.Output.secret(cluster.kubeconfig_json)
         self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.kubeconfig, opts=child)
         self.register_outputs({"name": self.name, "kubeconfig": self.kubeconfig})
+
+
+def _key_policy(region: str, ebs: bool, opts: pulumi.ResourceOptions) -> pulumi.Output[str]:
+    """The stack key's policy: the account administers it through IAM (the KMS default
+    policy's statement, which the control plane's role policy relies on), and, for encrypted
+    root volumes, EC2 may use it for principals of this account."""
+    caller = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=opts.parent))
+
+    def policy(account: str) -> str:
+        partition = partition_of(region)
+        statements: list[dict[str, object]] = [
+            {
+                "Sid": "EnableIAMPolicies",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:{partition}:iam::{account}:root"},
+                "Action": "kms:*",
+                "Resource": "*",
+            }
+        ]
+        if ebs:
+            statements.append(
+                {
+                    "Sid": "AllowEBSThroughEC2ForThisAccount",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": "*"},
+                    "Action": _EBS_KEY_ACTIONS,
+                    "Resource": "*",
+                    "Condition": {
+                        "StringEquals": {"kms:CallerAccount": account, "kms:ViaService": service_host("ec2", region)}
+                    },
+                }
+            )
+        return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+    return caller.account_id.apply(policy)
 
 
 def _assume_role(service: str) -> dict[str, object]:

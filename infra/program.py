@@ -16,7 +16,7 @@ from infra.gpu_operator import GpuOperator, GpuOperatorArgs
 from infra.network import Network, NetworkArgs
 from infra.settings import Settings
 from infra.validation import ConfigError
-from workloads.component import ModelWorkloads, ModelWorkloadsArgs
+from workloads.component import BENCHMARK_GROUP, ModelWorkloads, ModelWorkloadsArgs
 from workloads.contract import contract_output
 
 __all__ = ["Stack", "build", "gpu_facts"]
@@ -43,6 +43,7 @@ class Stack:
             "cluster",
             ClusterArgs(
                 cluster_name=settings.cluster_name,
+                region=settings.region,
                 kubernetes_version=settings.kubernetes_version,
                 public_access_cidrs=settings.public_access_cidrs,
                 vpc_id=self.network.vpc_id,
@@ -52,6 +53,8 @@ class Stack:
                 cpu_nodes=settings.cpu_nodes,
                 gpu_nodes=settings.gpu_nodes,
                 hardening=settings.hardening,
+                access=settings.access,
+                benchmark_group=BENCHMARK_GROUP,
             ),
             pulumi.ResourceOptions(providers=[self.aws_provider]),
         )
@@ -108,7 +111,15 @@ def _availability_zones(provider: aws.Provider, settings: Settings) -> tuple[tup
     Synchronous invokes: the zone count decides how many subnets to declare.
     """
     invoke = pulumi.InvokeOptions(provider=provider)
-    available = sorted(aws.get_availability_zones(state="available", opts=invoke).names)
+    # Availability Zones only: an opted-in Local or Wavelength Zone is also "available" and
+    # sorts first (us-west-2-lax-1a < us-west-2a), but EKS refuses subnets there for the
+    # control plane (EC2 DescribeAvailabilityZones filter zone-type: availability-zone |
+    # local-zone | wavelength-zone).
+    available = sorted(
+        aws.get_availability_zones(
+            state="available", filters=[{"name": "zone-type", "values": ["availability-zone"]}], opts=invoke
+        ).names
+    )
     count = settings.availability_zone_count
     if len(available) < count:
         raise ConfigError(

@@ -18,16 +18,32 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal, cast
 
-from infra.gpus import GPU_INSTANCE_TYPES, GpuSpec, gpu_for_instance_type
+from infra.facts import (
+    CPU_NODE_TYPES,
+    DEFAULT_KUBERNETES_VERSION,
+    EKS_KUBERNETES_VERSIONS,
+    GPU_NODE_TYPES,
+    GPU_OPERATOR_CHARTS,
+    NODEFS_EVICTION_FRACTION,
+    VPC_PRIVATE_RANGES,
+    GpuSpec,
+    InstanceType,
+    aws_regions,
+    is_private_vpc_cidr,
+    newest_chart_for,
+    partition_of,
+)
 from infra.validation import MISSING, ConfigError, SecretText, Section
-from workloads.settings import WorkloadSettings, load_workloads
+from workloads.settings import WorkloadSettings, checkpoint_bytes, cpu_millis, load_workloads, memory_bytes
 
 __all__ = [
     "PROJECT",
+    "default_cluster_name",
     "NodeGroupSettings",
     "GpuSharingSettings",
     "GpuOperatorSettings",
     "HardeningSettings",
+    "AccessSettings",
     "Settings",
     "load_settings",
     "settings_from_pulumi",
@@ -44,10 +60,10 @@ _NAT_GATEWAYS: tuple[NatGateways, ...] = ("single", "perAz")
 # EKS cluster names: 1-100 characters, alphanumerics, '-' and '_', starting alphanumeric
 # (EKS API reference, CreateCluster "name").
 _CLUSTER_NAME_RE = re.compile(r"[0-9A-Za-z][A-Za-z0-9_-]{0,99}")
-_K8S_VERSION_RE = re.compile(r"1\.[0-9]{2}")
-_INSTANCE_TYPE_RE = re.compile(r"[a-z][a-z0-9-]*\.[a-z0-9]+")
-_REGION_RE = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]")
-_CHART_VERSION_RE = re.compile(r"v?[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?")
+# An IAM role or user ARN: what an EKS access entry takes as its principal (EKS API
+# CreateAccessEntry "principalArn"; an STS assumed-role session ARN is refused there).
+_IAM_PRINCIPAL_RE = re.compile(r"arn:(aws|aws-cn|aws-us-gov):iam::[0-9]{12}:(role|user)/[A-Za-z0-9+=,.@_/-]{1,512}")
+_GIB = 1024**3
 # Kubernetes label keys ([prefix/]name) and values (apimachinery validation).
 _LABEL_NAME = r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)"
 _LABEL_KEY_RE = re.compile(rf"([a-z0-9]([-a-z0-9.]{{0,251}}[a-z0-9])?/)?{_LABEL_NAME}")
@@ -98,6 +114,15 @@ class HardeningSettings:
     control_plane_logging: bool  # api, audit and authenticator logs to CloudWatch Logs
     imdsv2: bool  # nodes require IMDSv2 session tokens (hop limit 2 for pods)
     network_policy: bool  # the VPC CNI's network policy agent enforces NetworkPolicies
+    node_volume_encryption: bool  # node root volumes encrypted, with the stack's KMS key
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccessSettings:
+    """Who reaches the cluster besides the identity that runs ``pulumi up`` (EKS access entries)."""
+
+    cluster_admins: tuple[str, ...]  # IAM role/user ARNs: AmazonEKSClusterAdminPolicy, cluster-wide
+    benchmark_users: tuple[str, ...]  # IAM role/user ARNs: the benchmark's Role in the models' namespace
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,6 +140,7 @@ class Settings:
     gpu_sharing: GpuSharingSettings
     gpu_operator: GpuOperatorSettings
     hardening: HardeningSettings
+    access: AccessSettings
     workloads: WorkloadSettings
 
     @property
@@ -127,30 +153,38 @@ def _gpu_slots(sharing: GpuSharingSettings, gpu: GpuSpec, gpu_nodes: NodeGroupSe
     return sharing.replicas * gpu.gpus_per_node * gpu_nodes.max_size
 
 
+def default_cluster_name(stack: str) -> str:
+    """The EKS cluster name a stack gets when it sets no ``clusterName``: one per stack, so two
+    environments in one account and region do not collide (EKS cluster names, and the
+    control-plane log group named after them, are unique per account and region)."""
+    return ("gpusharing-" + re.sub(r"[^A-Za-z0-9_-]", "-", stack))[:100]
+
+
 def load_settings(raw: Mapping[str, Any], *, stack: str = DEV_STACK) -> Settings:
     """Validate the flat Pulumi config mapping into ``Settings`` (or raise ``ConfigError``).
 
-    ``stack`` is the stack's name: outside the ``dev`` stack the API endpoint's
-    ``publicAccessCidrs`` must be set explicitly.
+    ``stack`` is the stack's name: it names the cluster unless ``clusterName`` is set, and
+    outside the ``dev`` stack the API endpoint's ``publicAccessCidrs`` must be set explicitly.
     """
     prefix = f"{PROJECT}:"
     root = Section(
         {k[len(prefix) :]: _decode(v) for k, v in raw.items() if k.startswith(prefix)}, prefix
     )
+    regions = aws_regions()
     region = Section({"region": raw.get("aws:region")}, "aws:").str(
-        "region", "us-west-2", pattern=_REGION_RE, what="an AWS region name such as us-west-2"
+        "region", "us-west-2", choices=regions
     )
 
     cluster_name = root.str(
         "clusterName",
-        "gpusharing-demo",
+        default_cluster_name(stack),
         pattern=_CLUSTER_NAME_RE,
         what="an EKS cluster name: 1-100 letters, digits, '-' or '_', starting with a letter or digit",
     )
-    # 1.35: in EKS standard support until 2027-03-27 (EKS user guide, "Kubernetes version
-    # lifecycle"); 1.33 has been in extended support ($0.60/h instead of $0.10/h) since 2026-07-29.
     kubernetes_version = root.str(
-        "kubernetesVersion", "1.35", pattern=_K8S_VERSION_RE, what='a Kubernetes minor version such as "1.35"'
+        "kubernetesVersion",
+        DEFAULT_KUBERNETES_VERSION,
+        choices=EKS_KUBERNETES_VERSIONS,
     )
     if stack != DEV_STACK and not root.has("publicAccessCidrs"):
         raise ConfigError(
@@ -162,14 +196,22 @@ def load_settings(raw: Mapping[str, Any], *, stack: str = DEV_STACK) -> Settings
     public_access_cidrs = root.cidr_list("publicAccessCidrs", ["0.0.0.0/0"], min_items=1)
     vpc_cidr = root.cidr("vpcCidr", "10.0.0.0/16")
     prefix_len = ipaddress.ip_network(vpc_cidr).prefixlen
-    if not 16 <= prefix_len <= 20:
+    if not 16 <= prefix_len <= 20 or not is_private_vpc_cidr(vpc_cidr):
         # Subnets are carved at prefix+4 (a /16 gives /20s of 4,091 usable addresses each).
-        raise ConfigError(root.key("vpcCidr"), vpc_cidr, "an IPv4 CIDR with a prefix from /16 to /20")
+        raise ConfigError(
+            root.key("vpcCidr"),
+            vpc_cidr,
+            "an IPv4 CIDR with a prefix from /16 to /20 inside a private range (RFC 1918: "
+            + ", ".join(VPC_PRIVATE_RANGES)
+            + ")",
+        )
     az_count = root.int("availabilityZoneCount", 2, min=2, max=4)
     nat_gateways = cast(NatGateways, root.str("natGateways", "single", choices=_NAT_GATEWAYS))
 
     cpu_nodes = _node_group(
         root.section("cpuNodes", {}),
+        CPU_NODE_TYPES,
+        "an x86_64 CPU instance type this project knows (infra/facts.py)",
         instance_type="t3.large",
         desired=2,
         min_size=2,
@@ -181,6 +223,8 @@ def load_settings(raw: Mapping[str, Any], *, stack: str = DEV_STACK) -> Settings
     gpu_section = root.section("gpuNodes", {})
     gpu_nodes = _node_group(
         gpu_section,
+        GPU_NODE_TYPES,
+        "a single-GPU instance type with a known GPU (infra/facts.py)",
         instance_type="g6e.2xlarge",
         desired=1,
         min_size=1,
@@ -189,19 +233,24 @@ def load_settings(raw: Mapping[str, Any], *, stack: str = DEV_STACK) -> Settings
         labels={"eks-node": "gpu"},
         taint=True,
     )
-    gpu = gpu_for_instance_type(gpu_nodes.instance_type)
-    if gpu is None:
-        raise ConfigError(
-            gpu_section.key("instanceType"),
-            gpu_nodes.instance_type,
-            "a single-GPU instance type with a known GPU: " + ", ".join(sorted(GPU_INSTANCE_TYPES)),
-        )
+    gpu_type = GPU_NODE_TYPES[gpu_nodes.instance_type]
+    gpu = cast(GpuSpec, gpu_type.gpu)
     sharing = _gpu_sharing(root.section("gpuSharing", {}))
-    operator = _gpu_operator(root.section("gpuOperator", {}))
+    operator = _gpu_operator(root.section("gpuOperator", {}), kubernetes_version)
     hardening = _hardening(root.section("hardening", {}))
+    access = _access(root, partition_of(region))
 
     workloads = load_workloads(root, gpu=gpu, gpu_slots=_gpu_slots(sharing, gpu, gpu_nodes))
     root.done()
+    if operator.namespace == workloads.namespace:
+        raise ConfigError(
+            f"{prefix}gpuOperator.namespace",
+            operator.namespace,
+            f"a namespace other than the models' (gpu-sharing:namespace is {workloads.namespace!r}): "
+            "each namespace is declared by the component that owns it",
+        )
+    _check_gpu_node_fits(workloads, gpu_type, f"{prefix}models")
+    _check_gpu_disk(workloads, gpu_nodes.disk_size_gib, gpu_section.key("diskSizeGib"))
     return Settings(
         cluster_name=cluster_name,
         region=region,
@@ -216,6 +265,7 @@ def load_settings(raw: Mapping[str, Any], *, stack: str = DEV_STACK) -> Settings
         gpu_sharing=sharing,
         gpu_operator=operator,
         hardening=hardening,
+        access=access,
         workloads=workloads,
     )
 
@@ -253,6 +303,8 @@ def _decode(value: Any) -> Any:
 
 def _node_group(
     section: Section,
+    types: Mapping[str, InstanceType],
+    what: str,
     *,
     instance_type: str,
     desired: int,
@@ -262,9 +314,9 @@ def _node_group(
     labels: dict[str, str],
     taint: bool | None,
 ) -> NodeGroupSettings:
-    itype = section.str(
-        "instanceType", instance_type, pattern=_INSTANCE_TYPE_RE, what="an EC2 instance type such as t3.large"
-    )
+    itype = section.str("instanceType", instance_type)
+    if itype not in types:
+        raise ConfigError(section.key("instanceType"), itype, f"{what}: " + ", ".join(types))
     lo = section.int("minSize", min_size, min=0)
     hi = section.int("maxSize", max_size, min=1)
     if lo > hi:
@@ -315,17 +367,32 @@ def _gpu_sharing(section: Section) -> GpuSharingSettings:
     )
 
 
-def _gpu_operator(section: Section) -> GpuOperatorSettings:
-    version = section.str(
-        "chartVersion", "v26.3.1", pattern=_CHART_VERSION_RE, what="a chart version such as v26.3.1"
-    )
+def _gpu_operator(section: Section, kubernetes_version: str) -> GpuOperatorSettings:
+    # Default: the newest release whose support matrix lists the cluster's Kubernetes version.
+    newest = newest_chart_for(kubernetes_version)
+    version = section.str("chartVersion", newest.version if newest else MISSING)
+    chart = GPU_OPERATOR_CHARTS.get(version)
+    if chart is None:
+        raise ConfigError(
+            section.key("chartVersion"),
+            version,
+            "a GPU Operator release whose facts are recorded in infra/facts.py: " + ", ".join(GPU_OPERATOR_CHARTS),
+        )
+    if not chart.supports(kubernetes_version):
+        fitting = [c.version for c in GPU_OPERATOR_CHARTS.values() if c.supports(kubernetes_version)]
+        raise ConfigError(
+            section.key("chartVersion"),
+            version,
+            f"a release that supports Kubernetes {kubernetes_version} (gpu-sharing:kubernetesVersion): "
+            f"{', '.join(fitting) or 'none recorded'}; {version} supports {chart.kubernetes[0]}-{chart.kubernetes[1]}",
+        )
     repository = section.str(
         "repository",
         "https://helm.ngc.nvidia.com/nvidia",
         pattern=re.compile(r"https://\S+"),
         what="a Helm chart repository URL (https://...)",
     )
-    namespace = section.dns_label("namespace", "gpu-operator")
+    namespace = section.namespace("namespace", "gpu-operator")
     section.done()
     return GpuOperatorSettings(chart_version=version, repository=repository, namespace=namespace)
 
@@ -336,6 +403,76 @@ def _hardening(section: Section) -> HardeningSettings:
         control_plane_logging=section.bool("controlPlaneLogging", True),
         imdsv2=section.bool("imdsv2", True),
         network_policy=section.bool("networkPolicy", True),
+        node_volume_encryption=section.bool("nodeVolumeEncryption", True),
     )
     section.done()
     return hardening
+
+
+def _access(root: Section, partition: str) -> AccessSettings:
+    """IAM principals for EKS access entries; one entry per principal (EKS refuses a second)."""
+    seen: dict[str, str] = {}
+    lists: dict[str, tuple[str, ...]] = {}
+    for name in ("clusterAdmins", "benchmarkUsers"):
+        arns = root.str_list(name, [], what="an IAM role or user ARN such as arn:aws:iam::111122223333:role/ops")
+        for i, arn in enumerate(arns):
+            key = f"{root.key(name)}[{i}]"
+            if not _IAM_PRINCIPAL_RE.fullmatch(arn):
+                raise ConfigError(
+                    key,
+                    arn,
+                    "an IAM role or user ARN (arn:aws:iam::<account>:role/<name> or :user/<name>); for an "
+                    "assumed-role session (arn:aws:sts::...:assumed-role/<role>/<session>) give the role's ARN",
+                )
+            if arn.split(":")[1] != partition:
+                raise ConfigError(key, arn, f"an ARN in the {partition!r} partition of the stack's region")
+            if arn in seen:
+                raise ConfigError(key, arn, f"a principal not already listed (it is in {seen[arn]}): one access entry each")
+            seen[arn] = key
+        lists[name] = arns
+    return AccessSettings(cluster_admins=lists["clusterAdmins"], benchmark_users=lists["benchmarkUsers"])
+
+
+def _check_gpu_node_fits(workloads: WorkloadSettings, node: InstanceType, models_key: str) -> None:
+    """The enabled models share the one GPU the planner plans them on, hence one node: their CPU
+    and memory requests must fit that node's allocatable (kubelet's reservations, from the
+    instance facts), or the last pods stay Pending."""
+    # field -> (allocatable, how a request of the field is counted, unit, unit size)
+    resources = {
+        "memory": (node.allocatable_memory_mib * 2**20, memory_bytes, "GiB", _GIB),
+        "cpu": (node.allocatable_cpu_millis, cpu_millis, "CPU", 1000),
+    }
+    asked = {field: 0 for field in resources}
+    for i, m in enumerate(workloads.enabled_models):
+        for field, (allocatable, count, unit, size) in resources.items():
+            value = getattr(m, field)
+            if asked[field] + count(value) > allocatable:
+                before = [f"{models_key}.{p.key}.{field} {getattr(p, field)}" for p in workloads.enabled_models[:i]]
+                raise ConfigError(
+                    f"{models_key}.{m.key}.{field}",
+                    value,
+                    f"at most {(allocatable - asked[field]) / size:.2f} {unit}: one {node.name} node "
+                    f"({node.vcpus} vCPUs, {node.memory_gib:g} GiB) has {allocatable / size:.2f} {unit} allocatable "
+                    f"after kubelet's reservations, and the enabled models before it ask for "
+                    f"{', '.join(before) or 'none'}; lower it, disable a model, or pick a larger "
+                    "gpu-sharing:gpuNodes.instanceType",
+                )
+            asked[field] += count(value)
+
+
+def _check_gpu_disk(workloads: WorkloadSettings, disk_gib: int, disk_key: str) -> None:
+    """The GPU node's root volume holds the TGI images and every enabled model's weights (the
+    hostPath cache); kubelet evicts pods when less than 10% of it is free."""
+    images = {m.image: m.image_disk_gib for m in workloads.enabled_models}
+    weights = {m.key: checkpoint_bytes(m) / _GIB for m in workloads.enabled_models}
+    need = sum(images.values()) + sum(weights.values())
+    usable = disk_gib * (1 - NODEFS_EVICTION_FRACTION)
+    if need > usable:
+        raise ConfigError(
+            disk_key,
+            disk_gib,
+            f"at least {need / (1 - NODEFS_EVICTION_FRACTION):.0f} GiB: the enabled models' weights ("
+            + ", ".join(f"{k} {gib:.1f} GiB" for k, gib in weights.items())
+            + f") and their images ({sum(images.values()):.0f} GiB) must fit in the {1 - NODEFS_EVICTION_FRACTION:.0%} "
+            "of the disk kubelet lets pods fill (evictionHard nodefs.available 10%)",
+        )

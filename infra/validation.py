@@ -17,6 +17,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+from infra.facts import RESERVED_NAMESPACES
+
 __all__ = ["ConfigError", "Section", "SecretText", "MISSING"]
 
 
@@ -58,6 +60,7 @@ class Section:
         self._data: Mapping[str, Any] = data
         self._path = path
         self._read: set[str] = set()
+        self._known: set[str] = set()  # keys asked about with has(): optional keys of this section
 
     @property
     def path(self) -> str:
@@ -69,6 +72,8 @@ class Section:
         return f"{self._path}{sep}{name}" if self._path else name
 
     def has(self, name: str) -> bool:
+        """Whether ``name`` is set; asking makes it a key this section knows (for ``done``)."""
+        self._known.add(name)
         return name in self._data
 
     def keys(self) -> list[str]:
@@ -117,6 +122,19 @@ class Section:
         )
         if len(value) > 63:
             raise ConfigError(self.key(name), value, "a DNS label of at most 63 characters")
+        return value
+
+    def namespace(self, name: str, default: Any = MISSING) -> str:
+        """A namespace this stack declares: a DNS label that is not one every cluster already has."""
+        value = self.dns_label(name, default)
+        if value in RESERVED_NAMESPACES or value.startswith("kube-"):
+            raise ConfigError(
+                self.key(name),
+                value,
+                "a namespace of this stack's own, not one every cluster has ("
+                + ", ".join(RESERVED_NAMESPACES)
+                + ") nor another 'kube-' name (reserved for Kubernetes)",
+            )
         return value
 
     def int(
@@ -220,7 +238,7 @@ class Section:
         """Refuse keys that were never read: they are typos or settings we do not have."""
         unknown = [k for k in self._data if k not in self._read]
         if unknown:
-            known = sorted(self._read)
+            known = sorted(self._read | self._known)
             raise ConfigError(
                 self.key(unknown[0]),
                 self._data[unknown[0]],

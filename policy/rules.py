@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import yaml
 
-__all__ = ["Resource", "Rule", "RULES", "pod_specs", "rule"]
+__all__ = ["Resource", "Rule", "RULES", "image_pinned", "pod_specs", "rule"]
 
 GPU_RESOURCES = ("nvidia.com/gpu", "nvidia.com/gpu.shared")
 # The labels workloads.component.model_labels puts on each model's objects.
@@ -173,7 +173,9 @@ def no_privileged_or_host_namespaces(resource_type: str, props: Mapping[str, Any
     return out
 
 
-def _image_pinned(image: str) -> bool:
+def image_pinned(image: str) -> bool:
+    """Whether an image reference names one build: a digest, or a tag other than ``latest``.
+    (The program's settings refuse the same images at preview: workloads/settings.py.)"""
     if "@sha256:" in image:
         return True
     last = image.rsplit("/", 1)[-1]
@@ -187,13 +189,13 @@ def pinned_versions(resource_type: str, props: Mapping[str, Any]) -> list[str]:
             return []
         return [
             f"Helm chart {props.get('chart')!r} ({resource_type.rsplit(':', 1)[-1]} {props.get('name') or ''}) "
-            f"has version {version!r}: pin an exact chart version such as v26.3.1"
+            f"has version {version!r}: pin an exact chart version such as v26.7.0"
         ]
     out = []
     for pod, _ in pod_specs(resource_type, props):
         for c in _containers(pod):
             image = str(c.get("image") or "")
-            if not _image_pinned(image):
+            if not image_pinned(image):
                 out.append(
                     f"{_workload(resource_type, props)}: container {c.get('name')!r} image {image!r} is not pinned "
                     "(use a version tag other than 'latest', or a digest)"

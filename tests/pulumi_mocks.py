@@ -23,10 +23,15 @@ at what was declared before it did.
 What the mocks answer (measured facts in ../shared/TESTING.md):
 - ``eks:index:Cluster`` (a remote component: its children are never seen) with camelCase
   outputs including ``kubeconfig``/``kubeconfigJson``; resource-valued outputs are None.
-- ``aws:index/getAvailabilityZones:getAvailabilityZones`` with four us-west-2 zones, and
+- ``aws:index/getAvailabilityZones:getAvailabilityZones`` with four us-west-2 zones, plus an
+  opted-in Local Zone (``us-west-2-lax-1a``, which sorts first) unless the call filters on
+  ``zone-type: availability-zone``, as EC2 does; and
   ``aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings`` with ``gpu_zones`` (all
   four unless ``run_program(..., gpu_zones=...)`` says otherwise).
+- ``aws:index/getCallerIdentity:getCallerIdentity`` with account ``ACCOUNT``.
+- ``aws:ec2/launchTemplate:LaunchTemplate`` with ``latestVersion`` 1.
 - every other resource echoes its inputs plus ``id``/``arn``/``name``.
+- ``RecordedResource.dependencies``: the URNs a resource was registered to depend on.
 - Resource references are switched off in the monitor (pulumi/pulumi#6561): resources
   passed as inputs arrive as URN strings.
 """
@@ -44,10 +49,12 @@ import yaml
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime.proto import resource_pb2
 
-__all__ = ["Call", "Recorded", "RecordedResource", "dev_config", "run_program", "ZONES"]
+__all__ = ["ACCOUNT", "Call", "Recorded", "RecordedResource", "dev_config", "run_program", "LOCAL_ZONE", "ZONES"]
 
 ROOT = Path(__file__).resolve().parent.parent
 ZONES = ("us-west-2a", "us-west-2b", "us-west-2c", "us-west-2d")
+LOCAL_ZONE = "us-west-2-lax-1a"  # an opted-in Local Zone: "available", but not an Availability Zone
+ACCOUNT = "123456789012"
 KUBECONFIG = {
     "apiVersion": "v1",
     "kind": "Config",
@@ -66,6 +73,7 @@ class RecordedResource:
     outputs: dict[str, Any]
     provider: str  # "<provider urn>::<id>", or "" for the default provider
     providers: dict[str, str]  # package -> provider reference, as sent for components
+    dependencies: list[str] = field(default_factory=list)  # URNs it depends on (depends_on and inputs)
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,7 @@ class Recorded:
     outputs: dict[str, Any] = field(default_factory=dict)  # the program's outputs, resolved
     secret_outputs: set[str] = field(default_factory=set)  # names of outputs that are secret
     _providers: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict, repr=False)
+    _dependencies: dict[tuple[str, str], list[str]] = field(default_factory=dict, repr=False)
 
     def of_type(self, type_: str) -> list[RecordedResource]:
         return [r for r in self.resources if r.type == type_]
@@ -143,6 +152,8 @@ class _Mocks(pulumi.runtime.Mocks):
         elif args.typ == "eks:index:ManagedNodeGroup":
             resource_id = None
             outputs = {**inputs, "nodeGroup": None}
+        elif args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
+            outputs = {**inputs, "id": resource_id, "arn": f"arn:aws:mock:::{args.name}", "latestVersion": 1}
         else:
             outputs = {
                 **inputs,
@@ -158,6 +169,7 @@ class _Mocks(pulumi.runtime.Mocks):
                 _ints(outputs),
                 args.provider or "",
                 self.rec._providers.get((args.typ, args.name), {}),
+                self.rec._dependencies.get((args.typ, args.name), []),
             )
         )
         return resource_id, outputs
@@ -165,7 +177,12 @@ class _Mocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         self.rec.calls.append(Call(args.token, _ints(dict(args.args)), args.provider or ""))
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            return {"names": list(ZONES), "zoneIds": [f"usw2-az{i + 1}" for i in range(len(ZONES))], "id": "us-west-2"}, []
+            zone_types = [f["values"] for f in args.args.get("filters") or [] if f.get("name") == "zone-type"]
+            names = list(ZONES) + ([] if zone_types == [["availability-zone"]] else [LOCAL_ZONE])
+            return {"names": names, "zoneIds": [f"usw2-az{i + 1}" for i in range(len(names))], "id": "us-west-2"}, []
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            arn = f"arn:aws:sts::{ACCOUNT}:assumed-role/deployer/session"
+            return {"accountId": ACCOUNT, "arn": arn, "userId": "AROAMOCK:session", "id": ACCOUNT}, []
         if args.token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
             return {"locations": list(self.gpu_zones), "locationTypes": ["availability-zone"] * len(self.gpu_zones)}, []
         return {}, []
@@ -181,6 +198,7 @@ class _NoResourceReferencesMonitor(pulumi_mocks.MockMonitor):
 
     def RegisterResource(self, request: Any) -> Any:
         self.rec._providers[(request.type, request.name)] = dict(request.providers)
+        self.rec._dependencies[(request.type, request.name)] = list(request.dependencies)
         return super().RegisterResource(request)
 
     def GetDeploymentInfo(self, request: Any) -> Any:
@@ -215,8 +233,10 @@ def run_program(
     build: Callable[[Any], Mapping[str, Any]] | None = None,
     into: Recorded | None = None,
     gpu_zones: tuple[str, ...] = ZONES,
+    stack: str = "dev",
 ) -> Recorded:
-    """Run ``build(load_settings(config))`` under mocks; see the module docstring."""
+    """Run ``build(load_settings(config, stack=stack))`` under mocks as stack ``stack``; see the
+    module docstring."""
     from infra.settings import load_settings
 
     if build is None:
@@ -224,14 +244,14 @@ def run_program(
     rec = into if into is not None else Recorded()
     mocks = _Mocks(rec, gpu_zones)
     pulumi.runtime.set_mocks(
-        mocks, project="gpu-sharing", stack="dev", preview=False, monitor=_NoResourceReferencesMonitor(mocks)
+        mocks, project="gpu-sharing", stack=stack, preview=False, monitor=_NoResourceReferencesMonitor(mocks)
     )
     pulumi.runtime.set_all_config(dict(config))
     program = build  # bound here: pyright narrows `build` to non-None only outside the closure
 
     @pulumi.runtime.test
     def run() -> pulumi.Output[Any]:
-        outputs = dict(program(load_settings(config)))
+        outputs = dict(program(load_settings(config, stack=stack)))
         resolved = []
         for key, value in outputs.items():
             out = pulumi.Output.from_input(value)

@@ -40,6 +40,7 @@ from pulumi_kubernetes.core.v1 import (
     VolumeMountArgs,
 )
 from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
+from pulumi_kubernetes.rbac.v1 import PolicyRuleArgs, RoleRefArgs, SubjectArgs
 from pulumi_kubernetes.networking.v1 import (
     IPBlockArgs,
     NetworkPolicyIngressRuleArgs,
@@ -61,15 +62,15 @@ __all__ = [
     "tgi_args",
     "checkov_skips",
     "WAIT_SCRIPT",
+    "WAIT_COMMAND",
+    "BENCHMARK_GROUP",
+    "BENCHMARK_ROLE_RULES",
 ]
 
 PORT = 8080
 # The model cache: a directory per model on the GPU node's disk (see README, "Models and
 # GPU memory": why a hostPath and not a PVC).
 CACHE_ROOT = "/var/lib/gpu-sharing/hf-cache"
-# A high UID, outside the range of the node's own users (checkov CKV_K8S_40). The TGI
-# image defines no user for it either way: HOME points at a writable /tmp.
-TGI_UID = 10001
 # Pod Security admission (kubernetes.io/docs/concepts/security/pod-security-admission):
 # the hostPath model cache is outside "baseline", so the namespace says "privileged" out
 # loud rather than inheriting whatever the cluster's default becomes; the audit log (on by
@@ -86,23 +87,37 @@ _PART_OF = "gpu-sharing"
 # Waits, in start order, for each earlier model that is enabled (listed in the mounted
 # start-order ConfigMap, re-read each round) to answer /health through its Service.
 # argv: enabled-list file, URL template with {key}, retry seconds, then the keys.
-# Python's standard library only: every TGI image has a python3 on PATH.
-WAIT_SCRIPT = """\
-import sys, time, urllib.request
-listing, url, pause, keys = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4:]
-def enabled():
-    with open(listing) as f:
-        return f.read().split()
-for key in keys:
-    while key in enabled():
-        try:
-            urllib.request.urlopen(url.format(key=key), timeout=5)
-            print(f"{key} is healthy", flush=True)
-            break
-        except Exception as e:
-            print(f"waiting for {key}, which starts before this model, to be healthy: {e}", flush=True)
-            time.sleep(pause)
+# bash and curl, not Python: the TGI image's python3 is a link into /root, which works for
+# root only (huggingface/text-generation-inference#3082), while its bash (Ubuntu base) and
+# curl (apt-get in the Dockerfile's base stage) work for any uid (infra/facts.py TgiImage.tools).
+WAIT_SCRIPT = r"""
+listing=$1 url=$2 pause=$3
+shift 3
+for key in "$@"; do
+  while grep -qx -- "$key" "$listing"; do
+    if curl -fsS -m 5 -o /dev/null "${url//\{key\}/$key}"; then
+      echo "$key is healthy"
+      break
+    fi
+    echo "waiting for $key, which starts before this model, to be healthy"
+    sleep "$pause"
+  done
+done
 """
+WAIT_COMMAND = ["bash", "-c", WAIT_SCRIPT, "wait-for-earlier-models"]  # then the argv above
+# The Kubernetes group benchmark users' EKS access entries map to, and what it may do in the
+# models' namespace: the calls `python -m benchmark` makes (README, "Benchmark": get
+# deployments and deployments/status, get/patch deployments/scale, list pods, port-forward).
+# pods/portforward also needs `get`: the kubernetes client opens the port-forward as a
+# WebSocket, an HTTP GET, which the API server authorizes as `get` and, since Kubernetes 1.35,
+# also as `create` (kubernetes/kubernetes#134577, AuthorizePodWebsocketUpgradeCreatePermission).
+BENCHMARK_GROUP = "gpu-sharing-benchmark"
+BENCHMARK_ROLE_RULES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("apps", ("deployments", "deployments/status"), ("get",)),
+    ("apps", ("deployments/scale",), ("get", "patch")),
+    ("", ("pods",), ("list",)),
+    ("", ("pods/portforward",), ("create", "get")),
+)
 
 
 def model_labels(model: ModelSettings) -> dict[str, str]:
@@ -142,7 +157,7 @@ def tgi_args(model: ModelSettings) -> list[str]:
         "--max-concurrent-requests", str(model.max_concurrent_requests),
         "--max-waiting-tokens", str(model.max_waiting_tokens),
         "--cuda-memory-fraction", f"{model.cuda_memory_fraction:.4g}",
-        "--json-output",  # the image's default CMD, which args replace
+        "--json-output",  # structured logs
     ]  # fmt: skip
     if model.revision:
         args += ["--revision", model.revision]
@@ -158,8 +173,24 @@ def checkov_skips(model: ModelSettings, *, token: bool) -> dict[str, str]:
     as ``checkov.io/skip<N>`` annotations (README, "Guardrails")."""
     skips = {
         "CKV_K8S_15": "the image is pinned by version; pull policy Always would make every model restart depend on the registry",
-        "CKV_K8S_25": "init container cache-owner adds only CAP_CHOWN, to hand the hostPath model cache to the TGI user",
     }
+    if model.run_as_user is None:
+        # A user namespace (hostUsers: false) would make that root unprivileged on the node, but
+        # GPU pods cannot use one: the NVIDIA container toolkit's createContainer hook then fails
+        # (GPU Operator 26.3.1 release notes, Known Issues; nvidia-container-toolkit#648).
+        root = (
+            "the stock TGI image runs only as root: its Python lives under /root "
+            "(huggingface/text-generation-inference#3082); set models.<key>.runAsUser with a derived non-root image"
+        )
+        skips["CKV_K8S_23"] = root
+        skips["CKV_K8S_40"] = root
+    else:
+        skips["CKV_K8S_25"] = "init container cache-owner adds only CAP_CHOWN, to hand the hostPath model cache to the TGI user"
+        if model.run_as_user < 10000:
+            skips["CKV_K8S_40"] = (
+                f"the derived image's user is uid {model.run_as_user} (models.<key>.runAsUser); "
+                "a uid of 10000 or more keeps clear of the node's own users"
+            )
     if "@sha256:" not in model.image:
         skips["CKV_K8S_43"] = "pinned by version tag (models.<key>.image); set an image@sha256 digest there to pin by digest"
     if token:
@@ -243,6 +274,10 @@ class InferenceModel(pulumi.ComponentResource):
 
 def _pod_spec(args: InferenceModelArgs) -> PodSpecArgs:
     m = args.model
+    # Every hardening the stock image tolerates, as root included: no privilege escalation,
+    # every capability dropped (TGI needs none: its writes go to root-owned volumes, and
+    # the entrypoint's ldconfig tolerates failing), a read-only root filesystem (it writes
+    # only to /data, $HOME=/tmp and /dev/shm: infra/facts.py TgiImage.root_writes).
     tight = SecurityContextArgs(
         allow_privilege_escalation=False,
         read_only_root_filesystem=True,
@@ -262,35 +297,36 @@ def _pod_spec(args: InferenceModelArgs) -> PodSpecArgs:
             )
         )
     health = HTTPGetActionArgs(path="/health", port="http")
-    init = [
-        ContainerArgs(
-            # hostPath directories are created root-owned; TGI runs as an unprivileged user
-            # and creates everything below it itself.
-            name="cache-owner",
-            image=m.image,
-            command=["chown", f"{TGI_UID}:{TGI_UID}", "/data"],
-            security_context=SecurityContextArgs(
-                run_as_user=0,
-                run_as_non_root=False,
-                allow_privilege_escalation=False,
-                read_only_root_filesystem=True,
-                capabilities=CapabilitiesArgs(drop=["ALL"], add=["CHOWN"]),
-            ),
-            resources=ResourceRequirementsArgs(requests={"cpu": "50m", "memory": "64Mi"}, limits={"cpu": "500m", "memory": "128Mi"}),
-            volume_mounts=[VolumeMountArgs(name="cache", mount_path="/data")],
+    small = ResourceRequirementsArgs(requests={"cpu": "50m", "memory": "64Mi"}, limits={"cpu": "500m", "memory": "128Mi"})
+    init: list[ContainerArgs] = []
+    uid = m.run_as_user
+    if uid is not None:
+        init.append(
+            ContainerArgs(
+                # hostPath directories are created root-owned; a non-root TGI gets its cache
+                # handed over, and creates everything below it itself.
+                name="cache-owner",
+                image=m.image,
+                command=["chown", f"{uid}:{uid}", "/data"],
+                security_context=SecurityContextArgs(
+                    run_as_user=0,
+                    run_as_non_root=False,
+                    allow_privilege_escalation=False,
+                    read_only_root_filesystem=True,
+                    capabilities=CapabilitiesArgs(drop=["ALL"], add=["CHOWN"]),
+                ),
+                resources=small,
+                volume_mounts=[VolumeMountArgs(name="cache", mount_path="/data")],
+            )
         )
-    ]
     if args.before:
         init.append(
             ContainerArgs(
                 name="wait-for-earlier-models",
                 image=m.image,
-                command=[
-                    "python3", "-c", WAIT_SCRIPT,
-                    "/etc/start-order/enabled", f"http://{{key}}:{PORT}/health", "10", *args.before,
-                ],  # fmt: skip
+                command=[*WAIT_COMMAND, "/etc/start-order/enabled", f"http://{{key}}:{PORT}/health", "10", *args.before],
                 security_context=tight,
-                resources=ResourceRequirementsArgs(requests={"cpu": "50m", "memory": "64Mi"}, limits={"cpu": "500m", "memory": "128Mi"}),
+                resources=small,
                 volume_mounts=[VolumeMountArgs(name="start-order", mount_path="/etc/start-order", read_only=True)],
             )
         )
@@ -303,11 +339,13 @@ def _pod_spec(args: InferenceModelArgs) -> PodSpecArgs:
         ),
         automount_service_account_token=False,
         enable_service_links=False,  # TGI's launcher reads many env vars; keep Kubernetes' out
+        # No uid for the stock image: it runs as it is built to, as root (infra/facts.py
+        # TgiImage.runs_as_uid); models.<key>.runAsUser runs a derived image as that uid.
         security_context=PodSecurityContextArgs(
-            run_as_non_root=True,
-            run_as_user=TGI_UID,
-            run_as_group=TGI_UID,
-            fs_group=TGI_UID,
+            run_as_non_root=True if uid is not None else None,
+            run_as_user=uid,
+            run_as_group=uid,
+            fs_group=uid,
             seccomp_profile=SeccompProfileArgs(type="RuntimeDefault"),
         ),
         init_containers=init,
@@ -416,6 +454,25 @@ class ModelWorkloads(pulumi.ComponentResource):
                 ingress=[NetworkPolicyIngressRuleArgs(from_=peers, ports=[NetworkPolicyPortArgs(port=PORT, protocol="TCP")])],
             ),
             opts=in_ns,
+        )
+
+        # What benchmark users (gpu-sharing:benchmarkUsers, mapped to BENCHMARK_GROUP by their
+        # EKS access entries) may do: the benchmark's calls, in this namespace only.
+        role = k8s.rbac.v1.Role(
+            f"{name}-benchmark-role",
+            metadata=ObjectMetaArgs(name="model-benchmark", namespace=s.namespace, labels={"app.kubernetes.io/part-of": _PART_OF}),
+            rules=[
+                PolicyRuleArgs(api_groups=[group], resources=list(resources), verbs=list(verbs))
+                for group, resources, verbs in BENCHMARK_ROLE_RULES
+            ],
+            opts=in_ns,
+        )
+        k8s.rbac.v1.RoleBinding(
+            f"{name}-benchmark-binding",
+            metadata=ObjectMetaArgs(name="model-benchmark", namespace=s.namespace, labels={"app.kubernetes.io/part-of": _PART_OF}),
+            role_ref=RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name="model-benchmark"),
+            subjects=[SubjectArgs(api_group="rbac.authorization.k8s.io", kind="Group", name=BENCHMARK_GROUP)],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, role]),
         )
 
         pod_inputs.append(start_order)

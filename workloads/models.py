@@ -15,6 +15,7 @@ from typing import Final
 __all__ = [
     "ModelFacts",
     "KNOWN_MODELS",
+    "GATED_MODELS",
     "QUANTIZE_CHOICES",
     "DTYPE_CHOICES",
     "DTYPE_BYTES",
@@ -141,3 +142,11 @@ KNOWN_MODELS: Final[dict[str, ModelFacts]] = {
         dtype="bfloat16",
     ),
 }
+
+# Known models whose Hub repository is gated: downloading needs a token of an account that
+# accepted the model's conditions. meta-llama's Llama 3.x repositories ask for the license's
+# acceptance; mistralai gated its 7B repositories in 2024 (GatedRepoError reports for v0.1/v0.2,
+# e.g. huggingface/alignment-handbook#166); v0.3 is assumed gated alike (not verified offline).
+GATED_MODELS: Final = frozenset(
+    {"meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.2-3B-Instruct", "mistralai/Mistral-7B-Instruct-v0.3"}
+)

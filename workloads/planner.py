@@ -44,7 +44,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from infra.gpus import GpuSpec
+from infra.facts import GpuSpec
 from workloads.models import DTYPE_BYTES, QUANTIZED_BYTES_PER_PARAM, ModelFacts
 
 __all__ = [
@@ -182,6 +182,8 @@ def plan_memory(gpu: GpuSpec, models: Sequence[ModelRequest], assumptions: Assum
             "over the start order, so one model's number depends on all the others)",
         )
     shapes = [_shape(gpu, m, a) for m in models]
+    if models and autos[0]:
+        _check_minimal_fit(gpu, models, shapes)
     fractions = (
         _auto_fractions(gpu, models, shapes, a)
         if models and autos[0]
@@ -302,6 +304,50 @@ def _leave_free(gpu: GpuSpec, fraction: float) -> float:
     return (1 - fraction * TGI_WIGGLE_ROOM) * gpu.total_gib * GIB
 
 
+def _minimal(s: _Shape) -> float:
+    """What a started process holds at the least: context, weights, warmup KV, activation peak,
+    CUDA graphs (its KV cache no bigger than its warmup batch's)."""
+    return s.warmup_fixed + s.graphs
+
+
+def _does_not_fit(m: ModelRequest, s: _Shape, free: float, *, first: bool) -> PlanError | None:
+    """The error of a model that cannot load (weights) or warm up in ``free`` bytes, if any."""
+    loaded = free - s.context - s.weights
+    if loaded < 0:
+        return PlanError(
+            m.key,
+            "modelId",
+            m.facts.parameters,
+            f"a model whose weights fit: {m.key} finds {free / GIB:.2f} GiB free when it starts"
+            f"{'' if first else ' (after the models before it)'}, but needs {s.context / GIB:.2f} GiB CUDA context + "
+            f"{s.weights / GIB:.2f} GiB weights; quantize it, "
+            + ("or pick a GPU instance type with more memory" if first else "start it earlier, or remove a model before it"),
+        )
+    if free - s.warmup_fixed < 0:
+        return PlanError(
+            m.key,
+            "maxBatchPrefillTokens",
+            m.max_batch_prefill_tokens,
+            f"a warmup that fits: {m.key}'s warmup batch ({m.max_batch_prefill_tokens} prefill tokens, "
+            f"{s.warmup_kv_tokens} KV tokens = {s.warmup_kv_tokens * s.kv_bytes_per_token / GIB:.2f} GiB, "
+            f"activations {s.activation / GIB:.2f} GiB) needs {(s.warmup_fixed - s.context - s.weights) / GIB:.2f} GiB "
+            f"but only {loaded / GIB:.2f} GiB are free after its weights; lower maxBatchPrefillTokens "
+            "or maxTotalTokens (TGI fails: 'Not enough memory to handle ... prefill tokens')",
+        )
+    return None
+
+
+def _check_minimal_fit(gpu: GpuSpec, models: Sequence[ModelRequest], shapes: Sequence[_Shape]) -> None:
+    """Every model loads and warms up with the ones before it at their least: otherwise no
+    fraction helps, and the model (its weights or its warmup) is what to change."""
+    free = gpu.usable_gib * GIB
+    for i, (m, s) in enumerate(zip(models, shapes)):
+        error = _does_not_fit(m, s, free, first=i == 0)
+        if error is not None:
+            raise error
+        free -= _minimal(s)
+
+
 def _simulate(
     gpu: GpuSpec,
     models: Sequence[ModelRequest],
@@ -314,30 +360,12 @@ def _simulate(
     free = gpu.usable_gib * GIB
     starts: list[float] = []
     kvs: list[int] = []
-    for m, s, f in zip(models, shapes, fractions):
+    for i, (m, s, f) in enumerate(zip(models, shapes, fractions)):
         starts.append(free)
-        loaded = free - s.context - s.weights
-        if loaded < 0:
-            raise PlanError(
-                m.key,
-                "modelId",
-                m.facts.parameters,
-                f"a model whose weights fit: {m.key} finds {free / GIB:.2f} GiB free when it starts "
-                f"(after the models before it), but needs {s.context / GIB:.2f} GiB CUDA context + "
-                f"{s.weights / GIB:.2f} GiB weights; quantize it, or start it earlier or on its own",
-            )
+        error = _does_not_fit(m, s, free, first=i == 0)
+        if error is not None:
+            raise _blame_predecessor(gpu, models, shapes, fractions, kvs, i, free) or error
         measured = free - s.warmup_fixed
-        if measured < 0:
-            raise PlanError(
-                m.key,
-                "maxBatchPrefillTokens",
-                m.max_batch_prefill_tokens,
-                f"a warmup that fits: {m.key}'s warmup batch ({m.max_batch_prefill_tokens} prefill tokens, "
-                f"{s.warmup_kv_tokens} KV tokens = {s.warmup_kv_tokens * s.kv_bytes_per_token / GIB:.2f} GiB, "
-                f"activations {s.activation / GIB:.2f} GiB) needs {(s.warmup_fixed - s.context - s.weights) / GIB:.2f} GiB "
-                f"but only {loaded / GIB:.2f} GiB are free after its weights; lower maxBatchPrefillTokens "
-                "or maxTotalTokens (TGI fails: 'Not enough memory to handle ... prefill tokens')",
-            )
         extra = max(0.0, measured - _leave_free(gpu, f))
         block_bytes = s.block * s.kv_bytes_per_token
         kv = (int(extra // block_bytes) * s.block) + s.warmup_kv_tokens
@@ -354,6 +382,35 @@ def _simulate(
         if predecessors_busy:
             free -= s.activation
     return _Run(free_at_start=starts, kv_tokens=kvs, final_free=free)
+
+
+def _blame_predecessor(
+    gpu: GpuSpec,
+    models: Sequence[ModelRequest],
+    shapes: Sequence[_Shape],
+    fractions: Sequence[float],
+    kvs: Sequence[int],
+    i: int,
+    free: float,
+) -> PlanError | None:
+    """When model ``i`` would fit had the models before it kept their KV caches at their warmup
+    size, the fraction of the last one that took more is what left it no room."""
+    grown = [j for j in range(i) if kvs[j] > shapes[j].warmup_kv_tokens]
+    extra = sum((kvs[j] - shapes[j].warmup_kv_tokens) * shapes[j].kv_bytes_per_token for j in grown)
+    if not grown or _does_not_fit(models[i], shapes[i], free + extra, first=False) is not None:
+        return None
+    j = grown[-1]
+    return PlanError(
+        models[j].key,
+        "cudaMemoryFraction",
+        fractions[j],
+        f"a fraction that leaves room for the models after it: with {fractions[j]:.4g}, {models[j].key} takes KV cache "
+        f"until {_leave_free(gpu, fractions[j]) / GIB:.2f} GiB of the card are free ((1 - 0.9 x {fractions[j]:.4g}) x "
+        f"{gpu.total_gib:.2f} GiB), and {models[i].key}, started after it, then finds {free / GIB:.2f} GiB but needs "
+        f"{shapes[i].warmup_fixed / GIB:.2f} GiB to load and warm up ({shapes[i].context / GIB:.2f} context + "
+        f"{shapes[i].weights / GIB:.2f} weights + {(shapes[i].warmup_fixed - shapes[i].context - shapes[i].weights) / GIB:.2f} "
+        f"warmup); lower {models[j].key}'s cudaMemoryFraction, or set every fraction to 'auto'",
+    )
 
 
 def _auto_fractions(

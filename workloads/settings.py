@@ -17,19 +17,30 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Final
 
-from infra.gpus import GpuSpec
+from infra.facts import DEFAULT_TGI_VERSION, TGI_IMAGES, TGI_REPOSITORY, GpuSpec, tgi_image_of
 from infra.validation import MISSING, ConfigError, Section
-from workloads.models import DTYPE_CHOICES, KNOWN_MODELS, QUANTIZE_CHOICES, ModelFacts
+from policy.rules import image_pinned
+from workloads.models import DTYPE_BYTES, DTYPE_CHOICES, GATED_MODELS, KNOWN_MODELS, QUANTIZE_CHOICES, ModelFacts
 from workloads.planner import MemoryPlan, ModelRequest, PlanError, plan_memory
 
-__all__ = ["ModelSettings", "WorkloadSettings", "load_workloads", "DEFAULT_IMAGE", "REFERENCE_MODELS"]
+__all__ = [
+    "ModelSettings",
+    "WorkloadSettings",
+    "load_workloads",
+    "DEFAULT_IMAGE",
+    "REFERENCE_MODELS",
+    "cpu_millis",
+    "memory_bytes",
+    "checkpoint_bytes",
+]
 
-# TGI 3.3.x (https://github.com/huggingface/text-generation-inference/releases).
-DEFAULT_IMAGE: Final = "ghcr.io/huggingface/text-generation-inference:3.3.6"
+# The stock TGI image, at a version whose facts infra/facts.py records.
+DEFAULT_IMAGE: Final = f"{TGI_REPOSITORY}:{DEFAULT_TGI_VERSION}"
 
 # Kubernetes resource quantities (apimachinery resource.Quantity, the forms we accept).
 _CPU_RE = re.compile(r"[0-9]+(\.[0-9]+)?|[0-9]+m")
 _MEMORY_RE = re.compile(r"[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?")
+_MEMORY_UNITS: Final = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 # A Hub model id: "owner/name" (huggingface_hub validate_repo_id: letters, digits, '-', '_', '.').
 _MODEL_ID_RE = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 _IMAGE_RE = re.compile(r"[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+(:[\w.-]+)?(@sha256:[0-9a-f]{64})?")
@@ -53,6 +64,10 @@ class ModelSettings:
     model_id: str
     revision: str | None
     image: str
+    image_disk_gib: float  # what the image takes on the node's disk (infra/facts.py)
+    # The uid TGI runs as: None runs the image as built (the stock image: root, the only uid
+    # it works as; huggingface/text-generation-inference#3082). A derived non-root image sets it.
+    run_as_user: int | None
     facts: ModelFacts
     start_order: int  # 1-based position in the start order (the planner's order)
     max_input_tokens: int
@@ -96,7 +111,7 @@ def load_workloads(root: Section, *, gpu: GpuSpec, gpu_slots: int) -> WorkloadSe
     ``nvidia.com/gpu`` the GPU node group can hold in all (sharing replicas per GPU x
     GPUs per node x the node group's max size).
     """
-    namespace = root.dns_label("namespace", "llm-testing")
+    namespace = root.namespace("namespace", "llm-testing")
     token = root.raw("hfToken", None)
     if token is not None and (not isinstance(token, str) or not token.strip()):
         # Never echo a secret: name the key and what is wrong only.
@@ -165,6 +180,17 @@ def load_workloads(root: Section, *, gpu: GpuSpec, gpu_slots: int) -> WorkloadSe
     except PlanError as e:
         raise ConfigError(f"{catalog.key(e.key)}.{e.setting}", e.value, str(e)) from e
 
+    if token is None:
+        gated = [m for m in ordered if m.enabled and m.model_id in GATED_MODELS]
+        if gated:
+            raise ConfigError(
+                root.key("hfToken"),
+                MISSING,
+                "a Hugging Face token with access to the gated model(s) "
+                + ", ".join(f"{m.model_id} (models.{m.key})" for m in gated)
+                + ": pulumi config set --secret hfToken hf_... (without one the pod fails at download)",
+            )
+
     return WorkloadSettings(
         namespace=namespace,
         models=MappingProxyType(
@@ -191,7 +217,7 @@ def _model(catalog: Section, key: str) -> tuple[int | None, ModelSettings]:
     enabled = s.bool("enabled", True)
     model_id = s.str("modelId", pattern=_MODEL_ID_RE, what="a Hugging Face model id such as microsoft/Phi-3.5-mini-instruct")
     revision = s.str("revision", what="a Hub revision (branch, tag or commit)") if s.has("revision") else None
-    image = s.str("image", DEFAULT_IMAGE, pattern=_IMAGE_RE, what="a container image reference such as " + DEFAULT_IMAGE)
+    image, image_disk_gib, run_as_user = _image(s)
     order = s.int("startOrder", min=1) if s.has("startOrder") else None
 
     max_input = s.int("maxInputTokens", 256, min=1)
@@ -235,15 +261,27 @@ def _model(catalog: Section, key: str) -> tuple[int | None, ModelSettings]:
         )
 
     cpu = s.str("cpu", "2", pattern=_CPU_RE, what="a Kubernetes CPU quantity such as 2 or 1500m")
+    if cpu_millis(cpu) < 1:
+        raise ConfigError(s.key("cpu"), cpu, "a CPU quantity above zero, such as 2 or 1500m")
     cpu_limit = s.str("cpuLimit", "4", pattern=_CPU_RE, what="a Kubernetes CPU quantity such as 4 or 3500m")
-    if _cpu_millis(cpu_limit) < _cpu_millis(cpu):
+    if cpu_millis(cpu_limit) < cpu_millis(cpu):
         raise ConfigError(s.key("cpuLimit"), cpu_limit, f"at least cpu ({cpu})")
+    memory = s.str("memory", "24Gi", pattern=_MEMORY_RE, what="a Kubernetes memory quantity such as 24Gi")
+    if memory_bytes(memory) < 2**30:
+        raise ConfigError(s.key("memory"), memory, "a memory quantity of at least 1Gi, such as 24Gi")
+    shm_size = s.str("shmSize", "1Gi", pattern=_MEMORY_RE, what="a Kubernetes memory quantity such as 1Gi")
+    if not 0 < memory_bytes(shm_size) < memory_bytes(memory):
+        # /dev/shm is a memory-backed emptyDir: what TGI writes there counts against the
+        # container's memory limit (Kubernetes docs, Volumes: emptyDir "medium: Memory").
+        raise ConfigError(s.key("shmSize"), shm_size, f"a memory quantity above zero and below memory ({memory})")
     settings = ModelSettings(
         key=key,
         enabled=enabled,
         model_id=model_id,
         revision=revision,
         image=image,
+        image_disk_gib=image_disk_gib,
+        run_as_user=run_as_user,
         facts=facts,
         start_order=0,
         max_input_tokens=max_input,
@@ -258,8 +296,8 @@ def _model(catalog: Section, key: str) -> tuple[int | None, ModelSettings]:
         dtype=dtype,
         cpu=cpu,
         cpu_limit=cpu_limit,
-        memory=s.str("memory", "24Gi", pattern=_MEMORY_RE, what="a Kubernetes memory quantity such as 24Gi"),
-        shm_size=s.str("shmSize", "1Gi", pattern=_MEMORY_RE, what="a Kubernetes memory quantity such as 1Gi"),
+        memory=memory,
+        shm_size=shm_size,
         startup_minutes=s.int("startupMinutes", 30, min=2, max=180),
     )
     s.done()
@@ -291,5 +329,48 @@ def _facts(a: Section) -> ModelFacts:
     return facts
 
 
-def _cpu_millis(q: str) -> int:
+def _image(s: Section) -> tuple[str, float, int | None]:
+    """(image, its disk footprint in GiB, the uid to run it as or None for the image's own)."""
+    image = s.str("image", DEFAULT_IMAGE, pattern=_IMAGE_RE, what="a container image reference such as " + DEFAULT_IMAGE)
+    if not image_pinned(image):
+        # The same test the policy pack's pinned-versions rule applies, here at preview.
+        raise ConfigError(
+            s.key("image"), image, "an image pinned by a version tag other than 'latest' or by a digest, such as " + DEFAULT_IMAGE
+        )
+    stock, facts = tgi_image_of(image)
+    if stock and facts is None:
+        raise ConfigError(
+            s.key("image"),
+            image,
+            f"a tag of {TGI_REPOSITORY} whose facts infra/facts.py records ("
+            + ", ".join(TGI_IMAGES)
+            + "): check a new version's Dockerfile (user, Python location, port) and add it there, or use a derived image",
+        )
+    run_as_user = s.int("runAsUser", min=1) if s.has("runAsUser") else None
+    if facts is not None and run_as_user is not None and run_as_user != facts.runs_as_uid:
+        raise ConfigError(
+            s.key("runAsUser"),
+            run_as_user,
+            f"unset for the stock image {image} (it runs only as uid {facts.runs_as_uid}: its Python lives under "
+            f"/root, huggingface/text-generation-inference#3082); set it with a derived image built to run as that uid",
+        )
+    # A derived image is assumed to take what the stock image it derives from takes.
+    disk_gib = (facts or TGI_IMAGES[DEFAULT_TGI_VERSION]).disk_gib
+    return image, disk_gib, run_as_user
+
+
+def cpu_millis(q: str) -> int:
+    """A Kubernetes CPU quantity (``2``, ``1.5``, ``1500m``) in millicores."""
     return int(q[:-1]) if q.endswith("m") else round(float(q) * 1000)
+
+
+def memory_bytes(q: str) -> int:
+    """A Kubernetes memory quantity (``24Gi``, ``512M``, ``1073741824``) in bytes."""
+    digits = q.rstrip("KMGTik")
+    return int(digits) * _MEMORY_UNITS[q[len(digits) :]]
+
+
+def checkpoint_bytes(m: ModelSettings) -> float:
+    """What downloading the model's weights puts on disk: its parameters in the checkpoint's dtype
+    (pre-quantized checkpoints are smaller: an upper bound for them)."""
+    return float(m.facts.parameters * DTYPE_BYTES[m.facts.dtype])

@@ -58,3 +58,19 @@ def test_a_bad_config_stops_the_program_with_one_message_naming_the_key(monkeypa
         runpy.run_path(str(ROOT / "__main__.py"))
     assert "gpu-sharing:gpuSharing.strategy" in str(caught.value) and "'vgpu'" in str(caught.value)
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_each_stack_gets_its_own_cluster_name_unless_it_sets_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A prod stack next to dev in one account and region: its EKS cluster (and the control-plane
+    # log group named after it) must not take the dev stack's name.
+    config = {k: v for k, v in dev_config().items() if k != "gpu-sharing:clusterName"}
+    config["gpu-sharing:publicAccessCidrs"] = json.dumps(["203.0.113.0/24"])
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps(config))
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", "[]")
+    pulumi.runtime.set_all_config({}, [])
+    monkeypatch.setattr(pulumi, "get_stack", lambda: "prod")
+    assert settings_from_pulumi().cluster_name == "gpusharing-prod"
+    monkeypatch.setattr(pulumi, "get_stack", lambda: "team.a")  # stack names may hold '.'
+    assert settings_from_pulumi().cluster_name == "gpusharing-team-a"
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({**config, "gpu-sharing:clusterName": "shared-gpus"}))
+    assert settings_from_pulumi().cluster_name == "shared-gpus"

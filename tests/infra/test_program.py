@@ -12,12 +12,14 @@ import yaml
 
 from infra.settings import load_settings
 from infra.validation import ConfigError
-from tests.pulumi_mocks import ZONES, Recorded, RecordedResource, dev_config, run_program
+from infra.facts import GPU_OPERATOR_CHARTS
+from tests.pulumi_mocks import ACCOUNT, LOCAL_ZONE, ZONES, Recorded, RecordedResource, dev_config, run_program
 
 SUBNET = "aws:ec2/subnet:Subnet"
 NODE_GROUP = "eks:index:ManagedNodeGroup"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 RELEASE = "kubernetes:helm.sh/v3:Release"
+LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 # Every object validates against 1.33 (the oldest version we support) and the default version.
 SCHEMA_VERSIONS = ("1.33", load_settings({}).kubernetes_version)
 
@@ -32,6 +34,20 @@ def _with(key: str, **changes: Any) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def dev() -> Recorded:
     return run_program(dev_config())
+
+
+def _launch_template(rec: Recorded, node_group: str) -> dict[str, Any]:
+    """The inputs of the launch template a managed node group uses (its latest version)."""
+    ref = rec.one(NODE_GROUP, node_group).inputs["launchTemplate"]
+    (template,) = [t for t in rec.of_type(LAUNCH_TEMPLATE) if t.outputs["id"] == ref["id"]]
+    assert ref["version"] == str(template.outputs["latestVersion"])
+    return template.inputs
+
+
+def _root_volume(rec: Recorded, node_group: str) -> dict[str, Any]:
+    (mapping,) = _launch_template(rec, node_group)["blockDeviceMappings"]
+    assert mapping["deviceName"] == "/dev/xvda"  # the AL2023 root device (infra/facts.py EKS_AMIS)
+    return mapping["ebs"]
 
 
 def _sharing_config(rec: Recorded) -> tuple[str, dict[str, Any]]:
@@ -168,7 +184,10 @@ def test_node_groups_in_private_subnets_with_reference_sizes(dev: Recorded) -> N
     assert gpu["amiType"] == "AL2023_x86_64_NVIDIA"
     assert gpu["labels"] == {"eks-node": "gpu"}
     assert gpu["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
-    assert gpu["diskSize"] == 200
+    # The disk size lives in the launch template: EKS refuses diskSize together with one.
+    assert "diskSize" not in gpu and "diskSize" not in cpu
+    assert _root_volume(dev, "cluster-gpu")["volumeSize"] == 200
+    assert _root_volume(dev, "cluster-cpu")["volumeSize"] == 20
 
 
 def test_gpu_node_group_taint_labels_disk_from_config() -> None:
@@ -176,7 +195,7 @@ def test_gpu_node_group_taint_labels_disk_from_config() -> None:
     gpu = rec.one(NODE_GROUP, "cluster-gpu").inputs
     assert not gpu.get("taints")
     assert gpu["labels"] == {"pool": "l40s"}
-    assert gpu["diskSize"] == 500
+    assert _root_volume(rec, "cluster-gpu")["volumeSize"] == 500
     assert gpu["scalingConfig"]["maxSize"] == 2
 
 
@@ -190,8 +209,21 @@ def test_hardened_defaults_are_on_in_the_dev_stack(dev: Recorded) -> None:
     assert cluster["encryptionConfigKeyArn"] == key.outputs["arn"]
     assert cluster["enabledClusterLogTypes"] == ["api", "audit", "authenticator"]
     assert cluster["vpcCniOptions"]["enableNetworkPolicy"] is True
-    for ng in dev.of_type(NODE_GROUP):
-        assert ng.inputs["enableIMDSv2"] is True, ng.name
+    for ng in ("cluster-cpu", "cluster-gpu"):
+        # IMDSv2 required, hop limit 2 so pods that need IMDS reach it: what pulumi-eks's own
+        # launch template would set (pulumi-eks refuses enableIMDSv2 with a launch template).
+        assert _launch_template(dev, ng)["metadataOptions"] == {
+            "httpEndpoint": "enabled", "httpTokens": "required", "httpPutResponseHopLimit": 2,
+        }  # fmt: skip
+        assert "enableIMDSv2" not in dev.one(NODE_GROUP, ng).inputs
+        # Root volumes: gp3, encrypted with the stack's key (the model cache lives there).
+        volume = _root_volume(dev, ng)
+        assert (volume["volumeType"], volume["encrypted"], volume["kmsKeyId"]) == ("gp3", "true", key.outputs["arn"])
+    # EC2 may use the key for volumes of this account's instances (Auto Scaling launches them).
+    policy = json.loads(key.inputs["policy"])
+    (ebs,) = [st for st in policy["Statement"] if st["Principal"] == {"AWS": "*"}]
+    assert ebs["Condition"]["StringEquals"] == {"kms:CallerAccount": ACCOUNT, "kms:ViaService": "ec2.us-west-2.amazonaws.com"}
+    assert {"Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "kms:*"}.items() <= policy["Statement"][0].items()
     # The control plane's own role may use that key, and only that key.
     role = dev.one("aws:iam/role:Role", "cluster-service-role")
     assert cluster["serviceRole"] == role.outputs["id"]
@@ -204,19 +236,35 @@ def test_hardened_defaults_are_on_in_the_dev_stack(dev: Recorded) -> None:
 
 
 def test_each_hardened_default_can_be_turned_off() -> None:
-    off = {"secretsEncryption": False, "controlPlaneLogging": False, "imdsv2": False, "networkPolicy": False}
+    off = {
+        "secretsEncryption": False, "controlPlaneLogging": False, "imdsv2": False, "networkPolicy": False,
+        "nodeVolumeEncryption": False,
+    }  # fmt: skip
     rec = run_program(_with("hardening", **off))
     cluster = rec.one("eks:index:Cluster").inputs
     assert not rec.of_type("aws:kms/key:Key") and not rec.of_type("aws:iam/rolePolicy:RolePolicy")
     assert not rec.of_type("aws:cloudwatch/logGroup:LogGroup")
     for key in ("encryptionConfigKeyArn", "enabledClusterLogTypes", "vpcCniOptions"):
         assert cluster.get(key) is None, key
-    # false is explicit: the launch template then allows IMDSv1 (httpTokens "optional").
-    assert all(ng.inputs["enableIMDSv2"] is False for ng in rec.of_type(NODE_GROUP))
+    for ng in ("cluster-cpu", "cluster-gpu"):
+        # false is explicit: the launch template then allows IMDSv1 (httpTokens "optional").
+        assert _launch_template(rec, ng)["metadataOptions"]["httpTokens"] == "optional"
+        volume = _root_volume(rec, ng)
+        assert volume["volumeType"] == "gp3" and "encrypted" not in volume and "kmsKeyId" not in volume
     # One off, the others stay on.
     only_logs_off = run_program(_with("hardening", controlPlaneLogging=False)).one("eks:index:Cluster").inputs
     assert only_logs_off.get("enabledClusterLogTypes") is None
     assert only_logs_off["vpcCniOptions"]["enableNetworkPolicy"] is True
+    # The stack's key serves whichever of Secrets and root volumes is on.
+    volumes_only = run_program(_with("hardening", secretsEncryption=False))
+    key = volumes_only.one("aws:kms/key:Key")
+    assert volumes_only.one("eks:index:Cluster").inputs.get("encryptionConfigKeyArn") is None
+    assert _root_volume(volumes_only, "cluster-gpu")["kmsKeyId"] == key.outputs["arn"]
+    secrets_only = run_program(_with("hardening", nodeVolumeEncryption=False))
+    key = secrets_only.one("aws:kms/key:Key")
+    assert secrets_only.one("eks:index:Cluster").inputs["encryptionConfigKeyArn"] == key.outputs["arn"]
+    assert "encrypted" not in _root_volume(secrets_only, "cluster-gpu")
+    assert [st["Sid"] for st in json.loads(key.inputs["policy"])["Statement"]] == ["EnableIAMPolicies"]
 
 
 def test_public_endpoint_cidrs_must_be_explicit_outside_dev() -> None:
@@ -237,7 +285,9 @@ def test_gpu_operator_release_chart_and_values(dev: Recorded) -> None:
     release = dev.one(RELEASE, "gpu-operator-release").inputs
     assert release["chart"] == "gpu-operator"
     assert release["repositoryOpts"]["repo"] == "https://helm.ngc.nvidia.com/nvidia"
-    assert release["version"] == "v26.3.1"
+    # The newest release whose support matrix lists the cluster's Kubernetes version.
+    assert release["version"] == "v26.7.0"
+    assert GPU_OPERATOR_CHARTS["v26.7.0"].supports(dev.one("eks:index:Cluster").inputs["version"])
     namespace = dev.one("kubernetes:core/v1:Namespace", "gpu-operator-ns").inputs["metadata"]["name"]
     assert release["namespace"] == namespace == "gpu-operator"
     values = release["values"]
@@ -327,3 +377,95 @@ def test_component_type_tokens_and_child_names(dev: Recorded) -> None:
     assert all(r.name.startswith(("network-", "cluster-")) for r in aws_and_eks), [r.name for r in aws_and_eks]
     operator = {(r.type, r.name) for r in dev.resources if r.name.startswith("gpu-operator-")}
     assert {t for t, _ in operator} == {"kubernetes:core/v1:Namespace", CONFIG_MAP, RELEASE}
+
+
+# --- issue 10: zones, CoreDNS, access, names per stack ------------------------------------
+
+
+def test_only_availability_zones_are_used_never_an_opted_in_local_zone(dev: Recorded) -> None:
+    # us-west-2-lax-1a sorts before us-west-2a; EKS refuses it. The mock answers it unless the
+    # call asks EC2 for zone-type availability-zone, as the program must.
+    (zones_call,) = [c for c in dev.calls if c.token.endswith("getAvailabilityZones")]
+    assert {"name": "zone-type", "values": ["availability-zone"]} in zones_call.args["filters"]
+    used = {s.inputs["availabilityZone"] for s in dev.of_type(SUBNET)}
+    assert LOCAL_ZONE not in used and used <= set(ZONES)
+
+
+def test_coredns_is_a_managed_add_on_declared_once_nodes_exist(dev: Recorded) -> None:
+    addon = dev.one("aws:eks/addon:Addon", "cluster-coredns")
+    assert (addon.inputs["addonName"], addon.inputs["clusterName"]) == ("coredns", "gpusharing-demo")
+    assert addon.inputs["resolveConflictsOnCreate"] == "OVERWRITE"  # takes over the bootstrapped CoreDNS
+    # After the node groups: created with the cluster, its pods could not schedule and the
+    # add-on would wait out 20 minutes as DEGRADED (pulumi/pulumi-eks#1819).
+    node_groups = {f"{NODE_GROUP}::cluster-cpu", f"{NODE_GROUP}::cluster-gpu"}
+    assert node_groups <= {urn.split("$")[-1] for urn in addon.dependencies}, addon.dependencies
+    assert dev.one("eks:index:Cluster").inputs["corednsAddonOptions"]["enabled"] is False
+
+
+ADMIN = "arn:aws:iam::123456789012:role/platform-admins"
+RUNNER = "arn:aws:iam::123456789012:user/bench-runner"
+RUNNER_ROLE = "arn:aws:iam::123456789012:role/ci/benchmark"
+
+
+def test_extra_admins_and_benchmark_users_get_access_entries() -> None:
+    rec = run_program(
+        {
+            **dev_config(),
+            "gpu-sharing:clusterAdmins": json.dumps([ADMIN]),
+            "gpu-sharing:benchmarkUsers": json.dumps([RUNNER, RUNNER_ROLE]),
+        }
+    )
+    entries = rec.one("eks:index:Cluster").inputs["accessEntries"]
+    by_principal = {e["principalArn"]: e for e in entries.values()}
+    admin = by_principal[ADMIN]
+    (policy,) = admin["accessPolicies"].values()
+    assert policy == {
+        "policyArn": "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
+        "accessScope": {"type": "cluster"},
+    }
+    binding = rec.one("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding").inputs
+    role = rec.one("kubernetes:rbac.authorization.k8s.io/v1:Role").inputs
+    for arn in (RUNNER, RUNNER_ROLE):
+        entry = by_principal[arn]
+        assert "accessPolicies" not in entry  # nothing cluster-wide: only what the Role grants
+        (subject,) = binding["subjects"]
+        assert entry["kubernetesGroups"] == [subject["name"]] and subject["kind"] == "Group"
+    # The Role, in the models' namespace, grants exactly the benchmark's calls (README,
+    # "Benchmark"), plus get on pods/portforward for the WebSocket upgrade.
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "llm-testing"
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
+    granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    assert granted == {
+        ("apps", "deployments", "get"), ("apps", "deployments/status", "get"),
+        ("apps", "deployments/scale", "get"), ("apps", "deployments/scale", "patch"),
+        ("", "pods", "list"), ("", "pods/portforward", "create"), ("", "pods/portforward", "get"),
+    }  # fmt: skip
+    for version in SCHEMA_VERSIONS:
+        for obj in (role, binding):
+            kubernetes_validate.validate({k: v for k, v in obj.items() if v is not None}, version, strict=True)
+
+
+def test_without_extra_principals_only_the_nodes_have_an_access_entry(dev: Recorded) -> None:
+    (entry,) = dev.one("eks:index:Cluster").inputs["accessEntries"].values()
+    assert entry["type"] == "EC2_LINUX"
+
+
+def _named_aws_resources(rec: Recorded) -> dict[str, str]:
+    """type -> explicit `name` input, for the AWS/EKS resources that set one (Pulumi auto-names
+    the others with a random suffix, so they cannot collide)."""
+    return {f"{r.type}::{r.name}": r.inputs["name"] for r in rec.resources if r.type.startswith(("aws:", "eks:")) and "name" in r.inputs}
+
+
+def test_a_second_stack_in_the_same_account_collides_with_nothing(dev: Recorded) -> None:
+    prod_config = {k: v for k, v in dev_config().items() if k != "gpu-sharing:clusterName"}
+    prod_config["gpu-sharing:publicAccessCidrs"] = json.dumps(["203.0.113.0/24"])
+    prod = run_program(prod_config, stack="prod")
+    assert prod.one("eks:index:Cluster").inputs["name"] == "gpusharing-prod"
+    assert prod.one("aws:cloudwatch/logGroup:LogGroup").inputs["name"] == "/aws/eks/gpusharing-prod/cluster"
+    assert prod.one("aws:eks/addon:Addon").inputs["clusterName"] == "gpusharing-prod"
+    dev_names, prod_names = _named_aws_resources(dev), _named_aws_resources(prod)
+    assert dev_names.keys() == prod_names.keys()
+    assert not set(dev_names.values()) & set(prod_names.values()), (dev_names, prod_names)
+    assert all("gpusharing-prod" in name for name in prod_names.values()), prod_names
+    # Subnet tags name the cluster too (the load balancer controllers read them).
+    assert all("kubernetes.io/cluster/gpusharing-prod" in s.inputs["tags"] for s in prod.of_type(SUBNET))

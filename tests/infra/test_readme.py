@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from infra.settings import load_settings
+from infra.settings import default_cluster_name, load_settings
 from tests.pulumi_mocks import ROOT, dev_config
 
 
@@ -49,7 +49,13 @@ def test_documented_defaults_match_the_code() -> None:
         return line
 
     assert f"`{s.region}`" in row("aws:region")
-    assert f"`{s.cluster_name}`" in row("gpu-sharing:clusterName")
+    # The default name is per stack: the README's template, filled in, is the code's default.
+    template = re.search(r"`(gpusharing-<stack>)`", row("gpu-sharing:clusterName"))
+    assert template, row("gpu-sharing:clusterName")
+    for stack in ("dev", "prod", "team-b"):
+        assert template.group(1).replace("<stack>", stack) == default_cluster_name(stack)
+    assert s.cluster_name == default_cluster_name("dev")
+    assert f"`{load_settings(dev_config()).cluster_name}`" in row("gpu-sharing:clusterName")
     assert f'"{s.kubernetes_version}"' in row("gpu-sharing:kubernetesVersion")
     assert f"`{s.gpu_nodes.instance_type}`" in row("gpu-sharing:gpuNodes.instanceType")
     assert f"`{s.gpu_sharing.replicas}`" in row("gpu-sharing:gpuSharing.replicas")
@@ -62,5 +68,6 @@ def test_documented_defaults_match_the_code() -> None:
         ("controlPlaneLogging", "control_plane_logging"),
         ("imdsv2", "imdsv2"),
         ("networkPolicy", "network_policy"),
+        ("nodeVolumeEncryption", "node_volume_encryption"),
     ):
         assert f"`{str(getattr(s.hardening, field)).lower()}`" in row(f"gpu-sharing:hardening.{key}"), key

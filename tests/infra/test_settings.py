@@ -14,7 +14,7 @@ from tests.pulumi_mocks import dev_config
 
 def test_empty_config_is_the_reference_deployment() -> None:
     s = load_settings({})
-    assert (s.region, s.cluster_name) == ("us-west-2", "gpusharing-demo")
+    assert (s.region, s.cluster_name) == ("us-west-2", "gpusharing-dev")
     cpu, gpu = s.cpu_nodes, s.gpu_nodes
     assert (cpu.instance_type, cpu.desired_size, cpu.min_size, cpu.max_size) == ("t3.large", 2, 2, 4)
     assert (gpu.instance_type, gpu.desired_size, gpu.min_size, gpu.max_size) == ("g6e.2xlarge", 1, 1, 1)
@@ -26,8 +26,11 @@ def test_empty_config_is_the_reference_deployment() -> None:
 
 
 def test_dev_stack_file_spells_out_the_defaults() -> None:
-    # Pulumi.dev.yaml carries every infra setting explicitly; it must not drift from the defaults.
-    assert load_settings(dev_config()) == load_settings({})
+    # Pulumi.dev.yaml carries every infra setting explicitly; it must not drift from the defaults,
+    # except its cluster name: the dev stack keeps the name its cluster was created with.
+    dev = load_settings(dev_config())
+    assert dev.cluster_name == "gpusharing-demo"
+    assert dataclasses.replace(dev, cluster_name=load_settings({}).cluster_name) == load_settings({})
 
 
 def test_objects_arrive_as_json_text_or_data_and_numbers_as_text() -> None:

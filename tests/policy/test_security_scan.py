@@ -22,10 +22,20 @@ CHECKOV = Path(os.environ.get("CHECKOV", ROOT / ".venv-scan" / "bin" / "checkov"
 
 def _manifests() -> dict[str, dict[str, Any]]:
     """Every Kubernetes object of the dev stack with every optional object on (the token
-    Secret, extra model access CIDRs), as it would be applied. The GPU Operator's Helm
-    release is not a manifest: its chart cannot be fetched offline (only its values are tested)."""
+    Secret, extra model access CIDRs) and both ways to run TGI (phi35-mini from a derived image
+    as uid 1000, with its cache-owner init container; deepseek-r1-8b from the stock image, as
+    root), as it would be applied. The GPU Operator's Helm release is not a manifest: its chart
+    cannot be fetched offline (only its values are tested)."""
+    config = dev_config()
+    models = json.loads(config["gpu-sharing:models"])
+    models["phi35-mini"].update(image="registry.example.com/ml/tgi-nonroot:3.3.6-1", runAsUser=1000)
     rec = run_program(
-        {**dev_config(), "gpu-sharing:hfToken": "hf_scanTestTokenNotReal0123456789", "gpu-sharing:modelAccessCidrs": '["10.20.0.0/16"]'}
+        {
+            **config,
+            "gpu-sharing:models": json.dumps(models),
+            "gpu-sharing:hfToken": "hf_scanTestTokenNotReal0123456789",
+            "gpu-sharing:modelAccessCidrs": '["10.20.0.0/16"]',
+        }
     )
     objects = {
         r.name: {k: v for k, v in r.inputs.items() if v is not None}

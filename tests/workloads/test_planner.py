@@ -151,3 +151,33 @@ def test_8_bit_quantization_keeps_embeddings_at_16_bit_and_frees_kv_room():
     embeddings = 128256 * 4096 * 2  # input embeddings + lm_head (not tied)
     assert eetq.weights_bytes == embeddings * 2 + (8_030_261_248 - embeddings) * 1
     assert eetq.kv_tokens > plain.kv_tokens
+
+
+def test_auto_names_the_model_whose_weights_do_not_fit_not_its_batch_tokens():
+    # A 30B model in bf16 (55.9 GiB) on a 44.4 GiB card: its weights are the problem, whatever
+    # maxBatchTotalTokens says (the planner used to blame that setting).
+    big = replace(R1, parameters=30_000_000_000)
+    with pytest.raises(PlanError) as info:
+        plan_memory(L40S, [replace(request("r1", None), key="big", facts=big)])
+    assert (info.value.key, info.value.setting) == ("big", "modelId")
+    assert "55.88 GiB weights" in str(info.value) and "44.39 GiB free" in str(info.value)
+
+
+def test_a_fraction_that_starves_the_next_model_is_blamed_not_the_next_models_prefill():
+    # Phi at 0.7 grows its KV cache until (1 - 0.9 x 0.7) x 44.99 = 16.65 GiB are free; the 8B
+    # model after it needs 0.50 + 14.96 + 3.53 = 18.99 GiB to load and warm up. Its own
+    # maxBatchPrefillTokens is not what to change: Phi's fraction is.
+    with pytest.raises(PlanError) as info:
+        plan_memory(L40S, [request("phi", 0.7), request("r1", 0.7)])
+    assert (info.value.key, info.value.setting, info.value.value) == ("phi", "cudaMemoryFraction", 0.7)
+    assert "16.65 GiB of the card are free" in str(info.value) and "needs 18.99 GiB" in str(info.value)
+    # With room for the 8B model (0.3 leaves 32.8 GiB), the same pair plans.
+    assert plan_memory(L40S, [request("phi", 0.3), request("r1", 0.7)]).model("r1").kv_tokens >= 8176
+
+
+def test_a_later_model_too_big_for_the_card_alone_is_still_named_itself():
+    # No fraction of the first model helps a model that does not fit an idle card.
+    big = replace(R1, parameters=30_000_000_000)
+    with pytest.raises(PlanError) as info:
+        plan_memory(L40S, [request("phi", 0.3), replace(request("r1", 0.9), key="big", facts=big)])
+    assert (info.value.key, info.value.setting) == ("big", "modelId")

@@ -56,7 +56,9 @@ def test_disabling_a_model_changes_only_its_replicas():
 
 
 def test_models_without_start_order_follow_the_ordered_ones_by_key():
-    w = load({"zeta": {"modelId": "Qwen/Qwen2.5-1.5B-Instruct"}, "alpha": {"modelId": PHI}, "r1": {"modelId": R1, "startOrder": 5}})
+    # 16Gi each: three models at the default 24Gi do not fit one g6e.2xlarge's memory.
+    small = {"memory": "16Gi"}
+    w = load({"zeta": {"modelId": "Qwen/Qwen2.5-1.5B-Instruct", **small}, "alpha": {"modelId": PHI, **small}, "r1": {"modelId": R1, "startOrder": 5, **small}})
     assert list(w.models) == ["r1", "alpha", "zeta"]
     assert [m.start_order for m in w.models.values()] == [1, 2, 3]
 
@@ -139,5 +141,5 @@ def test_a_catalog_too_big_for_auto_names_the_largest_kv_demand():
 
 def test_every_known_model_plans_alone_on_the_l40s():
     for model_id in KNOWN_MODELS:
-        w = load({"m": {"modelId": model_id}})
+        w = load({"m": {"modelId": model_id}}, hfToken="hf_not_a_real_token")  # some are gated
         assert w.plan.model("m").kv_tokens >= 8192, model_id

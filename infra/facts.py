@@ -1,0 +1,517 @@
+"""Facts about things this project does not build, each with its source and the version checked.
+
+What the program declares depends on artifacts it does not control: the TGI image, the NVIDIA
+GPU Operator chart, the EKS-optimised AMIs, the Kubernetes versions EKS offers and the EC2
+instance types. Every such fact the code relies on lives here, once, next to where it was read;
+the settings validate against these tables and the components read their constants from here.
+``tests/infra/test_facts.py`` fails when a version the stack pins (image tag, chart version,
+Kubernetes version) has no entry, so a version bump forces a look at its facts.
+
+``CHECKED`` is the date the sources below were read. Where a fact could not be verified from
+a source, its entry says so (``verified=False``) instead of pretending.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final, TypeVar
+
+__all__ = [
+    "CHECKED",
+    "TgiImage",
+    "TGI_REPOSITORY",
+    "TGI_IMAGES",
+    "DEFAULT_TGI_VERSION",
+    "tgi_image_of",
+    "GpuOperatorChart",
+    "GPU_OPERATOR_CHARTS",
+    "newest_chart_for",
+    "EksKubernetesVersion",
+    "EKS_KUBERNETES_VERSIONS",
+    "DEFAULT_KUBERNETES_VERSION",
+    "EksAmi",
+    "EKS_AMIS",
+    "CPU_AMI_TYPE",
+    "GPU_AMI_TYPE",
+    "GpuSpec",
+    "InstanceType",
+    "INSTANCE_TYPES",
+    "GPU_NODE_TYPES",
+    "CPU_NODE_TYPES",
+    "NODEFS_EVICTION_FRACTION",
+    "kube_reserved_cpu_millis",
+    "kube_reserved_memory_mib",
+    "aws_regions",
+    "partition_of",
+    "service_host",
+    "VPC_PRIVATE_RANGES",
+    "is_private_vpc_cidr",
+    "RESERVED_NAMESPACES",
+    "EKS_CLUSTER_ADMIN_POLICY",
+]
+
+CHECKED: Final = "2026-12-01"
+
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def _mapping(items: dict[_K, _V]) -> Mapping[_K, _V]:
+    return MappingProxyType(items)
+
+
+# --- the TGI image ----------------------------------------------------------------------
+
+TGI_REPOSITORY: Final = "ghcr.io/huggingface/text-generation-inference"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TgiImage:
+    """One tag of the stock TGI image, as its Dockerfile builds it."""
+
+    version: str
+    # The only uid the image works as. Since 3.1 Python is installed with `uv python install`
+    # as root, under /root/.local/share/uv/python, and LD_LIBRARY_PATH points there; /root is
+    # not readable by other users, so any other uid fails with "libpython3.11.so.1.0: cannot
+    # open shared object file" (huggingface/text-generation-inference#3082, open; fix PR #3197
+    # unmerged). Every python3 in the image is a link into /root too (shared/TESTING.md,
+    # measured 2026-12-01).
+    runs_as_uid: int
+    python_home: str
+    hf_home: str  # ENV HF_HOME: the Hub cache, where a volume belongs
+    default_port: int  # ENV PORT, the launcher's default; the Deployments pass --port
+    # What the image's entrypoint writes outside HF_HOME: tgi-entrypoint.sh runs `ldconfig`
+    # (writes /etc/ld.so.cache) and tolerates its failure ("unable to refresh ld cache, not a
+    # big deal in most cases"); the launcher and its shards write caches under $HOME (triton,
+    # flashinfer, outlines) and sockets under /tmp. So a read-only root filesystem works with
+    # writable /tmp and HOME=/tmp. (Read from the sources, not run here: no GPU image run.)
+    root_writes: tuple[str, ...]
+    # Binaries the init containers may use: bash, grep and chown (the Ubuntu 22.04 base of
+    # nvidia/cuda), curl (apt-get install in the Dockerfile's base stage).
+    tools: tuple[str, ...]
+    # For flash-attention models the router sizes the batch from the KV cache warmup found and
+    # ignores a larger --max-batch-total-tokens ("is deprecated for Flash Attention models"),
+    # refusing to start when one request does not fit (V3Error::NotEnoughMemory):
+    # backends/v3/src/lib.rs check_max_batch_total_tokens.
+    flash_ignores_max_batch_total_tokens: bool
+    # Disk the image takes on a node (containerd keeps the compressed layers and the unpacked
+    # snapshot). NOT verified here (no registry access): an allowance for the disk check.
+    disk_gib: float
+    disk_gib_verified: bool
+    sources: tuple[str, ...]
+
+
+def _tgi_3_3(version: str) -> TgiImage:
+    """A 3.3.x tag: the Dockerfile lines below are the same in v3.3.6, v3.3.7 and main."""
+    repo = f"huggingface/text-generation-inference@v{version}"
+    return TgiImage(
+        version=version,
+        runs_as_uid=0,
+        python_home="/root/.local/share/uv/python/cpython-3.11.11-linux-x86_64-gnu",
+        hf_home="/data",
+        default_port=80,
+        root_writes=("/etc/ld.so.cache (tolerated)", "$HOME", "/tmp"),
+        tools=("bash", "curl", "grep", "chown"),
+        flash_ignores_max_batch_total_tokens=True,
+        disk_gib=20.0,
+        disk_gib_verified=False,
+        sources=(
+            f"{repo}:Dockerfile: base stage `ENV HF_HOME=/data ... PORT=80`, `apt-get install ... curl`, "
+            "`RUN uv python install ${PYTHON_VERSION}`; final stage `ENV LD_LIBRARY_PATH=...:/root/.local/share/"
+            'uv/python/cpython-3.11.11-linux-x86_64-gnu/lib/`, no USER instruction, `ENTRYPOINT ["/tgi-entrypoint.sh"]` '
+            "(its CMD line is commented out)",
+            f"{repo}:tgi-entrypoint.sh (ldconfig, then `exec text-generation-launcher $@`)",
+            f"{repo}:backends/v3/src/lib.rs (check_max_batch_total_tokens)",
+            "https://github.com/huggingface/text-generation-inference/issues/3082 (open on CHECKED)",
+        ),
+    )
+
+
+TGI_IMAGES: Final[Mapping[str, TgiImage]] = _mapping({v: _tgi_3_3(v) for v in ("3.3.6", "3.3.7")})
+DEFAULT_TGI_VERSION: Final = "3.3.6"
+
+
+def tgi_image_of(image: str) -> tuple[bool, TgiImage | None]:
+    """(whether ``image`` is the stock TGI repository, the facts of its tag if we have them)."""
+    name, _, _digest = image.partition("@")
+    repository, _, tag = name.rpartition(":") if ":" in name.rsplit("/", 1)[-1] else (name, "", "")
+    if repository != TGI_REPOSITORY:
+        return False, None
+    return True, TGI_IMAGES.get(tag)
+
+
+# --- the NVIDIA GPU Operator chart --------------------------------------------------------
+
+_GPU_OPERATOR_DOCS = "NVIDIA/cloud-native-docs"
+# The chart values this program sets, as the chart reads them (deployments/gpu-operator/
+# values.yaml and templates/clusterpolicy.yaml of each version below): driver.enabled and
+# toolkit.enabled (false: the AL2023 NVIDIA AMI brings both, the "Pre-Installed NVIDIA GPU
+# Drivers and NVIDIA Container Toolkit" case of gpu-operator/getting-started.rst), and
+# devicePlugin.config.{create,name,default} (create=false points the device plugin at our
+# ConfigMap; templates/validations.yaml only checks name/data when create=true). The chart's
+# daemonsets.tolerations default tolerates the nvidia.com/gpu:NoSchedule taint.
+
+
+@dataclass(frozen=True, kw_only=True)
+class GpuOperatorChart:
+    version: str  # as the Helm repository names it (helm.ngc.nvidia.com/nvidia)
+    released: str
+    # Kubernetes minor versions NVIDIA lists for Amazon EKS in the release's support matrix
+    # (gpu-operator/platform-support.rst, "Cloud Service Providers"; the rows are Ubuntu: NVIDIA
+    # does not list Amazon Linux 2023, which runs here with the preinstalled driver and toolkit).
+    kubernetes: tuple[str, str]
+    device_plugin: str
+    sources: tuple[str, ...]
+
+    def supports(self, kubernetes_version: str) -> bool:
+        lo, hi = (_minor(v) for v in self.kubernetes)
+        return lo <= _minor(kubernetes_version) <= hi
+
+
+def _chart(version: str, released: str, kubernetes: tuple[str, str], device_plugin: str, *sources: str) -> GpuOperatorChart:
+    return GpuOperatorChart(
+        version=version, released=released, kubernetes=kubernetes, device_plugin=device_plugin, sources=sources
+    )
+
+
+# (version, release date, Kubernetes on EKS, device plugin, sources)
+GPU_OPERATOR_CHARTS: Final[Mapping[str, GpuOperatorChart]] = _mapping(
+    {
+        c.version: c
+        for c in (
+            _chart(
+                "v26.3.1", "2026-04-17", ("1.32", "1.35"), "v0.19.x",
+                "NVIDIA/gpu-operator tag v26.3.1",
+                f"{_GPU_OPERATOR_DOCS}@adfe9224:gpu-operator/platform-support.rst (26.3 docs: EKS 1.32-1.35)",
+            ),
+            _chart(
+                "v26.3.2", "2026-05-27", ("1.32", "1.36"), "v0.19.2",
+                "NVIDIA/gpu-operator tag v26.3.2",
+                f"{_GPU_OPERATOR_DOCS}@de99f9d3:gpu-operator/platform-support.rst (EKS 1.32-1.36)",
+                f'{_GPU_OPERATOR_DOCS}:gpu-operator/release-notes.rst 26.3.2 ("Added support for Kubernetes 1.36")',
+            ),
+            _chart(
+                "v26.3.3", "2026-06-23", ("1.32", "1.36"), "v0.19.3",
+                "NVIDIA/gpu-operator tag v26.3.3",
+                f"{_GPU_OPERATOR_DOCS}@922e549f:gpu-operator/platform-support.rst (EKS 1.32-1.36)",
+            ),
+            _chart(
+                "v26.7.0", "2026-08-20", ("1.33", "1.36"), "v0.20.0",
+                "NVIDIA/gpu-operator@v26.7.0:deployments/gpu-operator/values.yaml (driver, toolkit, "
+                "devicePlugin.config, daemonsets.tolerations) and tests/plugin-config.yaml (a timeSlicing "
+                "config with replicas 10, the format we render)",
+                f"{_GPU_OPERATOR_DOCS}@52dcb7b8:gpu-operator/platform-support.rst (26.7 docs: EKS 1.33-1.36)",
+                f"{_GPU_OPERATOR_DOCS}@52dcb7b8:gpu-operator/release-notes.rst 26.7.0",
+            ),
+        )
+    }
+)  # fmt: skip
+
+
+def newest_chart_for(kubernetes_version: str) -> GpuOperatorChart | None:
+    """The newest chart release whose support matrix lists ``kubernetes_version``."""
+    fitting = [c for c in GPU_OPERATOR_CHARTS.values() if c.supports(kubernetes_version)]
+    return max(fitting, key=lambda c: c.released) if fitting else None
+
+
+# --- Kubernetes versions on EKS ---------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class EksKubernetesVersion:
+    version: str
+    end_of_standard_support: str  # then extended support: $0.60/h instead of $0.10/h
+    end_of_extended_support: str  # no new clusters after it
+    source: str
+
+
+_EKS_CALENDAR = (
+    "awsdocs/amazon-eks-user-guide@01385604:latest/ug/versioning/kubernetes-versions.adoc "
+    '("Amazon EKS Kubernetes release calendar")'
+)
+_EKS_CALENDAR_135 = (
+    "https://docs.aws.amazon.com/eks/latest/userguide/kubernetes-versions.html, 1.35 row "
+    "(the stored copy of the AWS page predates 1.35; these dates are from endoflife.date/amazon-eks "
+    "and aws-samples sample-apex-skills cluster-lifecycle, verified 2026-04-24, both quoting AWS)"
+)
+
+# The versions EKS lets you create a cluster with on CHECKED: 1.31 and older passed their end of
+# extended support (1.31: 2026-11-26). 1.36 is not listed: no source read here says EKS offers it.
+EKS_KUBERNETES_VERSIONS: Final[Mapping[str, EksKubernetesVersion]] = _mapping(
+    {
+        version: EksKubernetesVersion(
+            version=version, end_of_standard_support=standard, end_of_extended_support=extended, source=source
+        )
+        for version, standard, extended, source in (
+            ("1.32", "2026-03-23", "2027-03-23", _EKS_CALENDAR),
+            ("1.33", "2026-07-29", "2027-07-29", _EKS_CALENDAR),
+            ("1.34", "2026-12-02", "2027-12-02", _EKS_CALENDAR),
+            ("1.35", "2027-03-27", "2028-03-27", _EKS_CALENDAR_135),
+        )
+    }
+)
+DEFAULT_KUBERNETES_VERSION: Final = "1.35"  # in standard support until 2027-03-27
+
+
+def _minor(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
+# --- EKS-optimised AMIs -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class EksAmi:
+    ami_type: str  # the node group's amiType (EKS API Nodegroup.amiType)
+    architecture: str
+    nvidia_driver: bool
+    nvidia_container_toolkit: bool
+    root_device: str  # where the launch template's block device mapping must point
+    sources: tuple[str, ...]
+
+
+_AMI_REPO = "awslabs/amazon-eks-ami@81fec2e8"
+_ROOT_DEVICE_SOURCE = (
+    "pulumi/pulumi-eks@7bf0c1b1:nodejs/eks/nodes/nodegroup.ts createMNGCustomLaunchTemplate "
+    '("/dev/xvda is the default device name for the root volume on an Amazon Linux 2 & AL2023 instance")'
+)
+EKS_AMIS: Final[Mapping[str, EksAmi]] = _mapping(
+    {
+        "AL2023_x86_64_STANDARD": EksAmi(
+            ami_type="AL2023_x86_64_STANDARD",
+            architecture="x86_64",
+            nvidia_driver=False,
+            nvidia_container_toolkit=False,
+            root_device="/dev/xvda",
+            sources=(_ROOT_DEVICE_SOURCE,),
+        ),
+        "AL2023_x86_64_NVIDIA": EksAmi(
+            ami_type="AL2023_x86_64_NVIDIA",
+            architecture="x86_64",
+            # templates/al2023/provisioners/install-nvidia-driver.sh installs the open kernel
+            # modules and `dnf -y install nvidia-container-toolkit`; nodeadm then makes `nvidia`
+            # containerd's default runtime (nodeadm/internal/containerd/runtime_config_nvidia.go;
+            # e2e expected config: default_runtime_name = 'nvidia'), which the GPU Operator
+            # requires with a preinstalled toolkit (gpu-operator/getting-started.rst).
+            nvidia_driver=True,
+            nvidia_container_toolkit=True,
+            root_device="/dev/xvda",
+            sources=(
+                f"{_AMI_REPO}:templates/al2023/provisioners/install-nvidia-driver.sh",
+                f"{_AMI_REPO}:nodeadm/internal/containerd/runtime_config_nvidia.go",
+                _ROOT_DEVICE_SOURCE,
+            ),
+        ),
+    }
+)
+CPU_AMI_TYPE: Final = "AL2023_x86_64_STANDARD"
+GPU_AMI_TYPE: Final = "AL2023_x86_64_NVIDIA"
+
+
+# --- EC2 instance types -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class GpuSpec:
+    """One GPU of an instance type. ``total_gib`` is what ``nvidia-smi`` reports as the card's
+    total; ``usable_gib`` what CUDA reports free on an idle card. The L40S's 44.39 GiB was
+    measured by the guide this project replaces; for the other cards it is estimated as total
+    minus the same 0.60 GiB the driver keeps on the L40S, and marked ``measured=False``."""
+
+    gpu_model: str
+    gpus_per_node: int
+    total_gib: float
+    usable_gib: float
+    bandwidth_gb_s: float  # memory bandwidth, GB/s (10^9), for decode-speed estimates
+    measured: bool  # usable_gib measured on a real card (True) or estimated (False)
+
+
+_DRIVER_RESERVED_GIB = 46068 / 1024 - 44.39  # L40S: nvidia-smi total minus the guide's measured free
+
+
+def _card(model: str, total_mib: int, bandwidth: float, *, usable_gib: float | None = None) -> GpuSpec:
+    total = total_mib / 1024
+    return GpuSpec(
+        gpu_model=model,
+        gpus_per_node=1,
+        total_gib=round(total, 2),
+        usable_gib=usable_gib if usable_gib is not None else round(total - _DRIVER_RESERVED_GIB, 2),
+        bandwidth_gb_s=bandwidth,
+        measured=usable_gib is not None,
+    )
+
+
+# NVIDIA product briefs (memory size, bandwidth); nvidia-smi totals.
+_L40S = _card("NVIDIA L40S", 46068, 864.0, usable_gib=44.39)
+_A10G = _card("NVIDIA A10G", 23028, 600.0)
+_L4 = _card("NVIDIA L4", 23034, 300.0)
+
+# What kubelet keeps from the pods on an AL2023 node (nodeadm/internal/kubelet/config.go):
+# kube-reserved CPU 6% of the first core, 1% of the second, 0.5% of the next two and 0.25% of
+# the rest (getCPUMillicoresToReserve); kube-reserved memory 11 MiB per max pod + 255 MiB
+# (getMemoryMebibytesToReserve), with max pods = ENIs x (IPv4 per ENI - 1) + 2 for the VPC CNI
+# (eni_max_pods.go calculateStandardMaxPods); evictionHard memory.available 100Mi and
+# nodefs.available 10%.
+_KUBELET_SOURCE = f"{_AMI_REPO}:nodeadm/internal/kubelet/config.go, eni_max_pods.go, instance-info.jsonl"
+_EVICTION_MEMORY_MIB = 100
+NODEFS_EVICTION_FRACTION: Final = 0.10
+# A node's memory capacity is below the instance's nominal memory (kernel, firmware); Karpenter
+# estimates the gap as 7.5% (its vmMemoryOverheadPercent default, aws/karpenter#1953,
+# aws/karpenter-provider-aws#5161): an estimate, not a measurement of these types.
+_VM_MEMORY_OVERHEAD = 0.075
+
+
+def kube_reserved_cpu_millis(vcpus: int) -> int:
+    """nodeadm getCPUMillicoresToReserve: 6% of the first core, 1% of the second, 0.5% of the
+    next two, 0.25% of the rest."""
+    total, reserved = vcpus * 1000, 0
+    for lo, hi, per_10k in ((0, 1000, 600), (1000, 2000, 100), (2000, 4000, 50), (4000, total, 25)):
+        if total > lo:
+            reserved += (min(total, hi) - lo) * per_10k // 10000
+    return reserved
+
+
+def kube_reserved_memory_mib(max_pods: int) -> int:
+    """nodeadm getMemoryMebibytesToReserve."""
+    return 11 * max_pods + 255
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstanceType:
+    name: str
+    vcpus: int
+    memory_gib: float  # nominal, as EC2 lists it
+    architecture: str
+    enis: int  # default network card's ENIs (nodeadm instance-info.jsonl defaultMaxENIs)
+    ipv4_per_eni: int
+    gpu: GpuSpec | None = None
+
+    @property
+    def max_pods(self) -> int:
+        return self.enis * (self.ipv4_per_eni - 1) + 2
+
+    @property
+    def allocatable_cpu_millis(self) -> int:
+        return self.vcpus * 1000 - kube_reserved_cpu_millis(self.vcpus)
+
+    @property
+    def allocatable_memory_mib(self) -> int:
+        capacity = self.memory_gib * 1024 * (1 - _VM_MEMORY_OVERHEAD)
+        return int(capacity - kube_reserved_memory_mib(self.max_pods) - _EVICTION_MEMORY_MIB)
+
+
+_INSTANCE_SOURCES = (
+    "vCPUs and memory: AWS, Amazon EC2 instance type specifications "
+    "(https://docs.aws.amazon.com/ec2/latest/instancetypes/gp.html, co.html, mo.html, ac.html); "
+    "g5/g6e cross-checked against meta-pytorch/torchx torchx/specs/named_resources_aws.py",
+    f"ENIs and IPv4 addresses per ENI: {_AMI_REPO}:nodeadm/internal/kubelet/instance-info.jsonl",
+)
+# (vCPUs, GiB) per size, per family shape.
+_SIZES = {
+    "t": {"medium": (2, 4), "large": (2, 8), "xlarge": (4, 16), "2xlarge": (8, 32)},
+    "m": {"large": (2, 8), "xlarge": (4, 16), "2xlarge": (8, 32), "4xlarge": (16, 64)},
+    "c": {"large": (2, 4), "xlarge": (4, 8), "2xlarge": (8, 16), "4xlarge": (16, 32)},
+    "r": {"large": (2, 16), "xlarge": (4, 32), "2xlarge": (8, 64), "4xlarge": (16, 128)},
+    # single-GPU sizes only: the sharing this project sets up is of one card per node
+    "g5": {"xlarge": (4, 16), "2xlarge": (8, 32), "4xlarge": (16, 64), "8xlarge": (32, 128), "16xlarge": (64, 256)},
+    "g6": {"xlarge": (4, 16), "2xlarge": (8, 32), "4xlarge": (16, 64), "8xlarge": (32, 128), "16xlarge": (64, 256)},
+    "g6e": {"xlarge": (4, 32), "2xlarge": (8, 64), "4xlarge": (16, 128), "8xlarge": (32, 256), "16xlarge": (64, 512)},
+}
+# (ENIs, IPv4 per ENI) per size, from instance-info.jsonl.
+_ENIS_T = {"medium": (3, 6), "large": (3, 12), "xlarge": (4, 15), "2xlarge": (4, 15)}
+_ENIS_MCR = {"large": (3, 10), "xlarge": (4, 15), "2xlarge": (4, 15), "4xlarge": (8, 30)}
+_ENIS_G = {"xlarge": (4, 15), "2xlarge": (4, 15), "4xlarge": (8, 30), "8xlarge": (8, 30)}
+_FAMILIES: tuple[tuple[str, str, dict[str, tuple[int, int]], GpuSpec | None], ...] = (
+    ("t3", "t", _ENIS_T, None),
+    ("t3a", "t", _ENIS_T, None),
+    ("m5", "m", _ENIS_MCR, None),
+    ("m6i", "m", _ENIS_MCR, None),
+    ("m6a", "m", _ENIS_MCR, None),
+    ("m7i", "m", _ENIS_MCR, None),
+    ("m7a", "m", _ENIS_MCR, None),
+    ("c5", "c", _ENIS_MCR, None),
+    ("c6i", "c", _ENIS_MCR, None),
+    ("c7i", "c", _ENIS_MCR, None),
+    ("r5", "r", _ENIS_MCR, None),
+    ("r6i", "r", _ENIS_MCR, None),
+    ("g5", "g5", {**_ENIS_G, "16xlarge": (8, 30)}, _A10G),
+    ("g6", "g6", {**_ENIS_G, "16xlarge": (15, 50)}, _L4),
+    ("g6e", "g6e", {**_ENIS_G, "16xlarge": (15, 50)}, _L40S),
+)
+
+# x86_64 types only: both node groups run x86_64 AMIs (CPU_AMI_TYPE, GPU_AMI_TYPE).
+INSTANCE_TYPES: Final[Mapping[str, InstanceType]] = _mapping(
+    {
+        f"{family}.{size}": InstanceType(
+            name=f"{family}.{size}",
+            vcpus=vcpus,
+            memory_gib=gib,
+            architecture="x86_64",
+            enis=enis[size][0],
+            ipv4_per_eni=enis[size][1],
+            gpu=gpu,
+        )
+        for family, shape, enis, gpu in _FAMILIES
+        for size, (vcpus, gib) in _SIZES[shape].items()
+    }
+)
+GPU_NODE_TYPES: Final[Mapping[str, InstanceType]] = _mapping(
+    {k: t for k, t in INSTANCE_TYPES.items() if t.gpu is not None}
+)
+CPU_NODE_TYPES: Final[Mapping[str, InstanceType]] = _mapping(
+    {k: t for k, t in INSTANCE_TYPES.items() if t.gpu is None}
+)
+
+
+# --- AWS ---------------------------------------------------------------------------------
+
+
+def aws_regions() -> tuple[str, ...]:
+    """The regions the AWS provider knows: pulumi-aws's ``Region`` enum (its schema's list)."""
+    from pulumi_aws import Region
+
+    return tuple(r.value for r in Region)
+
+
+def partition_of(region: str) -> str:
+    """The ARN partition of a region (IAM and EKS policy ARNs differ by partition)."""
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+def service_host(service: str, region: str) -> str:
+    """A service's regional endpoint host, as KMS's kms:ViaService condition names it
+    (``ec2.us-west-2.amazonaws.com``; China regions end in ``amazonaws.com.cn``, which was not
+    verified here: the stack was only exercised against the aws partition)."""
+    return f"{service}.{region}.amazonaws.com" + (".cn" if partition_of(region) == "aws-cn" else "")
+
+
+# The private IPv4 ranges of RFC 1918, which the VPC user guide recommends for a VPC's CIDR
+# ("VPC CIDR blocks", https://docs.aws.amazon.com/vpc/latest/userguide/vpc-cidr-blocks.html).
+VPC_PRIVATE_RANGES: Final = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+
+
+def is_private_vpc_cidr(cidr: str) -> bool:
+    net = ipaddress.ip_network(cidr)
+    return any(net.subnet_of(ipaddress.ip_network(r)) for r in VPC_PRIVATE_RANGES)  # type: ignore[arg-type]
+
+
+# The managed access policy that makes an access entry a cluster admin
+# (EKS user guide, "Review access policy permissions": AmazonEKSClusterAdminPolicy).
+EKS_CLUSTER_ADMIN_POLICY: Final = "arn:{partition}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+
+
+# --- Kubernetes ---------------------------------------------------------------------------
+
+# Namespaces every cluster has; "kube-" is reserved for Kubernetes system namespaces
+# (kubernetes.io/docs/concepts/overview/working-with-objects/namespaces). Declaring one of them
+# as a new Namespace would fight the cluster over it (and relabel its Pod Security level).
+RESERVED_NAMESPACES: Final = ("default", "kube-system", "kube-public", "kube-node-lease")
