@@ -31,6 +31,7 @@ from benchmark.sim.background import BackgroundLoop
 from benchmark.sim import REFERENCE_PAIR, SimulatedGpu, SimulatedModel, preset
 from benchmark.sim.kube_api import FakeDeployment, FakeKubeApi
 from benchmark.sim.spec import ModelSpec
+from workloads.contract import PORT, Contract, ModelContract
 
 __all__ = ["SimulatedStack", "configure", "demo", "demo_outputs", "run", "simulated_stack"]
 
@@ -51,26 +52,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def demo_outputs(specs: list[ModelSpec], api: FakeKubeApi) -> dict[str, Any]:
-    """The stack outputs a deployed stack would print, for the simulated models."""
+    """The stack outputs a deployed stack would print for the simulated models, built with the
+    contract module the stack exports with (``workloads.contract``)."""
     models = {
-        spec.key: {
-            "model_id": spec.model_id, "deployment": spec.key, "service": spec.key, "port": 8080,
-            "enabled": True, "replicas": 1, "start_order": i + 1, "api": "tgi",
-            "max_input_tokens": spec.max_input_tokens, "max_total_tokens": spec.max_total_tokens,
-            "max_batch_total_tokens": spec.max_batch_total_tokens,
-            "cuda_memory_fraction": 0.0, "planned_kv_tokens": spec.max_batch_total_tokens,
-        }
+        spec.key: ModelContract(
+            key=spec.key, model_id=spec.model_id, deployment=spec.key, service=spec.key, port=PORT, enabled=True,
+            replicas=1, start_order=i + 1, api="tgi", max_input_tokens=spec.max_input_tokens,
+            max_total_tokens=spec.max_total_tokens, max_batch_total_tokens=spec.max_batch_total_tokens,
+            cuda_memory_fraction=0.0, planned_kv_tokens=spec.max_batch_total_tokens,
+            max_batch_prefill_tokens=spec.max_batch_prefill_tokens,
+            max_concurrent_requests=spec.max_concurrent_requests,
+        )
         for i, spec in enumerate(specs)
     }  # fmt: skip
-    contract = {
-        "version": 1,
-        "cluster": {"name": "simulated", "region": "local"},
-        "namespace": NAMESPACE,
-        "gpu": {"instance_type": "g6e.2xlarge", "gpu_model": "NVIDIA L40S (simulated)", "memory_gib": 44.39,
-                "sharing": {"strategy": "time-slicing", "replicas": 10}},
-        "models": models,
-    }  # fmt: skip
-    return {"contract": contract, "kubeconfig": api.kubeconfig(), "clusterName": "simulated"}
+    contract = Contract(
+        cluster_name="simulated", region="local", namespace=NAMESPACE, models=models,
+        gpu={"instance_type": "g6e.2xlarge", "gpu_model": "NVIDIA L40S (simulated)", "memory_gib": 44.39,
+             "sharing": {"strategy": "time-slicing", "replicas": 10}},
+    )  # fmt: skip
+    return {"contract": contract.to_dict(), "kubeconfig": api.kubeconfig(), "clusterName": "simulated"}
 
 
 @dataclasses.dataclass(frozen=True)

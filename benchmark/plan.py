@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from benchmark.errors import BenchmarkError
-from benchmark.stack_outputs import ModelEntry
+from workloads.contract import ModelContract
 
 if TYPE_CHECKING:  # the kubernetes client only where a cluster is reached
     from benchmark.kube import Kube
@@ -45,7 +45,7 @@ class Scenario:
         return f"{self.name}: {' + '.join(self.models)}"
 
 
-def plan_all(models: Sequence[ModelEntry]) -> list[Scenario]:
+def plan_all(models: Sequence[ModelContract]) -> list[Scenario]:
     """Each model alone, then all of them together (``models`` must have at least two).
 
     The alone scenarios run in reverse start order, so the last one is the first model to
@@ -71,7 +71,7 @@ class Orchestrator:
     def __init__(
         self,
         kube: Kube,
-        catalog: Sequence[ModelEntry],
+        catalog: Sequence[ModelContract],
         *,
         ready_timeout: float,
         poll: float = 1.0,
@@ -86,7 +86,7 @@ class Orchestrator:
         self.original: dict[str, int] = {}  # deployment -> replicas found before any change
         self.touched: set[str] = set()
 
-    def replicas_on(self, model: ModelEntry) -> int:
+    def replicas_on(self, model: ModelContract) -> int:
         """Replicas a model runs with in a scenario: as found, else as declared, at least 1."""
         return max(1, self.original.get(model.deployment, 0), model.replicas)
 
@@ -97,18 +97,18 @@ class Orchestrator:
                 self.original[m.deployment] = await self.kube.replicas(m.deployment)
         return dict(self.original)
 
-    async def _scale(self, model: ModelEntry, replicas: int) -> None:
+    async def _scale(self, model: ModelContract, replicas: int) -> None:
         self.touched.add(model.deployment)
         self.log(f"  scale {model.deployment} -> {replicas}")
         await self.kube.scale(model.deployment, replicas)
 
-    async def _down(self, models: Sequence[ModelEntry]) -> None:
+    async def _down(self, models: Sequence[ModelContract]) -> None:
         for m in models:
             await self._scale(m, 0)
         for m in models:
             await self.kube.wait_settled(m.deployment, 0, timeout=self.ready_timeout, poll=self.poll, log=self.log)
 
-    async def _up(self, model: ModelEntry) -> None:
+    async def _up(self, model: ModelContract) -> None:
         n = self.replicas_on(model)
         await self._scale(model, n)
         await self.kube.wait_settled(model.deployment, n, timeout=self.ready_timeout, poll=self.poll, log=self.log)
@@ -126,7 +126,7 @@ class Orchestrator:
         await self.snapshot()
         wanted = set(scenario.models)
         up = {m.key for m in self.models if await self.kube.replicas(m.deployment) > 0}
-        start: list[ModelEntry] = []  # wanted models to (re)start: after the first one down, all
+        start: list[ModelContract] = []  # wanted models to (re)start: after the first one down, all
         for m in self.models:
             if m.key in wanted and (m.key not in up or start):
                 start.append(m)
@@ -179,7 +179,7 @@ class Orchestrator:
         ]  # fmt: skip
         ups = [m for m in known if was[m.key] > 0 and ((m in touched and now[m.key] != was[m.key]) or m in downs)]
 
-        async def scale(m: ModelEntry, n: int) -> bool:
+        async def scale(m: ModelContract, n: int) -> bool:
             try:
                 await self.kube.scale(m.deployment, n)
                 restored[m.deployment] = n

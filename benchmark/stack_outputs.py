@@ -23,55 +23,42 @@ from typing import Any
 import yaml
 
 from benchmark.errors import BenchmarkError
+from workloads.contract import Contract, ContractError, ModelContract
 
-__all__ = ["CONTRACT_VERSIONS", "ModelEntry", "StackOutputs", "load_outputs", "parse_outputs", "read_pulumi_outputs"]
-
-CONTRACT_VERSIONS = (1,)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ModelEntry:
-    """One model of the contract's catalog."""
-
-    key: str
-    model_id: str
-    deployment: str  # Kubernetes Deployment name
-    service: str  # Kubernetes Service name
-    port: int
-    enabled: bool
-    replicas: int  # what the stack declares (0 when disabled)
-    start_order: int
-    api: str
-    max_input_tokens: int
-    max_total_tokens: int
-    max_batch_total_tokens: int
-    cuda_memory_fraction: float
-    planned_kv_tokens: int
-
-    @property
-    def active(self) -> bool:
-        return self.enabled and self.replicas > 0
+__all__ = ["StackOutputs", "load_outputs", "parse_outputs", "read_pulumi_outputs"]
 
 
 @dataclass(frozen=True, kw_only=True)
 class StackOutputs:
-    """The contract, read and checked; ``contract`` keeps the raw mapping for the report."""
+    """The contract, read and checked (``workloads.contract``), with where it came from and the
+    kubeconfig; ``raw`` keeps the contract's JSON for run.json and the report."""
 
     source: str  # where it came from, for messages and the report
-    version: int
-    cluster_name: str
-    region: str
-    namespace: str
-    gpu: Mapping[str, Any]
-    models: Mapping[str, ModelEntry]
-    contract: Mapping[str, Any]
+    contract: Contract
+    raw: Mapping[str, Any]
     kubeconfig: Mapping[str, Any] | None = field(default=None, repr=False)
 
-    def active_models(self) -> list[ModelEntry]:
-        """The enabled models with replicas, in the stack's start order."""
-        return sorted((m for m in self.models.values() if m.active), key=lambda m: (m.start_order, m.key))
+    @property
+    def models(self) -> Mapping[str, ModelContract]:
+        return self.contract.models
 
-    def select(self, keys: list[str] | None) -> list[ModelEntry]:
+    @property
+    def namespace(self) -> str:
+        return self.contract.namespace
+
+    @property
+    def cluster_name(self) -> str:
+        return self.contract.cluster_name
+
+    @property
+    def gpu(self) -> Mapping[str, Any]:
+        return self.contract.gpu
+
+    def active_models(self) -> list[ModelContract]:
+        """The enabled models with replicas, in the stack's start order."""
+        return self.contract.active_models()
+
+    def select(self, keys: list[str] | None) -> list[ModelContract]:
         """The models to benchmark: ``keys`` (checked against the catalog) or the active ones."""
         if keys:
             unknown = [k for k in keys if k not in self.models]
@@ -90,43 +77,6 @@ class StackOutputs:
                 "enable one with `pulumi config set` and `pulumi up`"
             )
         return active
-
-
-def _get(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    if not isinstance(data, Mapping):
-        raise BenchmarkError(f"stack outputs: {where} must be an object, got {type(data).__name__}")
-    if key not in data:
-        raise BenchmarkError(f"stack outputs: {where}.{key} is missing")
-    value = data[key]
-    # bool is an int subclass: never accept it for a number
-    if (isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,))) or not isinstance(
-        value, kind
-    ):
-        names = "/".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
-        raise BenchmarkError(f"stack outputs: {where}.{key} must be {names}, got {value!r}")
-    return value
-
-
-def _model(key: str, raw: Any) -> ModelEntry:
-    w = f"contract.models.{key}"
-    if not isinstance(raw, Mapping):
-        raise BenchmarkError(f"stack outputs: {w} must be an object, got {raw!r}")
-    return ModelEntry(
-        key=key,
-        model_id=_get(raw, "model_id", str, w),
-        deployment=_get(raw, "deployment", str, w),
-        service=_get(raw, "service", str, w),
-        port=_get(raw, "port", int, w),
-        enabled=_get(raw, "enabled", bool, w),
-        replicas=_get(raw, "replicas", int, w),
-        start_order=_get(raw, "start_order", int, w),
-        api=_get(raw, "api", str, w),
-        max_input_tokens=_get(raw, "max_input_tokens", int, w),
-        max_total_tokens=_get(raw, "max_total_tokens", int, w),
-        max_batch_total_tokens=_get(raw, "max_batch_total_tokens", int, w),
-        cuda_memory_fraction=float(_get(raw, "cuda_memory_fraction", (int, float), w)),
-        planned_kv_tokens=_get(raw, "planned_kv_tokens", int, w),
-    )
 
 
 def _kubeconfig(raw: Any, source: str) -> Mapping[str, Any] | None:
@@ -156,25 +106,12 @@ def parse_outputs(outputs: Any, *, source: str) -> StackOutputs:
             contract = json.loads(contract)
         except json.JSONDecodeError:
             raise BenchmarkError(f"stack outputs: 'contract' in {source} is a string but not JSON") from None
-    version = _get(contract, "version", int, "contract")
-    if version not in CONTRACT_VERSIONS:
-        raise BenchmarkError(
-            f"stack outputs: contract version {version!r} in {source} is not supported by this benchmark "
-            f"(it reads version {', '.join(map(str, CONTRACT_VERSIONS))}); update the benchmark or the stack"
-        )
-    cluster = _get(contract, "cluster", Mapping, "contract")
-    models = _get(contract, "models", Mapping, "contract")
-    return StackOutputs(
-        source=source,
-        version=version,
-        cluster_name=_get(cluster, "name", str, "contract.cluster"),
-        region=_get(cluster, "region", str, "contract.cluster"),
-        namespace=_get(contract, "namespace", str, "contract"),
-        gpu=_get(contract, "gpu", Mapping, "contract"),
-        models={key: _model(key, raw) for key, raw in models.items()},
-        contract=contract,
-        kubeconfig=_kubeconfig(outputs.get("kubeconfig"), source),
-    )
+    try:
+        parsed = Contract.from_dict(contract)
+    except ContractError as e:
+        raise BenchmarkError(f"stack outputs: {source}: {e}") from None
+    return StackOutputs(source=source, contract=parsed, raw=contract,
+                        kubeconfig=_kubeconfig(outputs.get("kubeconfig"), source))
 
 
 def read_pulumi_outputs(stack: str | None, *, cwd: Path | None = None) -> Any:

@@ -52,7 +52,8 @@ from benchmark.protocols import ADAPTERS
 from benchmark.records import RunClock
 from benchmark.results import ResultsWriter, read_records
 from benchmark.runner import Target, run_load
-from benchmark.stack_outputs import ModelEntry, StackOutputs, load_outputs
+from benchmark.stack_outputs import StackOutputs, load_outputs
+from workloads.contract import ModelContract
 from benchmark.summary import summarize
 
 if TYPE_CHECKING:  # the kubernetes client is imported only where a cluster is reached
@@ -88,7 +89,7 @@ class RunOptions:
     progress: bool = True
     min_success: float = DEFAULT_MIN_SUCCESS
 
-    def model_name(self, model: ModelEntry) -> str:
+    def model_name(self, model: ModelContract) -> str:
         """The OpenAI ``model`` field for ``model``: ``--model-name``, else the contract's model id."""
         return parse_model_names(self.model_names).get(model.key, model.model_id)
 
@@ -238,7 +239,7 @@ def _run_dir(root: Path, label: str) -> Path:
 class _StackRun:
     """One invocation: the state shared by its scenarios."""
 
-    def __init__(self, options: RunOptions, models: list[ModelEntry], endpoints: dict[str, str],
+    def __init__(self, options: RunOptions, models: list[ModelContract], endpoints: dict[str, str],
                  kube: Kube | None, run_dir: Path, meta: rundir.RunMeta, log: Callable[[str], None]) -> None:  # fmt: skip
         self.options, self.models, self.endpoints = options, models, endpoints
         self.by_key = {m.key: m for m in models}
@@ -253,7 +254,7 @@ class _StackRun:
         self.warmup_writer.close()
         await self.session.close()
 
-    async def _open(self, stack: contextlib.AsyncExitStack, model: ModelEntry) -> tuple[str, AccessPath]:
+    async def _open(self, stack: contextlib.AsyncExitStack, model: ModelContract) -> tuple[str, AccessPath]:
         """(url, path) for one model: its override, or a port-forward to a ready pod."""
         if model.key in self.endpoints:
             return self.endpoints[model.key], "endpoint"
@@ -390,7 +391,7 @@ async def benchmark_stack(
         meta = rundir.RunMeta(
             label=label,
             settings=options.settings(stack),
-            contract={**dict(stack.contract), "models": {m.key: stack.contract["models"][m.key] for m in models}},
+            contract={**dict(stack.raw), "models": {m.key: stack.raw["models"][m.key] for m in models}},
         )
         rundir.write_run_meta(run_dir, meta)
         log(f"results: {run_dir}")

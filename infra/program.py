@@ -17,7 +17,7 @@ from infra.network import Network, NetworkArgs
 from infra.settings import Settings
 from infra.validation import ConfigError
 from workloads.component import BENCHMARK_GROUP, ModelWorkloads, ModelWorkloadsArgs
-from workloads.contract import contract_output
+from workloads.export import contract_output
 
 __all__ = ["Stack", "build", "gpu_facts"]
 

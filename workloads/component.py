@@ -49,6 +49,7 @@ from pulumi_kubernetes.networking.v1 import (
     NetworkPolicySpecArgs,
 )
 
+from workloads.contract import PORT
 from workloads.settings import ModelSettings, WorkloadSettings
 
 __all__ = [
@@ -56,7 +57,6 @@ __all__ = [
     "InferenceModelArgs",
     "ModelWorkloads",
     "ModelWorkloadsArgs",
-    "PORT",
     "CACHE_ROOT",
     "model_labels",
     "tgi_args",
@@ -67,7 +67,6 @@ __all__ = [
     "BENCHMARK_ROLE_RULES",
 ]
 
-PORT = 8080
 # The model cache: a directory per model on the GPU node's disk (see README, "Models and
 # GPU memory": why a hostPath and not a PVC).
 CACHE_ROOT = "/var/lib/gpu-sharing/hf-cache"

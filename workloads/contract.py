@@ -1,60 +1,154 @@
-"""The stack-outputs contract (``contract`` export): the only coupling with the benchmark.
+"""The stack-outputs contract (the ``contract`` export): the only coupling between the Pulumi
+program and the benchmark, and the only module both import.
 
-Versioned; fields may be added, never renamed (shared/DESIGN.md). Built from plain data
-(settings and the memory plan) plus the cluster name, which is a Pulumi Output.
+Pure data, no Pulumi: the program builds a ``Contract`` from its settings and memory plan and
+exports ``to_dict()``; the benchmark reads the exported JSON back with ``Contract.from_dict``.
+Versioned: fields may be added, never renamed or retyped; a reader ignores fields it does not
+know and refuses a version it does not (a silent misreading would benchmark the wrong thing).
+
+```
+{"version": 1, "cluster": {"name", "region"}, "namespace",
+ "gpu": {"instance_type", "gpu_model", "memory_gib", "sharing": {"strategy", "replicas"}},
+ "models": {"<key>": {"model_id", "deployment", "service", "port", "enabled", "replicas",
+                      "start_order", "api", "max_input_tokens", "max_total_tokens",
+                      "max_batch_total_tokens", "cuda_memory_fraction", "planned_kv_tokens",
+                      "max_batch_prefill_tokens", "max_concurrent_requests", "image"}}}
+```
+(the last three were added within version 1: optional for a reader.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-import pulumi
-
-from workloads.component import PORT
-from workloads.settings import WorkloadSettings
-
-__all__ = ["CONTRACT_VERSION", "contract_data", "contract_output"]
+__all__ = ["CONTRACT_VERSION", "READABLE_VERSIONS", "Contract", "ContractError", "ModelContract", "PORT"]
 
 CONTRACT_VERSION = 1
+READABLE_VERSIONS: tuple[int, ...] = (1,)
+PORT = 8080  # every model's Service and container port
 
 
-def contract_data(*, cluster_name: str, region: str, gpu: Mapping[str, Any], workloads: WorkloadSettings) -> dict[str, Any]:
-    """The contract as plain JSON-serialisable data."""
-    return {
-        "version": CONTRACT_VERSION,
-        "cluster": {"name": cluster_name, "region": region},
-        "namespace": workloads.namespace,
-        "gpu": dict(gpu),
-        "models": {
-            m.key: {
-                "model_id": m.model_id,
-                "deployment": m.key,
-                "service": m.key,
-                "port": PORT,
-                "enabled": m.enabled,
-                "replicas": m.replicas,
-                "start_order": m.start_order,
-                "api": "tgi",
-                "max_input_tokens": m.max_input_tokens,
-                "max_total_tokens": m.max_total_tokens,
-                "max_batch_total_tokens": m.max_batch_total_tokens,
-                "cuda_memory_fraction": m.cuda_memory_fraction,
-                "planned_kv_tokens": workloads.plan.model(m.key).kv_tokens,
-                # Added fields (v1 readers ignore them).
-                "max_batch_prefill_tokens": m.max_batch_prefill_tokens,
-                "max_concurrent_requests": m.max_concurrent_requests,
-                "image": m.image,
-            }
-            for m in workloads.models.values()
-        },
-    }
+class ContractError(ValueError):
+    """The data is not a contract this reader can use; the message names the field."""
 
 
-def contract_output(
-    *, cluster_name: pulumi.Input[str], region: str, gpu: Mapping[str, Any], workloads: WorkloadSettings
-) -> pulumi.Output[dict[str, Any]]:
-    """``contract_data`` once the cluster name is known."""
-    return pulumi.Output.from_input(cluster_name).apply(
-        lambda name: contract_data(cluster_name=name, region=region, gpu=gpu, workloads=workloads)
-    )
+@dataclass(frozen=True, kw_only=True)
+class ModelContract:
+    """One model of the catalog, as deployed."""
+
+    key: str
+    model_id: str
+    deployment: str  # Kubernetes Deployment name
+    service: str  # Kubernetes Service name
+    port: int
+    enabled: bool
+    replicas: int  # what the stack declares (0 when disabled)
+    start_order: int
+    api: str  # "tgi"
+    max_input_tokens: int
+    max_total_tokens: int
+    max_batch_total_tokens: int
+    cuda_memory_fraction: float  # the fraction TGI is started with (the planner's when auto)
+    planned_kv_tokens: int  # the KV tokens the memory plan expects TGI to find at warmup
+    max_batch_prefill_tokens: int | None = None
+    max_concurrent_requests: int | None = None
+    image: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.enabled and self.replicas > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model_id": self.model_id, "deployment": self.deployment, "service": self.service, "port": self.port,
+            "enabled": self.enabled, "replicas": self.replicas, "start_order": self.start_order, "api": self.api,
+            "max_input_tokens": self.max_input_tokens, "max_total_tokens": self.max_total_tokens,
+            "max_batch_total_tokens": self.max_batch_total_tokens, "cuda_memory_fraction": self.cuda_memory_fraction,
+            "planned_kv_tokens": self.planned_kv_tokens, "max_batch_prefill_tokens": self.max_batch_prefill_tokens,
+            "max_concurrent_requests": self.max_concurrent_requests, "image": self.image,
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, key: str, raw: Any, where: str) -> ModelContract:
+        return cls(
+            key=key,
+            model_id=_get(raw, "model_id", str, where),
+            deployment=_get(raw, "deployment", str, where),
+            service=_get(raw, "service", str, where),
+            port=_get(raw, "port", int, where),
+            enabled=_get(raw, "enabled", bool, where),
+            replicas=_get(raw, "replicas", int, where),
+            start_order=_get(raw, "start_order", int, where),
+            api=_get(raw, "api", str, where),
+            max_input_tokens=_get(raw, "max_input_tokens", int, where),
+            max_total_tokens=_get(raw, "max_total_tokens", int, where),
+            max_batch_total_tokens=_get(raw, "max_batch_total_tokens", int, where),
+            cuda_memory_fraction=float(_get(raw, "cuda_memory_fraction", (int, float), where)),
+            planned_kv_tokens=_get(raw, "planned_kv_tokens", int, where),
+            max_batch_prefill_tokens=_get(raw, "max_batch_prefill_tokens", int, where, optional=True),
+            max_concurrent_requests=_get(raw, "max_concurrent_requests", int, where, optional=True),
+            image=_get(raw, "image", str, where, optional=True),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Contract:
+    """The whole contract. ``gpu`` is kept as the mapping it is (reports print it)."""
+
+    cluster_name: str
+    region: str
+    namespace: str
+    gpu: Mapping[str, Any]
+    models: Mapping[str, ModelContract]
+    version: int = CONTRACT_VERSION
+    extra: Mapping[str, Any] = field(default_factory=dict)  # top-level fields this reader does not know
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **dict(self.extra),
+            "version": self.version,
+            "cluster": {"name": self.cluster_name, "region": self.region},
+            "namespace": self.namespace,
+            "gpu": dict(self.gpu),
+            "models": {key: m.to_dict() for key, m in self.models.items()},
+        }
+
+    def active_models(self) -> list[ModelContract]:
+        """The enabled models with replicas, in the stack's start order."""
+        return sorted((m for m in self.models.values() if m.active), key=lambda m: (m.start_order, m.key))
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Contract:
+        """Read the exported contract; ``ContractError`` names what is missing or malformed."""
+        version = _get(data, "version", int, "contract")
+        if version not in READABLE_VERSIONS:
+            raise ContractError(f"contract version {version!r} is not supported by this reader (it reads version "
+                                f"{', '.join(map(str, READABLE_VERSIONS))}); update the benchmark or the stack")
+        cluster = _get(data, "cluster", Mapping, "contract")
+        models = _get(data, "models", Mapping, "contract")
+        known = {"version", "cluster", "namespace", "gpu", "models"}
+        return cls(
+            version=version,
+            cluster_name=_get(cluster, "name", str, "contract.cluster"),
+            region=_get(cluster, "region", str, "contract.cluster"),
+            namespace=_get(data, "namespace", str, "contract"),
+            gpu=_get(data, "gpu", Mapping, "contract"),
+            models={key: ModelContract.from_dict(key, raw, f"contract.models.{key}") for key, raw in models.items()},
+            extra={k: v for k, v in data.items() if k not in known},
+        )
+
+
+def _get(data: Any, key: str, kind: type | tuple[type, ...], where: str, *, optional: bool = False) -> Any:
+    if not isinstance(data, Mapping):
+        raise ContractError(f"{where} must be an object, got {type(data).__name__}")
+    if data.get(key) is None and optional:
+        return None
+    if key not in data:
+        raise ContractError(f"{where}.{key} is missing")
+    value = data[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):  # bool is an int: never a number
+        raise ContractError(f"{where}.{key} must be {'/'.join(k.__name__ for k in kinds)}, got {value!r}")
+    return value

@@ -1,12 +1,13 @@
 """SIMULATED speed presets for the stack's reference pair on one L40S: estimates, not measurements.
 
-The keys and model ids are the stack's default catalog (``workloads.settings.REFERENCE_MODELS``)
-and the architectures its facts table (``workloads.models.KNOWN_MODELS``, from each
-model's ``config.json``), served in bf16 as the default catalog does. Derivation (all in
+The keys and model ids are the stack's default catalog, and the architectures those of each
+model's ``config.json`` on the Hub, served in bf16 as the default catalog does (the simulator
+keeps its own copy of these few figures, so that the benchmark shares nothing with the Pulumi
+program but the contract; a test checks them against the stack's catalog). Derivation (all in
 ``_l40s_preset``):
 - A decode step is memory-bound: it reads every weight once, plus the KV cache of every
-  sequence in the batch. Time = bytes / (864 GB/s, the L40S's bandwidth from
-  ``infra.gpus``, x 0.75, a typical achieved fraction for decode kernels). So
+  sequence in the batch. Time = bytes / (864 GB/s, the L40S's bandwidth from NVIDIA's
+  L40S product brief, x 0.75, a typical achieved fraction for decode kernels). So
   ``decode_base_s = parameters x 2 bytes / bw`` and
   ``decode_s_per_context_token = KV bytes per token (layers x 2 x kv_heads x head_dim x 2) / bw``.
 - A prefill is compute-bound: 2 FLOPs per parameter per input token at 362 TFLOPS (the
@@ -22,24 +23,42 @@ decode step, 384 KiB of KV per token. DeepSeek-R1-Distill-Llama-8B (Llama-3.1-8B
 
 from __future__ import annotations
 
-from infra.gpus import gpu_for_instance_type
-from workloads.models import DTYPE_BYTES, KNOWN_MODELS
-from workloads.settings import REFERENCE_MODELS
+from dataclasses import dataclass
 
 from benchmark.sim.spec import ModelSpec
 
-__all__ = ["PRESETS", "REFERENCE_PAIR", "preset"]
+__all__ = ["L40S_BANDWIDTH_GB_S", "PRESETS", "REFERENCE_PAIR", "Architecture", "preset"]
 
-_L40S = gpu_for_instance_type("g6e.2xlarge")
-assert _L40S is not None  # a fixed table entry, not input
-_DECODE_BW = _L40S.bandwidth_gb_s * 1e9 * 0.75  # bytes/s achieved by decode kernels
+L40S_BANDWIDTH_GB_S = 864.0  # NVIDIA L40S product brief
+_DECODE_BW = L40S_BANDWIDTH_GB_S * 1e9 * 0.75  # bytes/s achieved by decode kernels
 _PREFILL_FLOPS = 362e12 * 0.40  # FLOP/s achieved by prefill GEMMs
-_BF16 = DTYPE_BYTES["bfloat16"]
+_BF16 = 2  # bytes per parameter and per KV element
 KV_BUDGET_GIB = 10.0  # KV cache per model: about what two models sharing the card each keep
 
 
-def _l40s_preset(key: str, model_id: str) -> ModelSpec:
-    facts = KNOWN_MODELS[model_id]
+@dataclass(frozen=True)
+class Architecture:
+    """The figures of a model's ``config.json`` the speed model uses."""
+
+    model_id: str
+    parameters: int  # from the safetensors index
+    layers: int  # num_hidden_layers
+    kv_heads: int  # num_key_value_heads
+    head_dim: int  # head_dim, or hidden_size / num_attention_heads
+
+    def kv_bytes_per_token(self, dtype_bytes: int) -> int:
+        return self.layers * 2 * self.kv_heads * self.head_dim * dtype_bytes
+
+
+# the stack's reference pair, under the keys of its default catalog
+REFERENCE_ARCHITECTURES: dict[str, Architecture] = {
+    "phi35-mini": Architecture("microsoft/Phi-3.5-mini-instruct", 3_821_079_552, 32, 32, 96),
+    "deepseek-r1-8b": Architecture("deepseek-ai/DeepSeek-R1-Distill-Llama-8B", 8_030_261_248, 32, 8, 128),
+}
+
+
+def _l40s_preset(key: str, facts: Architecture) -> ModelSpec:
+    model_id = facts.model_id
     weight_bytes = facts.parameters * _BF16
     kv_bytes_per_token = facts.kv_bytes_per_token(_BF16)
     return ModelSpec(
@@ -57,9 +76,7 @@ def _l40s_preset(key: str, model_id: str) -> ModelSpec:
     )
 
 
-PRESETS: dict[str, ModelSpec] = {
-    key: _l40s_preset(key, str(entry["modelId"])) for key, entry in REFERENCE_MODELS.items()
-}
+PRESETS: dict[str, ModelSpec] = {key: _l40s_preset(key, facts) for key, facts in REFERENCE_ARCHITECTURES.items()}
 REFERENCE_PAIR: tuple[str, ...] = tuple(PRESETS)
 
 

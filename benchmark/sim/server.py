@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from workloads.settings import DEFAULT_IMAGE
 
 from benchmark.sim.model import ABORT, KEEPALIVE, Replica, SimRequest, SimToken, SimulatedModel
 from benchmark.sim.truth import TruthRecord
@@ -52,7 +51,7 @@ from benchmark.sim.truth import TruthRecord
 __all__ = ["build_app", "ROUTER_NAME", "TGI_VERSION"]
 
 ROUTER_NAME = "gpu-sharing tgi simulator"
-TGI_VERSION = DEFAULT_IMAGE.rsplit(":", 1)[1]  # the TGI release the stack deploys, whose formats this serves
+TGI_VERSION = "3.3.6"  # the TGI release whose routes and formats this serves (the stack's default image)
 _MIDSTREAM = ("stall", "disconnect", "malformed", "error_event")
 _OVERLOADED = {"error": "Model is overloaded", "error_type": "overloaded"}
 _GENERATION_ERROR = {"error": "Request failed during generation: simulated fault", "error_type": "generation"}

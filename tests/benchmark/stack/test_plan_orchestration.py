@@ -16,12 +16,13 @@ from benchmark.errors import BenchmarkError
 from benchmark.kube import Kube
 from benchmark.plan import Orchestrator, Scenario, _finish, plan_all, run_plan
 from benchmark.sim.kube_api import FakeDeployment, FakeKubeApi
-from benchmark.stack_outputs import ModelEntry, parse_outputs
+from benchmark.stack_outputs import parse_outputs
+from workloads.contract import ModelContract
 
 NS = "llm-testing"
 
 
-def _models(*keys: str) -> list[ModelEntry]:
+def _models(*keys: str) -> list[ModelContract]:
     from stack_helpers import outputs
 
     data = outputs({k: model_entry(k, start_order=i + 1) for i, k in enumerate(keys)})
@@ -62,7 +63,7 @@ async def _teardown(api: FakeKubeApi, backends: dict[str, HealthBackend]) -> Non
         await b.stop()
 
 
-def _plan(api: FakeKubeApi, models: list[ModelEntry], **kw: float) -> Orchestrator:
+def _plan(api: FakeKubeApi, models: list[ModelContract], **kw: float) -> Orchestrator:
     return Orchestrator(Kube(api.kubeconfig(), NS), models, ready_timeout=kw.get("timeout", 5), poll=0.02, log=lambda s: None)
 
 

@@ -50,7 +50,7 @@ def _one_error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
         (lambda t: ["--outputs", str(t / "nope.json")], "--outputs '{t}/nope.json': cannot read it"),
         (lambda t: ["--outputs", _file(t, "{")], "not JSON"),
         (lambda t: ["--outputs", _file(t, outputs({"a": model_entry("a", start_order=1)}, version=7))],
-         "contract version 7 in --outputs '{t}/outputs.json' is not supported"),
+         "--outputs '{t}/outputs.json': contract version 7 is not supported"),
         (lambda t: ["--outputs", _file(t, outputs({"a": model_entry("a", start_order=1, enabled=False)}))],
          "no active models in --outputs '{t}/outputs.json'"),
         (lambda t: ["--outputs", _two(t), "--endpoint", "a:http://x"], "--endpoint 'a:http://x': expected KEY=URL"),

@@ -8,14 +8,14 @@ import json
 from benchmark.stack_outputs import parse_outputs
 from infra.settings import load_settings
 from tests.pulumi_mocks import dev_config
-from workloads.contract import contract_data
+from workloads.export import contract_of
 
 
 def test_the_dev_stacks_contract_reads_back() -> None:
     settings = load_settings(dev_config())
     gpu = {"instance_type": "g6e.2xlarge", "gpu_model": "NVIDIA L40S", "memory_gib": 44.39,
            "sharing": {"strategy": "time-slicing", "replicas": 10}}  # fmt: skip
-    contract = contract_data(cluster_name="gpusharing-demo", region="us-west-2", gpu=gpu, workloads=settings.workloads)
+    contract = contract_of(cluster_name="gpusharing-demo", region="us-west-2", gpu=gpu, workloads=settings.workloads).to_dict()
     outputs = json.loads(json.dumps({"contract": contract, "kubeconfig": None}))  # as printed by the CLI
     stack = parse_outputs(outputs, source="dev")
     active = stack.active_models()

@@ -1,0 +1,39 @@
+"""The stack's ``contract`` output, built from the workload settings and their memory plan with
+the one contract module the benchmark reads (``workloads.contract``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pulumi
+
+from workloads.contract import PORT, Contract, ModelContract
+from workloads.settings import WorkloadSettings
+
+__all__ = ["contract_of", "contract_output"]
+
+
+def contract_of(*, cluster_name: str, region: str, gpu: Mapping[str, Any], workloads: WorkloadSettings) -> Contract:
+    """The contract of these settings (the memory plan gives each model's planned KV tokens)."""
+    models = {
+        m.key: ModelContract(
+            key=m.key, model_id=m.model_id, deployment=m.key, service=m.key, port=PORT, enabled=m.enabled,
+            replicas=m.replicas, start_order=m.start_order, api="tgi", max_input_tokens=m.max_input_tokens,
+            max_total_tokens=m.max_total_tokens, max_batch_total_tokens=m.max_batch_total_tokens,
+            cuda_memory_fraction=m.cuda_memory_fraction, planned_kv_tokens=workloads.plan.model(m.key).kv_tokens,
+            max_batch_prefill_tokens=m.max_batch_prefill_tokens, max_concurrent_requests=m.max_concurrent_requests,
+            image=m.image,
+        )
+        for m in workloads.models.values()
+    }  # fmt: skip
+    return Contract(cluster_name=cluster_name, region=region, namespace=workloads.namespace, gpu=gpu, models=models)
+
+
+def contract_output(
+    *, cluster_name: pulumi.Input[str], region: str, gpu: Mapping[str, Any], workloads: WorkloadSettings
+) -> pulumi.Output[dict[str, Any]]:
+    """The exported JSON, once the cluster name is known."""
+    return pulumi.Output.from_input(cluster_name).apply(
+        lambda name: contract_of(cluster_name=name, region=region, gpu=gpu, workloads=workloads).to_dict()
+    )
