@@ -153,14 +153,16 @@ def test_report_impact_matches_the_simulated_slowdown(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_in_the_second_scenario_restores_replicas(tmp_path: Path, signum: int) -> None:
+    # The second scenario lasts seconds (50 requests of 20 tokens at a fifth of the L40S step
+    # times), so the signal lands in it even when a loaded machine delays this test's process.
     bg = BackgroundLoop()
-    ctx = simulated_stack(time_scale=0.05)
+    ctx = simulated_stack(time_scale=0.2)
     sim = bg.call(ctx.__aenter__())
     try:
         outputs = tmp_path / "outputs.json"
         outputs.write_text(json.dumps(sim.outputs))
         argv = [sys.executable, "-m", "benchmark", "run", "--outputs", str(outputs), "--plan", "all",
-                "--iterations", "10", "--max-new-tokens", "10", "--results-dir", str(tmp_path / "results"),
+                "--iterations", "10", "--max-new-tokens", "20", "--results-dir", str(tmp_path / "results"),
                 "--no-progress", "--ready-timeout", "30"]  # fmt: skip
         argv += [a for k, m in sim.models.items() for a in ("--endpoint", f"{k}={m.base_url}")]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
