@@ -44,10 +44,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "benchmark")]
 # the timing test's own helpers, so that the script and the test measure the same way
 from enginekit import OthersLoad, read_truth, sim_model, sim_process, timing_errors  # noqa: E402  # pyright: ignore[reportMissingImports]
 
-from benchmark.load import closed_loop  # noqa: E402
-from benchmark.records import RunClock  # noqa: E402
-from benchmark.results import ResultsWriter, read_records  # noqa: E402
-from benchmark.runner import RunReport, Target, run_load_sync  # noqa: E402
+from benchmark.engine.patterns import closed_loop  # noqa: E402
+from benchmark.engine.records import RunClock  # noqa: E402
+from benchmark.engine.results import ResultsWriter, read_records  # noqa: E402
+from benchmark.engine.driver import RunReport, Target, run_load_sync  # noqa: E402
 
 TOKENS = 100
 TARGET_RPS_AT_64 = 1500.0  # streamed 100-token requests/s at concurrency 64

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from enginekit import read_truth, sim_model, sim_process, timing_errors
 
-from benchmark.load import closed_loop
-from benchmark.records import RequestRecord, RunClock
-from benchmark.results import ResultsWriter, read_records
-from benchmark.runner import Target, run_load_sync
+from benchmark.engine.patterns import closed_loop
+from benchmark.engine.records import RequestRecord, RunClock
+from benchmark.engine.results import ResultsWriter, read_records
+from benchmark.engine.driver import Target, run_load_sync
 
 STEP_S = 0.02  # the simulator's time per token in the timing test
 MEDIAN_BOUND_S = 0.003  # the median |client - truth|: a stamp taken at the wrong moment is a step (20 ms) off

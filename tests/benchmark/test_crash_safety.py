@@ -12,8 +12,8 @@ from pathlib import Path
 
 from enginekit import read_truth, sim_process
 
-from benchmark.results import read_records
-from benchmark.summary import summarize
+from benchmark.engine.results import read_records
+from benchmark.analysis.summary import summarize
 
 CONCURRENCY = 4
 

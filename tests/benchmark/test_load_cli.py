@@ -10,7 +10,7 @@ import pytest
 from enginekit import sim_process
 
 from benchmark.cli import main
-from benchmark.results import read_records
+from benchmark.engine.results import read_records
 
 
 def test_load_writes_records_summary_and_self_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from benchmark.load import STANDARD_PROMPTS, LoadPattern, closed_loop, open_loop, standard_suite
+from benchmark.engine.patterns import STANDARD_PROMPTS, LoadPattern, closed_loop, open_loop, standard_suite
 
 
 def test_standard_suite_is_five_distinct_prompts_times_iterations_sequentially() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from benchmark.errors import BenchmarkError
-from benchmark.records import RequestRecord
-from benchmark.results import ResultsWriter, read_records
+from benchmark.engine.records import RequestRecord
+from benchmark.engine.results import ResultsWriter, read_records
 
 
 def record(i: int, **kw: object) -> RequestRecord:

@@ -11,11 +11,11 @@ import pytest
 from aiohttp import web
 from enginekit import run, serving, tgi_stream_body
 
-from benchmark.load import closed_loop, open_loop
-from benchmark.progress import Progress
-from benchmark.records import RunClock
-from benchmark.results import ResultsWriter, read_records
-from benchmark.runner import RunReport, Target, run_load
+from benchmark.engine.patterns import closed_loop, open_loop
+from benchmark.engine.progress import Progress
+from benchmark.engine.records import RunClock
+from benchmark.engine.results import ResultsWriter, read_records
+from benchmark.engine.driver import RunReport, Target, run_load
 
 
 class CountingServer:

@@ -11,10 +11,10 @@ import pytest
 from aiohttp import web
 from enginekit import run, serving, tgi_stream_body
 
-from benchmark.load import LoadPattern, closed_loop, open_loop
-from benchmark.records import RunClock
-from benchmark.results import ResultsWriter, read_records
-from benchmark.runner import RunReport, Target, run_load
+from benchmark.engine.patterns import LoadPattern, closed_loop, open_loop
+from benchmark.engine.records import RunClock
+from benchmark.engine.results import ResultsWriter, read_records
+from benchmark.engine.driver import RunReport, Target, run_load
 
 
 class StampingServer:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.sse import SSEDecoder
+from benchmark.engine.sse import SSEDecoder
 
 
 def decode_in_pieces(stream: bytes, cuts: list[int]) -> list[bytes]:

@@ -299,7 +299,7 @@ def test_component_type_and_child_names(dev: Recorded) -> None:
 
 
 def test_the_benchmarks_reader_accepts_the_exported_outputs(dev: Recorded) -> None:
-    from benchmark.stack_outputs import parse_outputs
+    from benchmark.stack.outputs import parse_outputs
 
     stack = parse_outputs(json.loads(json.dumps(dev.outputs)), source="mock preview")
     assert [m.key for m in stack.active_models()] == KEYS

@@ -6,8 +6,8 @@ import aiohttp
 import pytest
 from simkit import fast_spec, run, serving
 
-from benchmark.report import simulated_banner, time_scale_note
-from benchmark.rundir import RunMeta
+from benchmark.report.files import simulated_banner, time_scale_note
+from benchmark.stack.rundir import RunMeta
 from benchmark.sim import SimulatedGpu
 
 

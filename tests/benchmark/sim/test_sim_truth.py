@@ -18,7 +18,7 @@ from simkit import fast_spec, gen_body, post, run, serving, sse_data, stream_eve
 from benchmark.cli import main
 from benchmark.errors import BenchmarkError
 from benchmark.sim import SimulatedGpu, read_truth_jsonl
-from benchmark.sim.cli import load_config
+from benchmark.commands.serve_sim import load_config
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.records import RequestRecord
-from benchmark.results import ResultsWriter
-from benchmark.rundir import AccessMeta, RunMeta, ScenarioMeta, write_run_meta
+from benchmark.engine.records import RequestRecord
+from benchmark.engine.results import ResultsWriter
+from benchmark.stack.rundir import AccessMeta, RunMeta, ScenarioMeta, write_run_meta
 
 PROMPT_SECONDS = {"chat": 1.0, "code": 2.0, "summary": 1.5, "qa": 0.8, "story": 2.5}
 

@@ -9,7 +9,7 @@ import pytest
 from synthetic_records import sequential_run
 
 from benchmark.errors import BenchmarkError
-from benchmark.impact import compute_impact, jain_index
+from benchmark.analysis.impact import compute_impact, jain_index
 
 
 def _row(impact, model: str, metric: str) -> dict:

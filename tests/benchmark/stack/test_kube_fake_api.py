@@ -9,7 +9,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from benchmark.kube import Kube
+from benchmark.stack.kube import Kube
 from benchmark.sim.kube_api import FakeDeployment, FakeKubeApi
 
 NS = "llm-testing"

@@ -10,9 +10,9 @@ import pytest
 from aiohttp import web
 
 from benchmark.errors import BenchmarkError
-from benchmark.kube import Kube
-from benchmark.endpoints import parse_endpoints
-from benchmark.portforward import PortForward, health_rtt, wait_healthy
+from benchmark.stack.kube import Kube
+from benchmark.commands.flags import parse_endpoints
+from benchmark.stack.portforward import PortForward, health_rtt, wait_healthy
 from benchmark.sim.kube_api import FakeDeployment, FakeKubeApi
 
 NS = "llm-testing"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from benchmark.sim.background import BackgroundLoop
 
-from benchmark.demo import simulated_stack
+from benchmark.commands.demo import simulated_stack
 
 ROOT = Path(__file__).resolve().parents[3]
 HF_TOKEN = "hf_noLeakCanary0123456789abcdefghijklmn"

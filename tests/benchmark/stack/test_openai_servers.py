@@ -18,7 +18,7 @@ from enginekit import read_truth, sim_model, sim_process
 from stack_helpers import model_entry, outputs
 
 from benchmark.cli import main
-from benchmark.results import read_records
+from benchmark.engine.results import read_records
 
 ROOT = Path(__file__).resolve().parents[3]
 TOKENS = 8

@@ -9,9 +9,9 @@ import pytest
 from synthetic_records import sequential_run
 
 from benchmark.errors import BenchmarkError
-from benchmark.records import RequestRecord
-from benchmark.results import ResultsWriter, read_records
-from benchmark.rundir import (
+from benchmark.engine.records import RequestRecord
+from benchmark.engine.results import ResultsWriter, read_records
+from benchmark.stack.rundir import (
     AccessMeta,
     RunMeta,
     ScenarioMeta,

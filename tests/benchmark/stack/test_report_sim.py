@@ -10,13 +10,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from benchmark.load import standard_suite
-from benchmark.promscrape import scrape
-from benchmark.records import RunClock
-from benchmark.report import write_report
-from benchmark.results import ResultsWriter
-from benchmark.rundir import REQUESTS, AccessMeta, RunMeta, ScenarioMeta, save_scrape, write_run_meta
-from benchmark.runner import Target, run_load
+from benchmark.engine.patterns import standard_suite
+from benchmark.analysis.promscrape import scrape
+from benchmark.engine.records import RunClock
+from benchmark.report.files import write_report
+from benchmark.engine.results import ResultsWriter
+from benchmark.stack.rundir import REQUESTS, AccessMeta, RunMeta, ScenarioMeta, save_scrape, write_run_meta
+from benchmark.engine.driver import Target, run_load
 from benchmark.sim import ModelSpec, SimulatedGpu, SimulatedModel
 
 KV_BUDGET = 8192

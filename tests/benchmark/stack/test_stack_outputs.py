@@ -11,7 +11,7 @@ import pytest
 from stack_helpers import model_entry, outputs
 
 from benchmark.errors import BenchmarkError
-from benchmark.stack_outputs import load_outputs
+from benchmark.stack.outputs import load_outputs
 
 KUBECONFIG = {"apiVersion": "v1", "clusters": [{"name": "c", "cluster": {"server": "https://example.invalid"}}],
               "users": [{"name": "u", "user": {"token": "s3cret-token"}}], "contexts": []}  # fmt: skip

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from benchmark.sim.background import BackgroundLoop
 
-from benchmark import rundir
-from benchmark.demo import simulated_stack
-from benchmark.results import read_records
-from benchmark.stack_outputs import parse_outputs
-from benchmark.stack_run import RunOptions, benchmark_stack
+from benchmark.stack import rundir
+from benchmark.commands.demo import simulated_stack
+from benchmark.engine.results import read_records
+from benchmark.stack.outputs import parse_outputs
+from benchmark.commands.run import RunOptions, benchmark_stack
 
 PHI, R1 = "phi35-mini", "deepseek-r1-8b"
 
@@ -174,7 +174,10 @@ def test_a_signal_in_the_second_scenario_restores_replicas(tmp_path: Path, signu
             lines.append(line)
             if line.startswith(f"scenario alone: {PHI}: 1 x") or time.monotonic() > deadline:
                 break
-        time.sleep(0.3)  # some requests of the second scenario in flight
+        run_dir = Path(next(ln for ln in lines if ln.startswith("results: ")).removeprefix("results: ").strip())
+        while not any(r.model == PHI for r in read_records(run_dir / rundir.REQUESTS)):  # one of its requests done
+            assert time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.05)
         assert sim.api.replicas() == {PHI: 1, R1: 0}, "".join(lines)
         proc.send_signal(signum)
         _, rest = proc.communicate(timeout=60)
@@ -183,7 +186,6 @@ def test_a_signal_in_the_second_scenario_restores_replicas(tmp_path: Path, signu
         assert "Traceback" not in err
         assert "restored replicas" in err and "interrupted" in err
         assert sim.api.replicas() == {PHI: 1, R1: 1}
-        run_dir = next((tmp_path / "results").glob("*-plan"))
         kept = read_records(run_dir / rundir.REQUESTS)  # what ran before the interrupt is kept
         assert sum(r.scenario == "alone" and r.model == R1 for r in kept) == 50
         assert any(r.model == PHI for r in kept)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.records import RequestRecord
-from benchmark.timeline import throughput_timeline
+from benchmark.engine.records import RequestRecord
+from benchmark.analysis.timeline import throughput_timeline
 
 
 def streamed(model: str, scenario: str, *, start: float, first: float, gaps: list[float],

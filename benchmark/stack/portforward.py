@@ -1,5 +1,5 @@
 """Reaching the models: the benchmark's own port-forwards and the access path's measured overhead
-(``--endpoint`` overrides are parsed in ``benchmark.endpoints``).
+(``--endpoint`` overrides are parsed in ``benchmark.commands.flags``).
 
 ``PortForward`` listens on 127.0.0.1 (a free port) and carries every accepted connection
 to a pod's port over its own Kubernetes port-forward websocket, opened with the
@@ -22,7 +22,7 @@ import aiohttp
 from benchmark.errors import BenchmarkError
 
 if TYPE_CHECKING:  # the kubernetes client only where a cluster is reached
-    from benchmark.kube import Kube
+    from benchmark.stack.kube import Kube
 
 __all__ = ["PortForward", "health_rtt", "wait_healthy"]
 

@@ -53,8 +53,8 @@ import orjson
 from aiohttp.client_proto import ResponseHandler
 from yarl import URL
 
-from benchmark.records import ErrorKind, RequestRecord
-from benchmark.sse import SSEDecoder
+from benchmark.engine.records import ErrorKind, RequestRecord
+from benchmark.engine.sse import SSEDecoder
 
 __all__ = ["ADAPTERS", "Adapter", "StreamFailure", "adapter_for", "send", "stamping_connector"]
 

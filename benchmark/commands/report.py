@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from benchmark.report import write_report
+from benchmark.report.files import write_report
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -13,10 +13,10 @@ import argparse
 from pathlib import Path
 
 from benchmark.errors import BenchmarkError
-from benchmark.impact import compute_impact
-from benchmark.records import RequestRecord
-from benchmark.report import impact_lines, impact_markdown, simulated_banner, time_scale_note
-from benchmark.rundir import LoadedRun, load_run
+from benchmark.analysis.impact import compute_impact
+from benchmark.engine.records import RequestRecord
+from benchmark.report.files import impact_lines, impact_markdown, simulated_banner, time_scale_note
+from benchmark.stack.rundir import LoadedRun, load_run
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

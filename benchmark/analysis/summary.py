@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from benchmark.records import ERROR_KINDS, RequestRecord
+from benchmark.engine.records import ERROR_KINDS, RequestRecord
 
 __all__ = ["LATENCY_METRICS", "PERCENTILES", "ErrorSample", "below_min_success", "error_samples", "records_frame",
            "summarize", "summary_columns"]

@@ -53,8 +53,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from benchmark.errors import BenchmarkError
-from benchmark.records import RequestRecord
-from benchmark.results import ResultsWriter, read_records
+from benchmark.engine.records import RequestRecord
+from benchmark.engine.results import ResultsWriter, read_records
 
 __all__ = [
     "SCHEMA",

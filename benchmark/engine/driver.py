@@ -1,18 +1,18 @@
 """Drive one or several models on one clock and record every request.
 
-API (what ``benchmark.stack_run`` and ``load_cli`` call)::
+API (what ``benchmark.commands.run`` and ``load_cli`` call)::
 
     report = await run_load(targets, scenario="shared", writer=ResultsWriter(path))
     report = run_load_sync(targets, scenario="alone", writer=writer)   # uvloop, for CLIs
 
 - ``Target(model=, base_url=, load=, api="tgi-stream", warmup=0, model_name="tgi",
-  timeout=600.0)``: one model's endpoint and its ``LoadPattern`` (``benchmark.load``).
+  timeout=600.0)``: one model's endpoint and its ``LoadPattern`` (``benchmark.engine.patterns``).
 - All targets share one ``aiohttp.ClientSession`` whose connector is sized to the load (no
   limit with an open-loop target; aiohttp's default of 100 would silently cap concurrency),
   one ``RunClock`` (pass ``clock`` to share it with other runs) and one start instant: open-loop
   schedules are computed before that instant, warmup requests (``Target.warmup``, sequential,
   never written) run before it.
-- Every finished request is appended to ``writer`` at once (``benchmark.results``); a
+- Every finished request is appended to ``writer`` at once (``benchmark.engine.results``); a
   cancelled run (Ctrl-C) keeps what was written. Records carry ``X-Request-Id`` = their
   ``request_id`` to the server.
 - ``workers=N`` shares the load over N processes (own event loop and session each, same
@@ -53,11 +53,11 @@ import numpy as np
 import orjson
 from yarl import URL
 
-from benchmark.load import LoadPattern
-from benchmark.progress import Progress
-from benchmark.protocols import Adapter, adapter_for, send, stamping_connector
-from benchmark.records import RequestRecord, RunClock
-from benchmark.results import ResultsWriter
+from benchmark.engine.patterns import LoadPattern
+from benchmark.engine.progress import Progress
+from benchmark.engine.protocols import Adapter, adapter_for, send, stamping_connector
+from benchmark.engine.records import RequestRecord, RunClock
+from benchmark.engine.results import ResultsWriter
 
 __all__ = ["Target", "TargetReport", "RunReport", "run_load", "run_load_sync"]
 
@@ -73,7 +73,7 @@ class Target:
     model: str  # the key that names it in records and reports
     base_url: str  # e.g. http://127.0.0.1:8080
     load: LoadPattern
-    api: str = "tgi-stream"  # a benchmark.protocols adapter name
+    api: str = "tgi-stream"  # a benchmark.engine.protocols adapter name
     warmup: int = 0  # requests sent first, not recorded
     model_name: str = "tgi"  # OpenAI "model" field (TGI ignores it; vLLM wants the served name)
     timeout: float = 600.0  # s, whole request

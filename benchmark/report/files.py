@@ -1,11 +1,11 @@
 """The report files of a results directory, rebuilt from its raw files alone.
 
 ``write_report(run_dir)`` reads ``run.json``, ``requests.jsonl``, ``baseline.jsonl`` and the
-``metrics/`` scrapes (``benchmark.rundir``) and writes:
+``metrics/`` scrapes (``benchmark.stack.rundir``) and writes:
 
 - ``requests.csv``: one row per request (``benchmark.summary.records_frame``; ``itl`` as a
   JSON list), the baseline's requests included, with a ``source`` column.
-- ``summary.csv`` / ``summary.json``: one row per (model, scenario) (``benchmark.summary``);
+- ``summary.csv`` / ``summary.json``: one row per (model, scenario) (``benchmark.analysis.summary``);
   the JSON adds the impact, the server-side attribution and the run's metadata.
 - ``report.md``: the guide's result blocks, impact lines, percentile table, impact detail,
   server-side attribution, access path, client self-check, metric definitions, and a
@@ -39,14 +39,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from benchmark.failures import failure_lines  # noqa: E402
-from benchmark.impact import Impact, compute_impact  # noqa: E402
-from benchmark.promscrape import attribute, breakdown  # noqa: E402
-from benchmark.records import RequestRecord  # noqa: E402
-from benchmark.rundir import LoadedRun, RunMeta, load_run  # noqa: E402
-from benchmark.runner import RunReport, TargetReport  # noqa: E402
-from benchmark.summary import ErrorSample, error_samples, records_frame, summarize  # noqa: E402
-from benchmark.timeline import throughput_timeline  # noqa: E402
+from benchmark.report.failures import failure_lines  # noqa: E402
+from benchmark.analysis.impact import Impact, compute_impact  # noqa: E402
+from benchmark.analysis.promscrape import attribute, breakdown  # noqa: E402
+from benchmark.engine.records import RequestRecord  # noqa: E402
+from benchmark.stack.rundir import LoadedRun, RunMeta, load_run  # noqa: E402
+from benchmark.engine.driver import RunReport, TargetReport  # noqa: E402
+from benchmark.analysis.summary import ErrorSample, error_samples, records_frame, summarize  # noqa: E402
+from benchmark.analysis.timeline import throughput_timeline  # noqa: E402
 
 __all__ = ["Analysis", "Comparison", "Report", "analyse", "write_report", "result_blocks", "impact_lines", "impact_markdown",
            "simulated_banner", "time_scale_note"]

@@ -27,15 +27,15 @@ import pandas as pd
 
 import aiohttp
 
-from benchmark.endpoints import parse_endpoints, parse_model_names, served_models
+from benchmark.commands.flags import parse_endpoints, parse_model_names, served_models
 from benchmark.errors import EXIT_STATUSES, BenchmarkError
-from benchmark.failures import DEFAULT_MIN_SUCCESS, failure_lines, min_success_verdict
-from benchmark.load import LoadPattern, closed_loop, open_loop, standard_suite
-from benchmark.protocols import ADAPTERS
-from benchmark.results import ResultsWriter, read_records
-from benchmark.rundir import REQUESTS as REQUESTS_FILE
-from benchmark.runner import Target, run_load_sync
-from benchmark.summary import error_samples, summarize
+from benchmark.report.failures import DEFAULT_MIN_SUCCESS, failure_lines, min_success_verdict
+from benchmark.engine.patterns import LoadPattern, closed_loop, open_loop, standard_suite
+from benchmark.engine.protocols import ADAPTERS
+from benchmark.engine.results import ResultsWriter, read_records
+from benchmark.stack.rundir import REQUESTS as REQUESTS_FILE
+from benchmark.engine.driver import Target, run_load_sync
+from benchmark.analysis.summary import error_samples, summarize
 
 __all__ = ["configure", "run", "pattern_from_args", "format_summary"]
 DEFAULT_MODEL_NAME = "tgi"  # what TGI's own examples send; TGI ignores the field
@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
 
 def format_summary(summary: pd.DataFrame) -> str:
     """A compact terminal view: the columns a reader looks at first, latencies in ms."""
-    from benchmark.records import ERROR_KINDS
+    from benchmark.engine.records import ERROR_KINDS
 
     cols = ["model", "scenario", "count", "success_rate", "requests_per_min", "output_tokens_per_s"]
     ms = ["e2e_mean", "e2e_p99", "ttft_mean", "ttft_p99", "itl_mean", "tpot_mean"]

@@ -12,13 +12,13 @@
      several = ``shared``; a shared run imports the latest alone runs of the same models
      and settings under ``--results-dir`` as its baseline;
    - ``--plan all``: each model alone, then all together in the stack's start order,
-     scaling the Deployments (``benchmark.plan``) and always restoring their replicas.
+     scaling the Deployments (``benchmark.stack.scaling``) and always restoring their replicas.
    ``/metrics`` is scraped before and after every scenario. In a scenario of several models,
    a model that has finished its suite keeps sending unrecorded requests (``warmup.jsonl``)
    until every model has finished (``run_load(keep_busy=True)``), so every recorded request
    ran while all of them were loaded; alone scenarios are unchanged.
 5. Write ``results/<UTC timestamp>-<label>/``: ``requests.jsonl`` as records arrive (an
-   interrupted run keeps them), ``run.json`` (``benchmark.rundir``), and the report files.
+   interrupted run keeps them), ``run.json`` (``benchmark.stack.rundir``), and the report files.
    The ``--warmup`` requests run before the ``before`` scrape and go to ``warmup.jsonl``,
    so neither the client's figures nor the server's counts include them.
 6. Exit 3 when a model's success rate in a scenario is below ``--min-success`` (0.9), after
@@ -40,24 +40,24 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import aiohttp
 
-from benchmark import rundir
-from benchmark.endpoints import parse_endpoints, parse_model_names, served_models
+from benchmark.stack import rundir
+from benchmark.commands.flags import parse_endpoints, parse_model_names, served_models
 from benchmark.errors import EXIT_STATUSES, BenchmarkError
-from benchmark.failures import DEFAULT_MIN_SUCCESS, min_success_verdict
-from benchmark.load import STANDARD_PROMPTS, closed_loop, standard_suite
-from benchmark.plan import Orchestrator, Scenario, plan_all, run_plan
-from benchmark.portforward import PortForward, health_rtt, wait_healthy
-from benchmark.promscrape import scrape
-from benchmark.protocols import ADAPTERS
-from benchmark.records import RunClock
-from benchmark.results import ResultsWriter, read_records
-from benchmark.runner import Target, run_load
-from benchmark.stack_outputs import StackOutputs, load_outputs
+from benchmark.report.failures import DEFAULT_MIN_SUCCESS, min_success_verdict
+from benchmark.engine.patterns import STANDARD_PROMPTS, closed_loop, standard_suite
+from benchmark.stack.scaling import Orchestrator, Scenario, plan_all, run_plan
+from benchmark.stack.portforward import PortForward, health_rtt, wait_healthy
+from benchmark.analysis.promscrape import scrape
+from benchmark.engine.protocols import ADAPTERS
+from benchmark.engine.records import RunClock
+from benchmark.engine.results import ResultsWriter, read_records
+from benchmark.engine.driver import Target, run_load
+from benchmark.stack.outputs import StackOutputs, load_outputs
 from workloads.contract import ModelContract
-from benchmark.summary import summarize
+from benchmark.analysis.summary import summarize
 
 if TYPE_CHECKING:  # the kubernetes client is imported only where a cluster is reached
-    from benchmark.kube import Kube
+    from benchmark.stack.kube import Kube
 
 __all__ = ["RunOptions", "benchmark_stack", "configure", "execute", "options_from_args", "positive_float", "positive_int", "run"]
 
@@ -433,7 +433,7 @@ def _kube(stack: StackOutputs, *, needed: bool, log: Callable[[str], None]) -> K
     """The cluster's API client; where it is only nice to have (every model has an --endpoint
     and there is no --plan), a client that cannot be imported or configured is a note."""
     try:
-        from benchmark.kube import Kube
+        from benchmark.stack.kube import Kube
 
         assert stack.kubeconfig is not None
         return Kube(stack.kubeconfig, stack.namespace)
@@ -445,8 +445,8 @@ def _kube(stack: StackOutputs, *, needed: bool, log: Callable[[str], None]) -> K
 
 
 def _write_report(run_dir: Path, log: Callable[[str], None]) -> None:
-    """The report files (``benchmark.report``); the guide's blocks and impact lines to stdout."""
-    from benchmark.report import write_report  # matplotlib and friends: only when there is a report
+    """The report files (``benchmark.report.files``); the guide's blocks and impact lines to stdout."""
+    from benchmark.report.files import write_report  # matplotlib and friends: only when there is a report
 
     written = write_report(run_dir)
     print(written.console, flush=True)

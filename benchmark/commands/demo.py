@@ -24,9 +24,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from benchmark import stack_run
-from benchmark.report import time_scale_note
-from benchmark.rundir import read_run_meta
+from benchmark.commands import run as stack_run
+from benchmark.report.files import time_scale_note
+from benchmark.stack.rundir import read_run_meta
 from benchmark.sim.background import BackgroundLoop
 from benchmark.sim import REFERENCE_PAIR, SimulatedGpu, SimulatedModel, preset
 from benchmark.sim.kube_api import FakeDeployment, FakeKubeApi

@@ -26,7 +26,7 @@ from benchmark.errors import BenchmarkError
 from workloads.contract import ModelContract
 
 if TYPE_CHECKING:  # the kubernetes client only where a cluster is reached
-    from benchmark.kube import Kube
+    from benchmark.stack.kube import Kube
 
 __all__ = ["Scenario", "Orchestrator", "plan_all", "run_plan"]
 

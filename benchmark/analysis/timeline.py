@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from benchmark.records import RequestRecord
+from benchmark.engine.records import RequestRecord
 
 __all__ = ["token_arrivals", "throughput_timeline"]
 

@@ -4,7 +4,7 @@ Definitions (the report repeats them):
 
 - Per model, for E2E latency's mean, p50, p95 and p99 and for output tokens/s:
   ``change = other / baseline - 1``. Latency +% is slower; throughput -% is less. Point
-  estimates are the summary's (``benchmark.summary``), never recomputed here.
+  estimates are the summary's (``benchmark.analysis.summary``), never recomputed here.
 - 95 % confidence intervals: percentile bootstrap (``n_boot`` replicates, seeded, so a report
   rebuilds identically). Each replicate resamples both runs' requests with replacement,
   within each prompt (the standard suite repeats every prompt, so each prompt keeps its share
@@ -34,8 +34,8 @@ import numpy as np
 import pandas as pd
 
 from benchmark.errors import BenchmarkError
-from benchmark.records import RequestRecord
-from benchmark.summary import summarize
+from benchmark.engine.records import RequestRecord
+from benchmark.analysis.summary import summarize
 
 __all__ = ["LATENCY_STATS", "Aggregate", "Fairness", "Impact", "compute_impact", "jain_index"]
 

@@ -18,7 +18,7 @@ from types import TracebackType
 import orjson
 
 from benchmark.errors import BenchmarkError
-from benchmark.records import RequestRecord
+from benchmark.engine.records import RequestRecord
 
 __all__ = ["ResultsWriter", "read_records"]
 

@@ -1,0 +1,1 @@
+"""The report files and the console: they only format what benchmark.analysis computed."""
