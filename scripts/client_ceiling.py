@@ -40,14 +40,17 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "benchmark")]
+sys.path[:0] = [str(ROOT)]
 # the timing test's own helpers, so that the script and the test measure the same way
-from enginekit import OthersLoad, read_truth, sim_model, sim_process, timing_errors  # noqa: E402  # pyright: ignore[reportMissingImports]
+from benchmark.engine.selfcheck import OthersLoad  # noqa: E402
+from benchmark.sim.process import sim_model, sim_process  # noqa: E402
+from benchmark.sim.truth import read_truth, timing_errors  # noqa: E402
 
 from benchmark.engine.patterns import closed_loop  # noqa: E402
 from benchmark.engine.records import RunClock  # noqa: E402
 from benchmark.engine.results import ResultsWriter, read_records  # noqa: E402
-from benchmark.engine.driver import RunReport, Target, run_load_sync  # noqa: E402
+from benchmark.engine.runner import Target, run_load_sync  # noqa: E402
+from benchmark.engine.selfcheck import SelfCheck  # noqa: E402
 
 TOKENS = 100
 TARGET_RPS_AT_64 = 1500.0  # streamed 100-token requests/s at concurrency 64
@@ -157,7 +160,7 @@ def wrk_ceiling(url: str, connections: int, seconds: int) -> float:
 
 
 def drive(url: str, concurrency: int, workdir: Path, *, duration: float | None = None,
-          requests: int | None = None, workers: int = 1) -> tuple[RunReport, list[Any], RunClock, float]:
+          requests: int | None = None, workers: int = 1) -> tuple[SelfCheck, list[Any], RunClock, float]:
     """One closed-loop run; also returns the share of the CPUs other processes used meanwhile."""
     clock = RunClock()
     target = Target(model="m", base_url=url, load=closed_loop(concurrency, duration=duration, max_requests=requests,

@@ -34,7 +34,7 @@ from benchmark.engine.patterns import LoadPattern, closed_loop, open_loop, stand
 from benchmark.engine.protocols import ADAPTERS
 from benchmark.engine.results import ResultsWriter, read_records
 from benchmark.stack.rundir import REQUESTS as REQUESTS_FILE
-from benchmark.engine.driver import Target, run_load_sync
+from benchmark.engine.runner import Target, run_load_sync
 from benchmark.analysis.summary import error_samples, summarize
 
 __all__ = ["configure", "run", "pattern_from_args", "format_summary"]

@@ -51,7 +51,7 @@ from benchmark.analysis.promscrape import scrape
 from benchmark.engine.protocols import ADAPTERS
 from benchmark.engine.records import RunClock
 from benchmark.engine.results import ResultsWriter, read_records
-from benchmark.engine.driver import Target, run_load
+from benchmark.engine.runner import Target, run_load
 from benchmark.stack.outputs import StackOutputs, load_outputs
 from workloads.contract import ModelContract
 from benchmark.analysis.summary import summarize

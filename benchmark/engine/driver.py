@@ -1,69 +1,48 @@
-"""Drive one or several models on one clock and record every request.
-
-API (what ``benchmark.commands.run`` and ``load_cli`` call)::
-
-    report = await run_load(targets, scenario="shared", writer=ResultsWriter(path))
-    report = run_load_sync(targets, scenario="alone", writer=writer)   # uvloop, for CLIs
+"""One event loop's part of a run: drive one or several targets on one clock from one start
+instant and record every request (``drive_targets``); ``benchmark.engine.runner`` is the entry.
 
 - ``Target(model=, base_url=, load=, api="tgi-stream", warmup=0, model_name="tgi",
   timeout=600.0)``: one model's endpoint and its ``LoadPattern`` (``benchmark.engine.patterns``).
 - All targets share one ``aiohttp.ClientSession`` whose connector is sized to the load (no
   limit with an open-loop target; aiohttp's default of 100 would silently cap concurrency),
-  one ``RunClock`` (pass ``clock`` to share it with other runs) and one start instant: open-loop
-  schedules are computed before that instant, warmup requests (``Target.warmup``, sequential,
-  never written) run before it.
-- Every finished request is appended to ``writer`` at once (``benchmark.engine.results``); a
+  one ``RunClock`` and one start instant: open-loop schedules are computed before that
+  instant, warmup requests (``Target.warmup``, sequential, never written) run before it.
+- Every finished request is appended to the writer at once (``benchmark.engine.results``); a
   cancelled run (Ctrl-C) keeps what was written. Records carry ``X-Request-Id`` = their
   ``request_id`` to the server.
-- ``workers=N`` shares the load over N processes (own event loop and session each, same
-  clock, records sent back to ``writer``): for rates one event loop cannot drive, and to stamp
-  more promptly when many streams finish at once. Warmup runs in the first worker only.
 - ``keep_busy=True`` (shared runs): a target that has finished its recorded requests keeps
   sending its pattern's requests, unrecorded (counted as ``filler_sent``, written to
-  ``filler_writer`` if given, never to ``writer``), until every target has finished its recorded
-  ones; then the fillers in flight are cancelled (not written, not failures). So every recorded
-  request ran while all the targets were loaded. A filler that fails ends its lane (no hot loop
-  against a broken server).
-- ``RunReport`` is the client self-check printed with every summary: per target the requested
-  vs achieved concurrency (time-average of requests open, from their send until their record is
-  written, while the load was issuing; "on the wire": until their last byte arrived, which
-  leaves out the time a response waits for the client to read it) and rate, schedule lag
-  (actual minus intended send) p50/p99; for the whole run event-loop lag (p50/p99/max of a
-  10 ms sleeper's oversleep) and client CPU (process CPU time / wall time,
-  in cores). ``RunReport.warnings()`` says in words where the client may have been the
-  bottleneck.
+  ``filler_writer`` if given, never to the writer), until every target has finished its
+  recorded ones; then the fillers in flight are cancelled (not written, not failures). So every
+  recorded request ran while all the targets were loaded. A filler that fails ends its lane
+  (no hot loop against a broken server).
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import multiprocessing
 import os
-import threading
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from multiprocessing.connection import Connection
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import numpy as np
-import orjson
 from yarl import URL
 
 from benchmark.engine.patterns import LoadPattern
 from benchmark.engine.progress import Progress
-from benchmark.engine.protocols import Adapter, adapter_for, send, stamping_connector
+from benchmark.engine.protocols import Adapter, adapter_for
 from benchmark.engine.records import RequestRecord, RunClock
-from benchmark.engine.results import ResultsWriter
+from benchmark.engine.selfcheck import SelfCheck, TargetCheck, sample_loop_lag
+from benchmark.engine.send import send, stamping_connector
 
-__all__ = ["Target", "TargetReport", "RunReport", "run_load", "run_load_sync"]
+__all__ = ["START_LEAD", "Target", "Writer", "drive_targets", "run_on_uvloop"]
 
 T = TypeVar("T")
-_START_LEAD = 0.05  # s between computing the start instant and the first send
-_LAG_PERIOD = 0.01  # s, the event-loop lag probe's sleep
+START_LEAD = 0.05  # s between computing the start instant and the first send
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,89 +69,6 @@ class Target:
     @property
     def url(self) -> str:
         return self.base_url.rstrip("/") + adapter_for(self.api).path
-
-
-@dataclass(kw_only=True)
-class TargetReport:
-    model: str
-    api: str
-    load: str  # LoadPattern.describe()
-    requested_concurrency: int | None
-    requested_rate: float | None  # req/s
-    sent: int
-    failed: int
-    warmup_failed: int
-    achieved_concurrency: float  # time-average of requests open (sent, record not yet written) while issuing
-    wire_concurrency: float = float("nan")  # the same up to each response's last byte arriving (nan: older files)
-    achieved_rate: float  # req/s over the span of send times
-    schedule_lag_p50: float  # s, sent - intended_send
-    schedule_lag_p99: float
-    filler_sent: int = 0  # keep_busy: unrecorded requests sent after its recorded ones
-    filler_failed: int = 0
-    filler_cancelled: int = 0  # in flight when the last target finished: stopped, not written
-
-
-@dataclass(kw_only=True)
-class RunReport:
-    scenario: str
-    started_at: float  # epoch s of the run's start instant
-    duration_s: float
-    client_cpu: float  # process CPU s / wall s (1.0 = one core busy)
-    loop_lag_p50: float  # s
-    loop_lag_p99: float
-    loop_lag_max: float
-    targets: list[TargetReport] = field(default_factory=list)
-    workers: int = 1  # client processes; client_cpu adds theirs up
-    keep_busy: bool = False  # targets that finished first sent fillers until all were done
-
-    def filler_note(self) -> str | None:
-        """What keep_busy did, in one line (None when it was off)."""
-        if not self.keep_busy:
-            return None
-        return ("models that finished first kept sending unrecorded requests until all were done, so every "
-                f"recorded request ran under sharing; {sum(t.filler_sent for t in self.targets)} such requests")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def warnings(self) -> list[str]:
-        """Where the client itself may have shaped the numbers."""
-        out: list[str] = []
-        for t in self.targets:
-            if t.requested_concurrency and t.achieved_concurrency < 0.95 * t.requested_concurrency:
-                out.append(f"{t.model}: achieved concurrency {t.achieved_concurrency:.1f} is below 95% "
-                           f"of the requested {t.requested_concurrency}")
-            if t.requested_rate and t.achieved_rate < 0.95 * t.requested_rate:
-                out.append(f"{t.model}: achieved rate {t.achieved_rate:.2f} req/s is below 95% "
-                           f"of the requested {t.requested_rate:g}")
-            if t.schedule_lag_p99 > 0.005:
-                out.append(f"{t.model}: schedule lag p99 {t.schedule_lag_p99 * 1e3:.1f} ms (> 5 ms)")
-        if self.loop_lag_p99 > 0.005:
-            out.append(f"event-loop lag p99 {self.loop_lag_p99 * 1e3:.1f} ms (> 5 ms): timings may be late by that much")
-        if self.client_cpu > 0.9 * self.workers:
-            out.append(f"client CPU {self.client_cpu:.0%} of a core over {self.workers} process(es): "
-                       "the client may be the bottleneck")
-        return out
-
-    def lines(self) -> list[str]:
-        """The self-check block, for terminals and reports."""
-        out = [f"client self-check ({self.scenario}): CPU {self.client_cpu:.0%} of a core"
-               + (f" over {self.workers} processes" if self.workers > 1 else "") + ", event-loop lag "
-               f"p50 {self.loop_lag_p50 * 1e3:.2f} ms p99 {self.loop_lag_p99 * 1e3:.2f} ms "
-               f"max {self.loop_lag_max * 1e3:.2f} ms"]
-        for t in self.targets:
-            want = (f"concurrency {t.achieved_concurrency:.1f}/{t.requested_concurrency} "
-                    f"({t.wire_concurrency:.1f} on the wire)" if t.requested_concurrency
-                    else f"rate {t.achieved_rate:.2f}/{t.requested_rate:g} req/s")
-            out.append(f"  {t.model}: {t.sent} sent, {t.failed} failed; achieved/requested {want}; "
-                       f"schedule lag p50 {t.schedule_lag_p50 * 1e3:.2f} ms p99 {t.schedule_lag_p99 * 1e3:.2f} ms"
-                       + (f"; unrecorded fillers: {t.filler_sent} sent, {t.filler_failed} failed, "
-                          f"{t.filler_cancelled} stopped in flight" if self.keep_busy else ""))
-        note = self.filler_note()
-        if note:
-            out.append(f"  {note}")
-        out += [f"  warning: {w}" for w in self.warnings()]
-        return out
 
 
 class _Driver:
@@ -335,7 +231,7 @@ class _Driver:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
-    def report(self, start: float) -> TargetReport:
+    def report(self, start: float) -> TargetCheck:
         load = self.target.load
         lag = np.asarray(self.sends) - np.asarray(self.intended)
         window = self.stop_issuing - start
@@ -347,7 +243,7 @@ class _Driver:
             return sum(max(0.0, min(s[end], stop) - max(s[0], start)) for s in self.spans) / window
 
         span = (max(self.sends) - min(self.sends)) if len(self.sends) > 1 else 0.0
-        return TargetReport(
+        return TargetCheck(
             model=self.target.model, api=self.adapter.name, load=load.describe(),
             requested_concurrency=self.concurrency if load.kind == "closed" else None,
             requested_rate=load.rate / self.shards if load.kind == "open" else None,
@@ -360,7 +256,7 @@ class _Driver:
         )
 
 
-class _Writer(Protocol):
+class Writer(Protocol):
     def write(self, record: RequestRecord) -> None: ...
 
 
@@ -368,23 +264,16 @@ class _Writer(Protocol):
 class _RunContext:
     session: aiohttp.ClientSession
     clock: RunClock
-    writer: _Writer
+    writer: Writer
     start: float
     progress: Progress | None
-    filler_writer: _Writer | None = None  # keep_busy's unrecorded requests
+    filler_writer: Writer | None = None  # keep_busy's unrecorded requests
     # Finished requests take turns for their bookkeeping (record, self-check, and in a closed
     # loop the replacement's send), one per pass of the event loop and each after the loop has
     # read every socket: a batching server ends many streams at the same instant, and one loop
     # doing all their bookkeeping at once would read the other streams' last events, and stamp
     # them, only after it (measured: E2E 5-25 ms late at concurrency 64-256 on 2 cores).
     turn: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-async def _loop_lag(samples: list[float]) -> None:
-    while True:
-        t0 = time.perf_counter()
-        await asyncio.sleep(_LAG_PERIOD)
-        samples.append(time.perf_counter() - t0 - _LAG_PERIOD)
 
 
 async def _after_io() -> None:
@@ -408,51 +297,11 @@ def _connector_limit(targets: Sequence[Target]) -> int:
     return max(100, sum(t.load.concurrency for t in targets) + 8)
 
 
-async def run_load(
-    targets: Sequence[Target],
-    *,
-    scenario: str,
-    writer: ResultsWriter,
-    clock: RunClock | None = None,
-    progress: bool = True,
-    workers: int = 1,
-    keep_busy: bool = False,
-    filler_writer: _Writer | None = None,
-) -> RunReport:
-    """Drive every target at once from one start instant; return the client self-check.
-
-    ``workers > 1`` shares each load over that many processes, each with its own event loop
-    and session, on the same clock (``perf_counter`` is the system's monotonic clock): a
-    closed loop's concurrency and request count are split, an open loop's precomputed
-    schedule is dealt out arrival by arrival. Records come back to this process's ``writer``.
-    """
-    if not targets:
-        raise ValueError("run_load needs at least one target")
-    keys = [t.model for t in targets]
-    if len(set(keys)) != len(keys):
-        raise ValueError(f"model keys must be unique in one run, got {keys!r}")
-    if workers < 1:
-        raise ValueError(f"workers {workers!r} must be >= 1")
-    if keep_busy and workers > 1:
-        raise ValueError(f"keep_busy needs workers=1 (one event loop knows when every target is done), got workers={workers!r}")
-    clock = clock or RunClock()
-    run_id = uuid.uuid4().hex[:8]
-    if workers > 1:
-        return await _run_sharded(targets, scenario, writer, clock, progress, workers, run_id)
-    bar = Progress(keys) if progress else None
-
-    async def start_now() -> float:
-        return clock.now() + _START_LEAD
-
-    return await _drive_all(targets, scenario, writer, clock, bar, run_id, 0, 1, start_now,
-                            keep_busy=keep_busy, filler_writer=filler_writer)
-
-
-async def _drive_all(
-    targets: Sequence[Target], scenario: str, writer: _Writer, clock: RunClock, bar: Progress | None,
+async def drive_targets(
+    targets: Sequence[Target], scenario: str, writer: Writer, clock: RunClock, bar: Progress | None,
     run_id: str, shard: int, shards: int, when: Callable[[], Awaitable[float]],
-    *, keep_busy: bool = False, filler_writer: _Writer | None = None,
-) -> RunReport:
+    *, keep_busy: bool = False, filler_writer: Writer | None = None,
+) -> SelfCheck:
     """One event loop's part of a run: warm up, get the start instant from ``when``, drive."""
     drivers = [_Driver(t, scenario, run_id, shard, shards) for t in targets]
     connector = stamping_connector(limit=_connector_limit(targets), limit_per_host=0, ttl_dns_cache=300)
@@ -481,7 +330,7 @@ async def _drive_all(
             elif keep_busy:
                 await d.fill(ctx, all_done)
         lag: list[float] = []
-        helpers = [asyncio.create_task(_loop_lag(lag))]
+        helpers = [asyncio.create_task(sample_loop_lag(lag))]
         if bar is not None:
             helpers.append(asyncio.create_task(bar.run()))
         cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -495,7 +344,7 @@ async def _drive_all(
                 bar.finish()
         wall = time.perf_counter() - wall0
         lags = np.asarray(lag) if lag else np.zeros(1)
-        return RunReport(
+        return SelfCheck(
             scenario=scenario, started_at=clock.epoch_origin + start, duration_s=wall,
             client_cpu=(time.process_time() - cpu0) / wall if wall > 0 else 0.0,
             loop_lag_p50=float(np.percentile(lags, 50)), loop_lag_p99=float(np.percentile(lags, 99)),
@@ -503,121 +352,7 @@ async def _drive_all(
         )
 
 
-class _PipeWriter:
-    """A worker's writer: each record goes to the parent as one message (b"R" + JSON line)."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.count = 0
-
-    def write(self, record: RequestRecord) -> None:
-        self.conn.send_bytes(b"R" + orjson.dumps(record))
-        self.count += 1
-
-
-def _worker_main(conn: Connection, targets: list[Target], scenario: str, run_id: str, shard: int, shards: int,
-                 origin: float, epoch_origin: float) -> None:
-    """A worker process: its shard of every target; b"ready", then the start instant from the
-    parent; records as they complete; finally b"S" + its RunReport as JSON."""
-    clock = RunClock()
-    clock.origin, clock.epoch_origin = origin, epoch_origin
-
-    async def when() -> float:
-        conn.send_bytes(b"ready")
-        return float(await asyncio.to_thread(conn.recv))
-
-    report = _run(_drive_all(targets, scenario, _PipeWriter(conn), clock, None, run_id, shard, shards, when))
-    conn.send_bytes(b"S" + orjson.dumps(report.to_dict()))
-    conn.close()
-
-
-async def _run_sharded(targets: Sequence[Target], scenario: str, writer: ResultsWriter, clock: RunClock,
-                       progress: bool, workers: int, run_id: str) -> RunReport:
-    context = multiprocessing.get_context("spawn")  # no fork of a process with a running event loop
-    pipes = [context.Pipe() for _ in range(workers)]
-    procs = [context.Process(target=_worker_main, daemon=True, name=f"benchmark worker {i}",
-                             args=(child, list(targets), scenario, run_id, i, workers, clock.origin, clock.epoch_origin))
-             for i, (_, child) in enumerate(pipes)]
-    bar = Progress([t.model for t in targets]) if progress else None
-    lock = threading.Lock()
-
-    def collect(conn: Connection) -> RunReport:
-        while True:
-            try:
-                message = conn.recv_bytes()
-            except EOFError:
-                raise RuntimeError("a benchmark worker process exited early (its traceback is above)") from None
-            if message[:1] == b"S":
-                data = orjson.loads(message[1:])
-                return RunReport(**{**data, "targets": [TargetReport(**t) for t in data["targets"]]})
-            with lock:
-                writer.write_line(message[1:])
-            if bar is not None:
-                bar.record(orjson.loads(message[1:])["model"], b'"success":true' in message)
-
-    try:
-        for p in procs:
-            p.start()
-        for conn, _ in pipes:
-            try:
-                ready = await asyncio.to_thread(conn.recv_bytes)
-            except EOFError:
-                ready = b""
-            if ready != b"ready":
-                raise RuntimeError("a benchmark worker process did not start (its traceback is above)")
-        start = clock.now() + _START_LEAD
-        for conn, _ in pipes:
-            conn.send(start)
-        printer = asyncio.create_task(bar.run()) if bar is not None else None
-        try:
-            reports = await asyncio.gather(*(asyncio.to_thread(collect, conn) for conn, _ in pipes))
-        finally:
-            if printer is not None:
-                printer.cancel()
-                bar.finish()  # type: ignore[union-attr]
-    finally:
-        for p in procs:
-            if p.pid is None:
-                continue  # never started
-            if p.is_alive():
-                p.terminate()
-            p.join(5)
-    return _merge(reports, targets)
-
-
-def _merge(reports: Sequence[RunReport], targets: Sequence[Target]) -> RunReport:
-    """One self-check from the workers': counts, concurrency, rate and CPU add up; lags are the
-    worst worker's."""
-    merged: list[TargetReport] = []
-    for i, target in enumerate(targets):
-        parts = [r.targets[i] for r in reports]
-        load = target.load
-        merged.append(TargetReport(
-            model=target.model, api=parts[0].api, load=load.describe(),
-            requested_concurrency=load.concurrency if load.kind == "closed" else None,
-            requested_rate=load.rate if load.kind == "open" else None,
-            sent=sum(p.sent for p in parts), failed=sum(p.failed for p in parts),
-            warmup_failed=sum(p.warmup_failed for p in parts),
-            achieved_concurrency=sum(p.achieved_concurrency for p in parts if p.sent),
-            wire_concurrency=sum(p.wire_concurrency for p in parts if p.sent),
-            achieved_rate=float(np.nansum([p.achieved_rate for p in parts if p.sent])),
-            schedule_lag_p50=max((p.schedule_lag_p50 for p in parts if p.sent), default=float("nan")),
-            schedule_lag_p99=max((p.schedule_lag_p99 for p in parts if p.sent), default=float("nan")),
-        ))
-    return RunReport(
-        scenario=reports[0].scenario, started_at=reports[0].started_at,
-        duration_s=max(r.duration_s for r in reports), client_cpu=sum(r.client_cpu for r in reports),
-        loop_lag_p50=max(r.loop_lag_p50 for r in reports), loop_lag_p99=max(r.loop_lag_p99 for r in reports),
-        loop_lag_max=max(r.loop_lag_max for r in reports), targets=merged, workers=len(reports),
-    )
-
-
-def run_load_sync(targets: Sequence[Target], **kwargs: Any) -> RunReport:
-    """``run_load`` on a fresh uvloop event loop (the CLI edge)."""
-    return _run(run_load(targets, **kwargs))
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
+def run_on_uvloop(coro: Coroutine[Any, Any, T]) -> T:
     if os.environ.get("BENCHMARK_NO_UVLOOP"):
         return asyncio.run(coro)
     import uvloop

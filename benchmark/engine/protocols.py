@@ -1,7 +1,7 @@
-"""Protocol adapters behind one small interface, and the one request loop they all share.
+"""Protocol adapters behind one small interface (``benchmark.engine.send`` is the one request
+loop they all share).
 
-An ``Adapter`` knows a protocol's path, request body and how to read its events; ``send``
-does the HTTP exchange, the SSE decoding and the timing for every adapter alike. Adapters:
+An ``Adapter`` knows a protocol's path, request body and how to read its events. Adapters:
 
 - ``tgi-stream``: TGI ``POST /generate_stream`` (SSE). One event per generated token; no
   ``[DONE]``; the last event carries ``generated_text`` and, as we ask for ``details``, the
@@ -33,30 +33,18 @@ that ends before it is complete is ``connection``; an event we cannot parse is `
 
 Hot path: most token events are classified by byte patterns that can only occur as JSON keys
 (inside a JSON string a quote is always escaped, so ``"generated_text":null`` cannot appear in
-token text); anything else is fully decoded. Each event is stamped with the
-``time.perf_counter()`` taken when aiohttp buffered the chunk holding its last byte (in the
-connection's ``data_received``, see ``stamping_connector``), not when our task got to read it.
-One event loop can only stamp between tasks: when many streams finish at the same instant
-(a batching server), the last ones are stamped after the loop has handled the first ones.
+token text); anything else is fully decoded.
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
-import functools
-from time import perf_counter
 from typing import Any, ClassVar
 
-import aiohttp
 import orjson
-from aiohttp.client_proto import ResponseHandler
-from yarl import URL
 
 from benchmark.engine.records import ErrorKind, RequestRecord
-from benchmark.engine.sse import SSEDecoder
 
-__all__ = ["ADAPTERS", "Adapter", "StreamFailure", "adapter_for", "send", "stamping_connector"]
+__all__ = ["ADAPTERS", "END", "TOKEN", "Adapter", "StreamFailure", "adapter_for", "clip", "status_kind"]
 
 TOKEN = 1  # the event carries one generated token
 END = 2  # the event completes the response
@@ -126,9 +114,9 @@ def _decode(data: bytes) -> dict[str, Any]:
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError as e:
-        raise StreamFailure("protocol", f"malformed event {_clip(data)}: {e}") from e
+        raise StreamFailure("protocol", f"malformed event {clip(data)}: {e}") from e
     if not isinstance(obj, dict):
-        raise StreamFailure("protocol", f"event is not a JSON object: {_clip(data)}")
+        raise StreamFailure("protocol", f"event is not a JSON object: {clip(data)}")
     return obj
 
 
@@ -146,7 +134,7 @@ def _raise_error_event(obj: dict[str, Any]) -> None:
     raise StreamFailure("overloaded" if overloaded else "stream_error", f"{error_type or 'error'}: {message}")
 
 
-def _clip(data: bytes, n: int = 300) -> str:
+def clip(data: bytes, n: int = 300) -> str:
     """The start of a body or event, as the server wrote it, on one line (for error texts)."""
     text = data[:n].decode("utf-8", "replace").replace("\r", "\\r").replace("\n", "\\n")
     return text + ("..." if len(data) > n else "")
@@ -174,12 +162,12 @@ class TgiStream(Adapter):
         if "error" in obj:
             _raise_error_event(obj)
         if not isinstance(obj.get("token"), dict):
-            raise StreamFailure("protocol", f"event has neither 'token' nor 'error': {_clip(data)}")
+            raise StreamFailure("protocol", f"event has neither 'token' nor 'error': {clip(data)}")
         if obj.get("generated_text") is None:
             return TOKEN
         details = obj.get("details")
         if not isinstance(details, dict) or _int_or_none(details.get("generated_tokens")) is None:
-            raise StreamFailure("protocol", f"final event lacks details.generated_tokens: {_clip(data)}")
+            raise StreamFailure("protocol", f"final event lacks details.generated_tokens: {clip(data)}")
         rec.output_tokens, rec.tokens_from = details["generated_tokens"], "usage"
         rec.finish_reason = str(details.get("finish_reason"))
         rec.input_tokens = _int_or_none(details.get("input_length"))
@@ -201,7 +189,7 @@ class TgiGenerate(Adapter):
             _raise_error_event(obj)
         details = obj.get("details")
         if not isinstance(details, dict) or _int_or_none(details.get("generated_tokens")) is None:
-            raise StreamFailure("protocol", f"response lacks details.generated_tokens: {_clip(body)}")
+            raise StreamFailure("protocol", f"response lacks details.generated_tokens: {clip(body)}")
         rec.output_tokens, rec.tokens_from = details["generated_tokens"], "usage"
         rec.finish_reason = str(details.get("finish_reason"))
         prefill = details.get("prefill")
@@ -237,7 +225,7 @@ class OpenAIChat(Adapter):
         flags = 0
         choices = obj.get("choices")
         if not isinstance(choices, list):
-            raise StreamFailure("protocol", f"chunk has neither 'choices' nor 'error': {_clip(data)}")
+            raise StreamFailure("protocol", f"chunk has neither 'choices' nor 'error': {clip(data)}")
         for choice in choices:
             delta = choice.get("delta") if isinstance(choice, dict) else None
             if isinstance(delta, dict) and delta.get("content"):
@@ -268,98 +256,6 @@ def adapter_for(name: str) -> Adapter:
         raise ValueError(f"unknown api {name!r}; allowed: {', '.join(sorted(ADAPTERS))}") from None
 
 
-class _StampedBuffer(collections.deque[bytes]):
-    """aiohttp's response buffer, noting ``perf_counter()`` and size of every chunk appended.
-
-    ``StreamReader.feed_data`` appends each chunk from the protocol's ``data_received``, so
-    the stamp is taken when the event loop handles the socket read, before our task is
-    scheduled: under load the task may resume milliseconds later, and ``readany`` joins
-    every chunk buffered meanwhile. (aiohttp 3.14: ``StreamReader._buffer`` is a deque that
-    ``feed_data`` appends to and ``readany`` empties.)
-    """
-
-    __slots__ = ("stamps",)
-
-    def __init__(self, chunks: collections.deque[bytes], arrived: float) -> None:
-        super().__init__(chunks)
-        self.stamps: collections.deque[tuple[float, int]] = collections.deque((arrived, len(c)) for c in chunks)
-
-    def append(self, data: bytes) -> None:
-        self.stamps.append((perf_counter(), len(data)))
-        super().append(data)
-
-
-class _StampingResponseHandler(ResponseHandler):
-    """aiohttp's connection protocol, fitting each new response body with a ``_StampedBuffer``
-    in the ``data_received`` call that creates it, so that body bytes arriving with the
-    headers, before our task has even seen the response, carry their real arrival time."""
-
-    def data_received(self, data: bytes) -> None:
-        arrived = perf_counter()
-        super().data_received(data)
-        payload = self._payload
-        if payload is not None:
-            _install(payload, arrived)
-
-
-def stamping_connector(**kwargs: Any) -> aiohttp.TCPConnector:
-    """A ``TCPConnector`` whose connections stamp response chunks on arrival (see ``send``)."""
-    connector = aiohttp.TCPConnector(**kwargs)
-    if hasattr(connector, "_factory"):
-        factory: functools.partial[ResponseHandler] = functools.partial(_StampingResponseHandler, loop=asyncio.get_running_loop())
-        connector._factory = factory  # noqa: SLF001
-    return connector
-
-
-def _install(content: aiohttp.StreamReader, arrived: float) -> collections.deque[tuple[float, int]] | None:
-    buffer = getattr(content, "_buffer", None)
-    if isinstance(buffer, _StampedBuffer):
-        return buffer.stamps
-    if type(buffer) is not collections.deque or getattr(content, "_buffer_offset", 0):
-        return None  # an aiohttp we do not know: stamp when the read returns
-    stamped = _StampedBuffer(buffer, arrived)
-    content._buffer = stamped  # type: ignore[attr-defined]  # noqa: SLF001
-    return stamped.stamps
-
-
-def _stamp_arrivals(content: aiohttp.StreamReader) -> collections.deque[tuple[float, int]] | None:
-    """The arrival stamps of a response body; fitted now if its connection did not (a session
-    without ``stamping_connector``), in which case bytes already buffered get the time of now."""
-    return _install(content, perf_counter())
-
-
-def _arrivals(chunk: bytes, stamps: collections.deque[tuple[float, int]] | None) -> list[tuple[float, bytes]]:
-    """Split what ``readany`` returned back into the chunks as they arrived, with their stamps."""
-    if not stamps:
-        return [(perf_counter(), chunk)]
-    t, size = stamps.popleft()
-    if size == len(chunk):
-        return [(t, chunk)]
-    out: list[tuple[float, bytes]] = []
-    pos = 0
-    while True:
-        out.append((t, chunk[pos:pos + size]))
-        pos += size
-        if pos >= len(chunk) or not stamps:
-            break
-        t, size = stamps.popleft()
-    if pos < len(chunk):
-        out.append((perf_counter(), chunk[pos:]))
-    return out
-
-
-def _gaps(arrivals: list[tuple[float, int]]) -> list[float]:
-    """Every gap between consecutive token events; events of one chunk are 0 apart."""
-    prev, n = arrivals[0]
-    gaps = [0.0] * (n - 1)
-    for t, n in arrivals[1:]:
-        gaps.append(t - prev)
-        if n > 1:
-            gaps += [0.0] * (n - 1)
-        prev = t
-    return gaps
-
-
 def status_kind(status: int) -> ErrorKind:
     if status == 429:
         return "overloaded"
@@ -368,75 +264,3 @@ def status_kind(status: int) -> ErrorKind:
     if 500 <= status < 600:
         return "http_5xx"
     return "protocol"
-
-
-async def send(
-    session: aiohttp.ClientSession,
-    url: str | URL,
-    adapter: Adapter,
-    body: bytes,
-    rec: RequestRecord,
-    origin: float,
-    timeout: aiohttp.ClientTimeout,
-) -> None:
-    """Send one request and fill ``rec`` (timings on the clock whose origin is ``origin``).
-
-    Never raises for a failed request: the failure is classified into ``rec.error_kind``.
-    """
-    headers = {"Content-Type": "application/json", "X-Request-Id": rec.request_id}
-    token_arrivals: list[tuple[float, int]] = []  # (arrival stamp, token events completed by that chunk)
-    end = 0.0
-    try:
-        async with session.post(url, data=body, headers=headers, timeout=timeout) as resp:
-            rec.http_status = resp.status
-            if resp.status != 200:
-                text = await resp.read()
-                raise StreamFailure(status_kind(resp.status), f"HTTP {resp.status}: {_clip(text)}")
-            if not adapter.streaming:
-                adapter.on_body(await resp.read(), rec)
-                end = perf_counter()
-            else:
-                decoder = SSEDecoder()
-                content = resp.content
-                stamps = _stamp_arrivals(content)
-                scan = adapter.scan
-                last_event = 0.0  # arrival of the last event read
-                while True:
-                    chunk = await content.readany()
-                    if not chunk:
-                        break
-                    if end:
-                        continue  # drain after the final event so the connection is reused
-                    for t, piece in _arrivals(chunk, stamps):
-                        events = decoder.feed(piece)
-                        if not events:
-                            continue
-                        last_event = t
-                        tokens, final = scan(events, rec)
-                        if tokens:
-                            token_arrivals.append((t, tokens))
-                        if final:
-                            end = t
-                            break
-                count = sum(n for _, n in token_arrivals)
-                if not end:
-                    if not (last_event and adapter.complete_at_close(rec)):
-                        raise StreamFailure("connection", f"stream closed before its final event after {count} token events")
-                    end = last_event  # a clean close after the finish_reason: its last event ends it
-                adapter.settle(rec, count)
-    except StreamFailure as f:
-        rec.error_kind, rec.error = f.kind, str(f)
-    except asyncio.TimeoutError as e:  # also aiohttp's ServerTimeoutError (connect/read)
-        rec.error_kind, rec.error = "timeout", f"timed out after {timeout.total or timeout.sock_read}s: {e!r}"
-    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, OSError) as e:
-        rec.error_kind, rec.error = "connection", f"{type(e).__name__}: {e}"
-    except aiohttp.ClientError as e:
-        rec.error_kind, rec.error = "protocol", f"{type(e).__name__}: {e}"
-    if rec.error_kind is not None or not end:
-        end = perf_counter()
-    start = origin + rec.intended_send
-    rec.e2e = end - start
-    if token_arrivals:
-        rec.ttft = token_arrivals[0][0] - start
-        rec.itl = _gaps(token_arrivals)
-    rec.success = rec.error_kind is None

@@ -44,7 +44,8 @@ from benchmark.analysis.impact import Impact, compute_impact  # noqa: E402
 from benchmark.analysis.promscrape import attribute, breakdown  # noqa: E402
 from benchmark.engine.records import RequestRecord  # noqa: E402
 from benchmark.stack.rundir import LoadedRun, RunMeta, load_run  # noqa: E402
-from benchmark.engine.driver import RunReport, TargetReport  # noqa: E402
+from benchmark.engine.selfcheck import SelfCheck
+from benchmark.engine.driver import TargetCheck  # noqa: E402
 from benchmark.analysis.summary import ErrorSample, error_samples, records_frame, summarize  # noqa: E402
 from benchmark.analysis.timeline import throughput_timeline  # noqa: E402
 
@@ -382,9 +383,9 @@ def _breakdown_table(c: Comparison) -> list[str]:
     return out
 
 
-def _run_report(data: dict[str, Any]) -> RunReport | None:
+def _run_report(data: dict[str, Any]) -> SelfCheck | None:
     try:
-        return RunReport(**{**data, "targets": [TargetReport(**t) for t in data.get("targets", [])]})
+        return SelfCheck(**{**data, "targets": [TargetCheck(**t) for t in data.get("targets", [])]})
     except TypeError:  # written by another version of the engine
         return None
 

@@ -24,7 +24,8 @@ Python API::
 - ``ModelSpec`` (``spec.py``), ``FaultSpec`` (``faults.py``): limits, speed, faults.
 - ``PRESETS``/``preset()`` (``presets.py``): the reference pair on an L40S, derived from
   weight bytes / memory bandwidth (simulated estimates, not measurements).
-- ``python -m benchmark serve-sim`` (``cli.py``): serve models until Ctrl-C.
+- ``python -m benchmark serve-sim`` (``benchmark.commands.serve_sim``): serve models until Ctrl-C;
+  ``sim_process`` (``process.py``) runs it in another process for tests and scripts.
 """
 
 from benchmark.sim.faults import FAULT_KINDS, FaultSpec
@@ -32,7 +33,7 @@ from benchmark.sim.gpu import GpuStats, SimulatedGpu
 from benchmark.sim.model import SimulatedModel
 from benchmark.sim.presets import PRESETS, REFERENCE_PAIR, preset
 from benchmark.sim.spec import ModelSpec
-from benchmark.sim.truth import TruthLog, TruthRecord, read_truth_jsonl
+from benchmark.sim.truth import TruthLog, TruthRecord, read_truth
 
 __all__ = [
     "FAULT_KINDS",
@@ -46,5 +47,5 @@ __all__ = [
     "TruthLog",
     "TruthRecord",
     "preset",
-    "read_truth_jsonl",
+    "read_truth",
 ]

@@ -10,17 +10,23 @@ handed to the socket (taken immediately before the write); ``end`` is taken the 
 for the response's last event (the last token event on ``/generate_stream``, ``[DONE]`` on
 chat) or its whole body (``/generate``), or is when the request failed. Records are in memory at once
 (``TruthLog.get``); with a path they are also appended to a JSONL file as each request
-finishes, flushed line by line, for servers in another process.
+finishes, flushed line by line, for servers in another process (``read_truth``);
+``timing_errors`` compares a client's records with it.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-__all__ = ["TruthRecord", "TruthLog", "read_truth_jsonl"]
+if TYPE_CHECKING:
+    from benchmark.engine.records import RequestRecord
+
+__all__ = ["TruthMismatch", "TruthRecord", "TruthLog", "read_truth", "timing_errors"]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -89,17 +95,51 @@ class TruthLog:
             self._file = None
 
 
-def read_truth_jsonl(path: str | Path) -> dict[str, TruthRecord]:
-    """A truth log written by another process, by request id (a reused id: the last wins)."""
+def read_truth(path: str | Path, ids: Iterable[str] = (), *, wait: float = 5.0) -> dict[str, TruthRecord]:
+    """A truth log written by another process, by request id (a reused id: the last wins),
+    waiting up to ``wait`` s for all of ``ids`` (a request the client gave up on is logged
+    when the server finishes with it)."""
     names = {f.name for f in fields(TruthRecord)}
-    out: dict[str, TruthRecord] = {}
-    with Path(path).open(encoding="utf-8") as f:
-        for line in f:
-            if not line.endswith("\n"):
-                break  # a line still being written
-            if not line.strip():
-                continue
-            data: dict[str, Any] = json.loads(line)
-            record = TruthRecord(**{k: v for k, v in data.items() if k in names})
-            out[record.request_id] = record
+    deadline = time.monotonic() + wait
+    while True:
+        out: dict[str, TruthRecord] = {}
+        with Path(path).open(encoding="utf-8") as f:
+            for line in f:
+                if not line.endswith("\n"):
+                    break  # a line still being written
+                if not line.strip():
+                    continue
+                data: dict[str, Any] = json.loads(line)
+                record = TruthRecord(**{k: v for k, v in data.items() if k in names})
+                out[record.request_id] = record
+        if set(ids) <= set(out) or time.monotonic() > deadline:
+            return out
+        time.sleep(0.05)
+
+
+class TruthMismatch(AssertionError):
+    """The client's records do not match the server's truth in structure (a request missing,
+    failed, or with another token count or number of token events than the server sent)."""
+
+
+def timing_errors(records: Iterable[RequestRecord], truth: Mapping[str, TruthRecord],
+                  origin: float) -> dict[str, list[float]]:
+    """|client - server truth| in seconds of every TTFT, ITL and E2E, by metric; ``origin`` is
+    the client run clock's (``RunClock.origin``; both sides read ``perf_counter``). Raises
+    ``TruthMismatch`` unless every record is joined to the truth by its id, succeeded with the
+    server's token count, and has one ITL per gap between the server's token events."""
+    out: dict[str, list[float]] = {"ttft": [], "itl": [], "e2e": []}
+    for r in records:
+        t = truth.get(r.request_id)
+        if t is None or not r.success or r.ttft is None or r.e2e is None or t.end is None:
+            raise TruthMismatch(f"{r.request_id}: no successful record joined to the truth "
+                                f"(client: {r.error_kind} {r.error}; server: {t})")
+        if r.output_tokens != t.generated_tokens or len(r.itl) != len(t.emit_times) - 1:
+            raise TruthMismatch(f"{r.request_id}: client {r.output_tokens} tokens / {len(r.itl)} ITLs, "
+                                f"server {t.generated_tokens} tokens / {len(t.emit_times)} token events")
+        emits = t.emit_times
+        start = origin + r.intended_send
+        out["ttft"].append(abs(start + r.ttft - emits[0]))
+        out["itl"] += [abs(c - (b - a)) for c, a, b in zip(r.itl, emits, emits[1:])]
+        out["e2e"].append(abs(start + r.e2e - t.end))
     return out

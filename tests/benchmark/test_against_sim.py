@@ -15,12 +15,13 @@ import statistics
 from pathlib import Path
 
 import pytest
-from enginekit import read_truth, sim_model, sim_process, timing_errors
+from benchmark.sim.truth import read_truth, timing_errors
+from benchmark.sim.process import sim_model, sim_process
 
 from benchmark.engine.patterns import closed_loop
 from benchmark.engine.records import RequestRecord, RunClock
 from benchmark.engine.results import ResultsWriter, read_records
-from benchmark.engine.driver import Target, run_load_sync
+from benchmark.engine.runner import Target, run_load_sync
 
 STEP_S = 0.02  # the simulator's time per token in the timing test
 MEDIAN_BOUND_S = 0.003  # the median |client - truth|: a stamp taken at the wrong moment is a step (20 ms) off
@@ -80,9 +81,9 @@ def test_every_injected_fault_is_counted_under_its_kind(tmp_path: Path) -> None:
             assert len(records) == 30  # the run completes, every request recorded
             seen = set()
             for r in records:
-                fault = truth[r.request_id]["fault"]
+                fault = truth[r.request_id].fault
                 if fault is None:
-                    assert r.success and r.output_tokens == truth[r.request_id]["generated_tokens"], (api, r.error)
+                    assert r.success and r.output_tokens == truth[r.request_id].generated_tokens, (api, r.error)
                 else:
                     seen.add(fault)
                     assert (r.success, r.error_kind) == (False, expected[fault]), (api, fault, r.error)

@@ -10,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from enginekit import read_truth, sim_process
+from benchmark.sim.truth import read_truth
+from benchmark.sim.process import sim_process
 
 from benchmark.engine.results import read_records
 from benchmark.analysis.summary import summarize
@@ -42,16 +43,16 @@ def test_sigkill_mid_run_leaves_a_file_that_rebuilds_the_finished_requests(tmp_p
     assert len(records) >= 60 and len(set(ids)) == len(ids)
     for r in records:  # every record is whole and agrees with what the server did
         t = truth[r.request_id]
-        assert r.success and r.output_tokens == t["generated_tokens"] == 8, r
+        assert r.success and r.output_tokens == t.generated_tokens == 8, r
         assert r.e2e is not None and r.ttft is not None and len(r.itl) == 7
     # nothing the client finished is missing: only the requests in flight at the kill may be
-    finished_by_server = {i for i, t in truth.items() if t["status"] == 200 and t["generated_tokens"] == 8}
+    finished_by_server = {i for i, t in truth.items() if t.status == 200 and t.generated_tokens == 8}
     assert set(ids) <= finished_by_server
     assert len(finished_by_server - set(ids)) <= CONCURRENCY
     # the summary rebuilt from the file alone covers exactly those requests
     row = summarize(records).iloc[0]
     assert (row["count"], row["successes"], row["failures"]) == (len(records), len(records), 0)
-    assert row["output_tokens_total"] == sum(truth[i]["generated_tokens"] for i in ids)
+    assert row["output_tokens_total"] == sum(truth[i].generated_tokens for i in ids)
     assert row["e2e_count"] == len(records) and row["itl_count"] == 7 * len(records)
     first = min(r.intended_send for r in records)
     last = max(r.intended_send + (r.e2e or 0.0) for r in records)

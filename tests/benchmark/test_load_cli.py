@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from enginekit import sim_process
+from benchmark.sim.process import sim_process
 
 from benchmark.cli import main
 from benchmark.engine.results import read_records

@@ -14,7 +14,8 @@ import pytest
 from aiohttp import web
 from enginekit import chat_chunk, run, serving, sse, stream_response, tgi_final, tgi_stream_body, tgi_token
 
-from benchmark.engine.protocols import adapter_for, send
+from benchmark.engine.protocols import adapter_for
+from benchmark.engine.send import send
 from benchmark.engine.records import RequestRecord, RunClock
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -282,7 +283,7 @@ def test_chunks_read_together_keep_their_own_arrival_times() -> None:
     # each must keep the time aiohttp buffered it, not the time the task read it
     from aiohttp.base_protocol import BaseProtocol
 
-    from benchmark.engine.protocols import _arrivals, _stamp_arrivals  # the stamping internals under test
+    from benchmark.engine.send import _arrivals, _stamp_arrivals  # the stamping internals under test
 
     async def go() -> list[tuple[float, bytes]]:
         loop = asyncio.get_running_loop()

@@ -15,7 +15,8 @@ from benchmark.engine.patterns import closed_loop, open_loop
 from benchmark.engine.progress import Progress
 from benchmark.engine.records import RunClock
 from benchmark.engine.results import ResultsWriter, read_records
-from benchmark.engine.driver import RunReport, Target, run_load
+from benchmark.engine.runner import Target, run_load
+from benchmark.engine.selfcheck import SelfCheck
 
 
 class CountingServer:
@@ -44,8 +45,8 @@ class CountingServer:
 
 
 def drive(targets_for: list[tuple[CountingServer, dict[str, object]]], path: Path, scenario: str = "shared",
-          clock: RunClock | None = None) -> RunReport:
-    async def go() -> RunReport:
+          clock: RunClock | None = None) -> SelfCheck:
+    async def go() -> SelfCheck:
         async with serving(targets_for[0][0].app) as url0:
             urls = [url0]
             extra = [serving(s.app) for s, _ in targets_for[1:]]
@@ -179,7 +180,7 @@ def test_load_shared_over_worker_processes(tmp_path: Path) -> None:
     load = open_loop(200.0, arrival="constant", max_requests=40)
     closed = closed_loop(5, max_requests=30)
 
-    async def go() -> RunReport:
+    async def go() -> SelfCheck:
         async with serving(opened.app) as url_open, serving(server.app) as url:
             targets = [Target(model="open", base_url=url_open, load=load),
                        Target(model="closed", base_url=url, load=closed, warmup=2)]

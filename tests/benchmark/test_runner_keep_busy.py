@@ -14,7 +14,8 @@ from enginekit import run, serving, tgi_stream_body
 from benchmark.engine.patterns import LoadPattern, closed_loop, open_loop
 from benchmark.engine.records import RunClock
 from benchmark.engine.results import ResultsWriter, read_records
-from benchmark.engine.driver import RunReport, Target, run_load
+from benchmark.engine.runner import Target, run_load
+from benchmark.engine.selfcheck import SelfCheck
 
 
 class StampingServer:
@@ -40,11 +41,11 @@ class StampingServer:
 
 
 def shared_run(fast_load: LoadPattern, tmp_path: Path, *, keep_busy: bool = True
-               ) -> tuple[RunReport, StampingServer, StampingServer, RunClock, list[tuple[float, str]]]:
+               ) -> tuple[SelfCheck, StampingServer, StampingServer, RunClock, list[tuple[float, str]]]:
     fast, slow = StampingServer(0.005), StampingServer(0.04)
     clock = RunClock()
 
-    async def go() -> tuple[RunReport, list[tuple[float, str]]]:
+    async def go() -> tuple[SelfCheck, list[tuple[float, str]]]:
         async with serving(fast.app) as fast_url, serving(slow.app) as slow_url:
             targets = [Target(model="fast", base_url=fast_url, load=fast_load),
                        Target(model="slow", base_url=slow_url, load=closed_loop(1, max_requests=8))]

@@ -17,7 +17,7 @@ from simkit import fast_spec, gen_body, post, run, serving, sse_data, stream_eve
 
 from benchmark.cli import main
 from benchmark.errors import BenchmarkError
-from benchmark.sim import SimulatedGpu, read_truth_jsonl
+from benchmark.sim import SimulatedGpu, read_truth
 from benchmark.commands.serve_sim import load_config
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -46,7 +46,7 @@ def test_every_request_is_logged_under_its_request_id(tmp_path: Path) -> None:
             assert rec.emit_times == sorted(rec.emit_times) and rec.emit_times[-1] <= rec.end
         generated = [r for r in gpu.truth.records if not r.request_id.startswith(("s", "g"))]
         assert len(generated) == 1 and len(generated[0].request_id) == 32
-        on_disk = read_truth_jsonl(path)
+        on_disk = read_truth(path)
         assert {k: asdict(v) for k, v in on_disk.items()} == {r.request_id: asdict(r) for r in gpu.truth.records}
 
     run(go())
@@ -90,7 +90,7 @@ def test_serve_sim_in_another_process_logs_truth_on_the_shared_clock(tmp_path: P
             after = time.perf_counter()
         proc.send_signal(signal.SIGINT)
         assert await proc.wait() == 130
-        rec = read_truth_jsonl(truth)["x1"]
+        rec = read_truth(truth)["x1"]
         assert len(events) == 5 == len(rec.emit_times)
         # perf_counter is CLOCK_MONOTONIC on Linux: the server's times fall inside the client's window
         assert before <= rec.received <= rec.emit_times[0] <= rec.emit_times[-1] <= after

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from enginekit import read_truth, sim_model, sim_process
+from benchmark.sim.truth import read_truth
+from benchmark.sim.process import sim_model, sim_process
 from stack_helpers import model_entry, outputs
 
 from benchmark.cli import main
@@ -71,14 +72,14 @@ def test_run_succeeds_against_each_flavour_with_the_servers_counts_and_timings(
     errors: list[float] = []
     for r in records:
         t = truth[r.request_id]
-        assert t["status"] == 200 and t["generated_tokens"] == TOKENS
+        assert t.status == 200 and t.generated_tokens == TOKENS
         assert (r.output_tokens, r.tokens_from) == (TOKENS, tokens_from)
-        emits = t["emit_times"]
+        emits = t.emit_times
         assert len(r.itl) == len(emits) - 1
         # durations on the server's clock vs the client's: every gap, and first token to the end
         errors += [abs(c - (b - a)) for c, a, b in zip(r.itl, emits, emits[1:])]
         assert r.e2e is not None and r.ttft is not None
-        errors.append(abs((r.e2e - r.ttft) - (t["end"] - emits[0])))
+        errors.append(abs((r.e2e - r.ttft) - (t.end - emits[0])))
     assert statistics.median(errors) <= 0.003 and max(errors) <= 0.25, sorted(errors)[-3:]
     run_json = json.loads((run_dir / "run.json").read_text())
     assert run_json["access"]["m"]["model_name"] == "org/m"  # the contract's model id was sent

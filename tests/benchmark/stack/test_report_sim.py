@@ -16,7 +16,7 @@ from benchmark.engine.records import RunClock
 from benchmark.report.files import write_report
 from benchmark.engine.results import ResultsWriter
 from benchmark.stack.rundir import REQUESTS, AccessMeta, RunMeta, ScenarioMeta, save_scrape, write_run_meta
-from benchmark.engine.driver import Target, run_load
+from benchmark.engine.runner import Target, run_load
 from benchmark.sim import ModelSpec, SimulatedGpu, SimulatedModel
 
 KV_BUDGET = 8192
