@@ -42,15 +42,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 # the timing test's own helpers, so that the script and the test measure the same way
-from benchmark.engine.selfcheck import OthersLoad  # noqa: E402
-from benchmark.sim.process import sim_model, sim_process  # noqa: E402
-from benchmark.sim.truth import read_truth, timing_errors  # noqa: E402
-
 from benchmark.engine.patterns import closed_loop  # noqa: E402
 from benchmark.engine.records import RunClock  # noqa: E402
 from benchmark.engine.results import ResultsWriter, read_records  # noqa: E402
 from benchmark.engine.runner import Target, run_load_sync  # noqa: E402
-from benchmark.engine.selfcheck import SelfCheck  # noqa: E402
+from benchmark.engine.selfcheck import (
+    OthersLoad,  # noqa: E402
+    SelfCheck,  # noqa: E402
+)
+from benchmark.sim.process import sim_model, sim_process  # noqa: E402
+from benchmark.sim.truth import read_truth, timing_errors  # noqa: E402
 
 TOKENS = 100
 TARGET_RPS_AT_64 = 1500.0  # streamed 100-token requests/s at concurrency 64

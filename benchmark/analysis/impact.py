@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import BenchmarkError
-from benchmark.engine.records import RequestRecord
 from benchmark.analysis.summary import summarize
+from benchmark.engine.records import RequestRecord
+from benchmark.errors import BenchmarkError
 
 __all__ = ["LATENCY_STATS", "Aggregate", "Fairness", "Impact", "compute_impact", "jain_index"]
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from benchmark.errors import BenchmarkError
 from benchmark.analysis.impact import compute_impact
 from benchmark.engine.records import RequestRecord
-from benchmark.report.files import impact_lines, impact_markdown, simulated_banner, time_scale_note
+from benchmark.errors import BenchmarkError
+from benchmark.report.markdown import impact_markdown
+from benchmark.report.text import impact_lines, simulated_banner, time_scale_note
 from benchmark.stack.rundir import LoadedRun, load_run
 
 

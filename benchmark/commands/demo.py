@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.commands import run as stack_run
-from benchmark.report.files import time_scale_note
-from benchmark.stack.rundir import read_run_meta
-from benchmark.sim.background import BackgroundLoop
+from benchmark.report.text import time_scale_note
 from benchmark.sim import REFERENCE_PAIR, SimulatedGpu, SimulatedModel, preset
+from benchmark.sim.background import BackgroundLoop
 from benchmark.sim.kube_api import FakeDeployment, FakeKubeApi
 from benchmark.sim.spec import ModelSpec
+from benchmark.stack.rundir import read_run_meta
 from workloads.contract import PORT, Contract, ModelContract
 
 __all__ = ["SimulatedStack", "configure", "demo", "demo_outputs", "run", "simulated_stack"]

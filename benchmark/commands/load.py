@@ -23,19 +23,18 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
 import pandas as pd
 
-import aiohttp
-
+from benchmark.analysis.summary import error_samples, summarize
 from benchmark.commands.flags import parse_endpoints, parse_model_names, served_models
-from benchmark.errors import EXIT_STATUSES, BenchmarkError
-from benchmark.report.failures import DEFAULT_MIN_SUCCESS, failure_lines, min_success_verdict
 from benchmark.engine.patterns import LoadPattern, closed_loop, open_loop, standard_suite
 from benchmark.engine.protocols import ADAPTERS
 from benchmark.engine.results import ResultsWriter, read_records
-from benchmark.stack.rundir import REQUESTS as REQUESTS_FILE
 from benchmark.engine.runner import Target, run_load_sync
-from benchmark.analysis.summary import error_samples, summarize
+from benchmark.errors import EXIT_STATUSES, BenchmarkError
+from benchmark.report.failures import DEFAULT_MIN_SUCCESS, failure_lines, min_success_verdict
+from benchmark.stack.rundir import REQUESTS as REQUESTS_FILE
 
 __all__ = ["configure", "run", "pattern_from_args", "format_summary"]
 DEFAULT_MODEL_NAME = "tgi"  # what TGI's own examples send; TGI ignores the field

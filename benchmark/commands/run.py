@@ -40,21 +40,21 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import aiohttp
 
-from benchmark.stack import rundir
-from benchmark.commands.flags import parse_endpoints, parse_model_names, served_models
-from benchmark.errors import EXIT_STATUSES, BenchmarkError
-from benchmark.report.failures import DEFAULT_MIN_SUCCESS, min_success_verdict
-from benchmark.engine.patterns import STANDARD_PROMPTS, closed_loop, standard_suite
-from benchmark.stack.scaling import Orchestrator, Scenario, plan_all, run_plan
-from benchmark.stack.portforward import PortForward, health_rtt, wait_healthy
 from benchmark.analysis.promscrape import scrape
+from benchmark.analysis.summary import summarize
+from benchmark.commands.flags import parse_endpoints, parse_model_names, served_models
+from benchmark.engine.patterns import STANDARD_PROMPTS, closed_loop, standard_suite
 from benchmark.engine.protocols import ADAPTERS
 from benchmark.engine.records import RunClock
 from benchmark.engine.results import ResultsWriter, read_records
 from benchmark.engine.runner import Target, run_load
+from benchmark.errors import EXIT_STATUSES, BenchmarkError
+from benchmark.report.failures import DEFAULT_MIN_SUCCESS, min_success_verdict
+from benchmark.stack import rundir
 from benchmark.stack.outputs import StackOutputs, load_outputs
+from benchmark.stack.portforward import PortForward, health_rtt, wait_healthy
+from benchmark.stack.scaling import Orchestrator, Scenario, plan_all, run_plan
 from workloads.contract import ModelContract
-from benchmark.analysis.summary import summarize
 
 if TYPE_CHECKING:  # the kubernetes client is imported only where a cluster is reached
     from benchmark.stack.kube import Kube

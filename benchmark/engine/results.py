@@ -17,8 +17,8 @@ from types import TracebackType
 
 import orjson
 
-from benchmark.errors import BenchmarkError
 from benchmark.engine.records import RequestRecord
+from benchmark.errors import BenchmarkError
 
 __all__ = ["ResultsWriter", "read_records"]
 

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from benchmark.errors import EXIT_LOW_SUCCESS
 from benchmark.analysis.summary import ErrorSample, below_min_success
+from benchmark.errors import EXIT_LOW_SUCCESS
 
 __all__ = ["DEFAULT_MIN_SUCCESS", "failure_lines", "min_success_verdict"]
 

@@ -52,9 +52,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from benchmark.errors import BenchmarkError
 from benchmark.engine.records import RequestRecord
 from benchmark.engine.results import ResultsWriter, read_records
+from benchmark.errors import BenchmarkError
 
 __all__ = [
     "SCHEMA",

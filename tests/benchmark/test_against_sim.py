@@ -15,13 +15,13 @@ import statistics
 from pathlib import Path
 
 import pytest
-from benchmark.sim.truth import read_truth, timing_errors
-from benchmark.sim.process import sim_model, sim_process
 
 from benchmark.engine.patterns import closed_loop
 from benchmark.engine.records import RequestRecord, RunClock
 from benchmark.engine.results import ResultsWriter, read_records
 from benchmark.engine.runner import Target, run_load_sync
+from benchmark.sim.process import sim_model, sim_process
+from benchmark.sim.truth import read_truth, timing_errors
 
 STEP_S = 0.02  # the simulator's time per token in the timing test
 MEDIAN_BOUND_S = 0.003  # the median |client - truth|: a stamp taken at the wrong moment is a step (20 ms) off

@@ -10,11 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-from benchmark.sim.truth import read_truth
-from benchmark.sim.process import sim_process
-
-from benchmark.engine.results import read_records
 from benchmark.analysis.summary import summarize
+from benchmark.engine.results import read_records
+from benchmark.sim.process import sim_process
+from benchmark.sim.truth import read_truth
 
 CONCURRENCY = 4
 

@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from benchmark.sim.process import sim_process
 
 from benchmark.cli import main
 from benchmark.engine.results import read_records
+from benchmark.sim.process import sim_process
 
 
 def test_load_writes_records_summary_and_self_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

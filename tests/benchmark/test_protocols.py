@@ -15,8 +15,8 @@ from aiohttp import web
 from enginekit import chat_chunk, run, serving, sse, stream_response, tgi_final, tgi_stream_body, tgi_token
 
 from benchmark.engine.protocols import adapter_for
-from benchmark.engine.send import send
 from benchmark.engine.records import RequestRecord, RunClock
+from benchmark.engine.send import send
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.errors import BenchmarkError
 from benchmark.engine.records import RequestRecord
 from benchmark.engine.results import ResultsWriter, read_records
+from benchmark.errors import BenchmarkError
 
 
 def record(i: int, **kw: object) -> RequestRecord:

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from benchmark.engine.records import ERROR_KINDS, RequestRecord
 from benchmark.analysis.summary import records_frame, summarize, summary_columns
+from benchmark.engine.records import ERROR_KINDS, RequestRecord
 
 
 def rec(i: int, *, model: str = "a", scenario: str = "alone", start: float, e2e: float, ttft: float | None = None,

@@ -15,7 +15,6 @@ from simkit import fast_spec, gen_body, run, serving, stream_events
 
 from benchmark.sim import SimulatedGpu, SimulatedModel, TruthRecord
 
-
 SCALE = 0.1  # the GPU's timeline is simulated: the tests assert on it exactly, ten times faster
 
 

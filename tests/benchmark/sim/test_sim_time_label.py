@@ -6,9 +6,9 @@ import aiohttp
 import pytest
 from simkit import fast_spec, run, serving
 
-from benchmark.report.files import simulated_banner, time_scale_note
-from benchmark.stack.rundir import RunMeta
+from benchmark.report.text import simulated_banner, time_scale_note
 from benchmark.sim import SimulatedGpu
+from benchmark.stack.rundir import RunMeta
 
 
 def test_info_says_simulated_with_the_time_scale_and_the_slicing() -> None:

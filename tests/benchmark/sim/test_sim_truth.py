@@ -16,9 +16,9 @@ import pytest
 from simkit import fast_spec, gen_body, post, run, serving, sse_data, stream_events
 
 from benchmark.cli import main
+from benchmark.commands.serve_sim import load_config
 from benchmark.errors import BenchmarkError
 from benchmark.sim import SimulatedGpu, read_truth
-from benchmark.commands.serve_sim import load_config
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from synthetic_records import sequential_run
 
-from benchmark.errors import BenchmarkError
 from benchmark.analysis.impact import compute_impact, jain_index
+from benchmark.errors import BenchmarkError
 
 
 def _row(impact, model: str, metric: str) -> dict:

@@ -9,8 +9,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from benchmark.stack.kube import Kube
 from benchmark.sim.kube_api import FakeDeployment, FakeKubeApi
+from benchmark.stack.kube import Kube
 
 NS = "llm-testing"
 

@@ -9,11 +9,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from benchmark.errors import BenchmarkError
-from benchmark.stack.kube import Kube
 from benchmark.commands.flags import parse_endpoints
-from benchmark.stack.portforward import PortForward, health_rtt, wait_healthy
+from benchmark.errors import BenchmarkError
 from benchmark.sim.kube_api import FakeDeployment, FakeKubeApi
+from benchmark.stack.kube import Kube
+from benchmark.stack.portforward import PortForward, health_rtt, wait_healthy
 
 NS = "llm-testing"
 BODY = b"".join(b'data:{"token":{"id":%d,"text":"t%d"}}\n\n' % (i, i) for i in range(2000))  # ~80 kB

@@ -11,9 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmark.sim.background import BackgroundLoop
-
 from benchmark.commands.demo import simulated_stack
+from benchmark.sim.background import BackgroundLoop
 
 ROOT = Path(__file__).resolve().parents[3]
 HF_TOKEN = "hf_noLeakCanary0123456789abcdefghijklmn"

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from benchmark.sim.truth import read_truth
-from benchmark.sim.process import sim_model, sim_process
 from stack_helpers import model_entry, outputs
 
 from benchmark.cli import main
 from benchmark.engine.results import read_records
+from benchmark.sim.process import sim_model, sim_process
+from benchmark.sim.truth import read_truth
 
 ROOT = Path(__file__).resolve().parents[3]
 TOKENS = 8

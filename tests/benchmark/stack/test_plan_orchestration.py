@@ -13,10 +13,10 @@ import pytest
 from stack_helpers import HealthBackend, model_entry
 
 from benchmark.errors import BenchmarkError
-from benchmark.stack.kube import Kube
-from benchmark.stack.scaling import Orchestrator, Scenario, _finish, plan_all, run_plan
 from benchmark.sim.kube_api import FakeDeployment, FakeKubeApi
+from benchmark.stack.kube import Kube
 from benchmark.stack.outputs import parse_outputs
+from benchmark.stack.scaling import Orchestrator, Scenario, _finish, plan_all, run_plan
 from workloads.contract import ModelContract
 
 NS = "llm-testing"

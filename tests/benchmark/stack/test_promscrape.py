@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmark.errors import BenchmarkError
 from benchmark.analysis.promscrape import attribute, breakdown, parse_metrics
+from benchmark.errors import BenchmarkError
 
 # TGI's duration buckets: 35 steps of a geometric sequence from 0.0001 x 1.5 (router/src/server.rs)
 DURATION_BUCKETS = [0.0001 * 1.5 ** (k + 1) for k in range(35)]

@@ -14,6 +14,7 @@ from benchmark.cli import main
 from benchmark.report.files import write_report
 from benchmark.stack.rundir import import_baselines
 
+
 def test_plan_report_has_the_guides_blocks_and_impact_lines_that_contain_the_true_slowdown(tmp_path: Path) -> None:
     report = write_report(plan_dir(tmp_path))
     md = report.markdown

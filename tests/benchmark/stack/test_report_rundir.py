@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from synthetic_records import sequential_run
 
-from benchmark.errors import BenchmarkError
 from benchmark.engine.records import RequestRecord
 from benchmark.engine.results import ResultsWriter, read_records
+from benchmark.errors import BenchmarkError
 from benchmark.stack.rundir import (
     AccessMeta,
     RunMeta,

@@ -10,14 +10,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from benchmark.engine.patterns import standard_suite
 from benchmark.analysis.promscrape import scrape
+from benchmark.engine.patterns import standard_suite
 from benchmark.engine.records import RunClock
-from benchmark.report.files import write_report
 from benchmark.engine.results import ResultsWriter
-from benchmark.stack.rundir import REQUESTS, AccessMeta, RunMeta, ScenarioMeta, save_scrape, write_run_meta
 from benchmark.engine.runner import Target, run_load
+from benchmark.report.files import write_report
 from benchmark.sim import ModelSpec, SimulatedGpu, SimulatedModel
+from benchmark.stack.rundir import REQUESTS, AccessMeta, RunMeta, ScenarioMeta, save_scrape, write_run_meta
 
 KV_BUDGET = 8192
 PLANNED = {"a": 8000, "b": 9000}

@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 from stack_helpers import HealthBackend, model_entry, outputs
 
-from benchmark.sim.background import BackgroundLoop
-
 from benchmark.cli import main
+from benchmark.sim.background import BackgroundLoop
 from benchmark.sim.kube_api import FakeDeployment, FakeKubeApi
 
 

@@ -14,13 +14,13 @@ import time
 from pathlib import Path
 
 import pytest
-from benchmark.sim.background import BackgroundLoop
 
-from benchmark.stack import rundir
 from benchmark.commands.demo import simulated_stack
-from benchmark.engine.results import read_records
-from benchmark.stack.outputs import parse_outputs
 from benchmark.commands.run import RunOptions, benchmark_stack
+from benchmark.engine.results import read_records
+from benchmark.sim.background import BackgroundLoop
+from benchmark.stack import rundir
+from benchmark.stack.outputs import parse_outputs
 
 PHI, R1 = "phi35-mini", "deepseek-r1-8b"
 

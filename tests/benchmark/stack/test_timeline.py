@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.engine.records import RequestRecord
 from benchmark.analysis.timeline import throughput_timeline
+from benchmark.engine.records import RequestRecord
 
 
 def streamed(model: str, scenario: str, *, start: float, first: float, gaps: list[float],
