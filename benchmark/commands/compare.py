@@ -3,7 +3,7 @@
 Typically A is an alone run and B a shared one, but any two runs of the same models compare
 (e.g. before and after a change of the GPU sharing settings). Each side uses one scenario of
 its directory: the only one it holds, or the one named by ``--a-scenario``/``--b-scenario``
-(a ``--plan all`` directory holds ``alone`` and ``shared``). Prints the impact lines and
+(a ``--scenarios all`` directory holds ``alone`` and ``shared``). Prints the impact lines and
 writes them with the detail table to ``DIR_B/compare-<DIR_A's name>.md`` (or ``--out``).
 """
 

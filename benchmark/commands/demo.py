@@ -4,7 +4,7 @@ It starts the reference pair as simulated TGI servers sharing one simulated L40S
 (``benchmark.sim``), a fake Kubernetes API whose Deployments drive them
 (``benchmark.sim.kube_api``), writes a stack-outputs file for them (the contract, with a
 kubeconfig for the fake API), and then runs exactly what a user runs against a stack:
-``python -m benchmark run --outputs FILE --plan all --endpoint KEY=URL ...`` (the same
+``python -m benchmark run --outputs FILE --scenarios all --endpoint KEY=URL ...`` (the same
 parser and the same code path), with the guide's standard suite (5 prompts x 10 iterations
 per model). The simulated GPU runs ``--time-scale`` times the presets' estimated step
 times (0.1: ten times faster than the estimate), so the demo ends in about a minute.
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.commands import run as stack_run
+from benchmark.commands.flags import positive_float, positive_int
 from benchmark.report.text import time_scale_note
 from benchmark.sim import REFERENCE_PAIR, SimulatedGpu, SimulatedModel, preset
 from benchmark.sim.background import BackgroundLoop
@@ -43,9 +44,9 @@ GUIDE_LIMITS = {"max_input_tokens": 256, "max_total_tokens": 512, "max_batch_tot
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--iterations", type=stack_run.positive_int(), default=10,
+    parser.add_argument("--iterations", type=positive_int(), default=10,
                         help="repeats of the 5 standard prompts per model (default 10, the guide's)")
-    parser.add_argument("--time-scale", type=stack_run.positive_float(), default=0.1,
+    parser.add_argument("--time-scale", type=positive_float(), default=0.1,
                         help="simulated step time multiplier (default 0.1: 10x faster than the L40S estimate)")
     parser.add_argument("--results-dir", type=Path, default=Path("results"), help="root of the results directories")
     parser.add_argument("--no-progress", action="store_true", help="no progress lines")  # fmt: skip
@@ -122,12 +123,12 @@ class _ServedInThread:
 def demo(*, iterations: int = 10, time_scale: float = 0.1, results_dir: Path = Path("results"),
          progress: bool = True) -> Path:  # fmt: skip
     """Serve the simulated pair and the fake API, then run ``python -m benchmark run --outputs
-    FILE --plan all --endpoint ...`` against them; returns its results directory."""
+    FILE --scenarios all --endpoint ...`` against them; returns its results directory."""
     with _ServedInThread(time_scale) as sim:
         results_dir.mkdir(parents=True, exist_ok=True)
         outputs_file = results_dir / "demo-stack-outputs.json"
         outputs_file.write_text(json.dumps(sim.outputs, indent=2) + "\n")
-        argv = ["--outputs", str(outputs_file), "--plan", "all", "--iterations", str(iterations),
+        argv = ["--outputs", str(outputs_file), "--scenarios", "all", "--iterations", str(iterations),
                 "--results-dir", str(results_dir), "--ready-timeout", "60"]  # fmt: skip
         argv += [arg for key, model in sim.models.items() for arg in ("--endpoint", f"{key}={model.base_url}")]
         if not progress:

@@ -1,20 +1,18 @@
-"""The ``KEY=VALUE`` flags that say how to reach each model (``--endpoint``) and what to call it
-(``--model-name``), and what an OpenAI-compatible server says it serves (``GET /v1/models``).
+"""The flag types every command shares: ``KEY=VALUE`` flags (how to reach each model,
+``--endpoint``; what to call it, ``--model-name``) and numbers in range.
 
-One parser for every such flag of every command, so ``run`` and ``load`` accept and refuse the
-same things with the same words.
+One parser for every such flag of every command, so ``run``, ``load`` and ``demo`` accept and
+refuse the same things with the same words.
 """
 
 from __future__ import annotations
 
-import asyncio
+import argparse
 from collections.abc import Callable, Sequence
-
-import aiohttp
 
 from benchmark.errors import BenchmarkError
 
-__all__ = ["parse_assignments", "parse_endpoints", "parse_model_names", "served_models"]
+__all__ = ["fraction", "parse_assignments", "parse_endpoints", "parse_model_names", "positive_float", "positive_int"]
 
 
 def parse_assignments(flag: str, values: Sequence[str] | None, *, form: str, known: Sequence[str] | None,
@@ -56,17 +54,37 @@ def parse_model_names(values: Sequence[str] | None, known: Sequence[str] | None 
                              example="phi35=microsoft/Phi-3.5-mini-instruct")
 
 
-async def served_models(session: aiohttp.ClientSession, base_url: str, *, timeout: float = 5.0) -> list[str] | None:
-    """The model ids ``GET base_url/v1/models`` lists (OpenAI's ``{"data": [{"id": ...}]}``), or
-    None where the server has no such route or does not answer it."""
+def positive_int(*, allow_zero: bool = False) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if value < (0 if allow_zero else 1):
+            raise argparse.ArgumentTypeError(f"got {text!r}; allowed: an integer >= {0 if allow_zero else 1}")
+        return value
+
+    return parse
+
+
+def positive_float() -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a number > 0")
+        return value
+
+    return parse
+
+
+def fraction(text: str) -> float:
     try:
-        async with session.get(base_url.rstrip("/") + "/v1/models", timeout=aiohttp.ClientTimeout(total=timeout)) as r:
-            if r.status != 200:
-                return None
-            body = await r.json(content_type=None)
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
-        return None
-    data = body.get("data") if isinstance(body, dict) else None
-    if not isinstance(data, list):
-        return None
-    return [str(m["id"]) for m in data if isinstance(m, dict) and "id" in m]
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a number from 0 to 1")
+    return value

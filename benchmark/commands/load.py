@@ -27,8 +27,9 @@ import aiohttp
 import pandas as pd
 
 from benchmark.analysis.summary import error_samples, summarize
-from benchmark.commands.flags import parse_endpoints, parse_model_names, served_models
+from benchmark.commands.flags import parse_endpoints, parse_model_names
 from benchmark.engine.patterns import LoadPattern, closed_loop, open_loop, standard_suite
+from benchmark.engine.probes import served_models
 from benchmark.engine.protocols import ADAPTERS
 from benchmark.engine.results import ResultsWriter, read_records
 from benchmark.engine.runner import Target, run_load_sync

@@ -58,7 +58,8 @@ def impact_markdown(impact: Impact, *, other: str, baseline: str) -> list[str]:
 
 def markdown(a: Analysis) -> str:
     meta = a.run.meta
-    md = [f"# Benchmark report: {meta.label} ({meta.created})", ""]
+    title = "each model alone, then all together" if meta.label == "all" else meta.label
+    md = [f"# Benchmark report: {title} ({meta.created})", ""]
     if meta.simulated:
         md += [f"> {simulated_banner(meta)}", ""]
     md += ["## Run", ""]

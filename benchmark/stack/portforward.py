@@ -13,18 +13,14 @@ through whichever path is used, for the report to state next to the figures.
 from __future__ import annotations
 
 import asyncio
-import statistics
-import time
 from typing import TYPE_CHECKING
-
-import aiohttp
 
 from benchmark.errors import BenchmarkError
 
 if TYPE_CHECKING:  # the kubernetes client only where a cluster is reached
     from benchmark.stack.kube import Kube
 
-__all__ = ["PortForward", "health_rtt", "wait_healthy"]
+__all__ = ["PortForward"]
 
 
 class PortForward:
@@ -83,35 +79,3 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
                 writer.write_eof()
             except OSError:
                 pass
-
-
-async def health_rtt(session: aiohttp.ClientSession, url: str, *, samples: int = 20) -> float:
-    """Median ``GET /health`` round trip in seconds through ``url`` (after one warm-up request)."""
-    times = []
-    for i in range(samples + 1):
-        t0 = time.perf_counter()
-        async with session.get(url + "/health") as r:
-            await r.read()
-        if i:  # the first one pays for the connection (and a new port-forward stream)
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-async def wait_healthy(session: aiohttp.ClientSession, model: str, url: str, *, timeout: float, poll: float = 0.5) -> None:
-    """Wait until ``GET url/health`` answers 200, or fail naming the model and the wait."""
-    deadline = time.monotonic() + timeout
-    last = "no answer yet"
-    while True:
-        try:
-            async with session.get(url + "/health", timeout=aiohttp.ClientTimeout(total=max(1.0, poll * 4))) as r:
-                if r.status == 200:
-                    return
-                last = f"HTTP {r.status}"
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
-            last = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-        if time.monotonic() >= deadline:
-            raise BenchmarkError(
-                f"timed out after {timeout:g} s waiting for model {model!r} to answer GET {url}/health "
-                f"with 200 (last: {last}); raise --ready-timeout or check the model's logs"
-            )
-        await asyncio.sleep(poll)

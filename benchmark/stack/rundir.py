@@ -7,13 +7,15 @@ A results directory ``results/<UTC timestamp>-<label>/`` holds:
   with, taken from earlier directories by ``import_baselines``; so the directory alone
   rebuilds its report, even if the earlier directories are deleted.
 - ``metrics/<scenario>-<model>-<before|after>.prom``: raw ``/metrics`` scrapes (``save_scrape``).
-- ``run.json``: the metadata below, written only by ``write_run_meta``.
+- ``run.json``: the metadata below. While a run writes its directory, ``RunDirectory`` is its
+  only writer: every change replaces the (immutable) ``RunMeta`` and rewrites the file at
+  once, so what the run holds in memory and what ``run.json`` says never disagree.
 - the report files ``benchmark.report.write_report`` derives from the above.
 
 ``run.json`` (``schema`` 1)::
 
     {"schema": 1,
-     "label": "alone" | "shared" | "plan" | ...,     # the directory's suffix
+     "label": "alone" | "shared" | "all" | ...,      # the directory's suffix
      "created": "2026-11-26T20:40:05Z",              # UTC, when the run started
      "simulated": bool,                              # any model's /info said "simulated": true
      "time_scale": float | null,                     # then its /info "simulation.time_scale" (x0.1: 10x faster)
@@ -64,6 +66,8 @@ __all__ = [
     "AccessMeta",
     "ScenarioMeta",
     "RunMeta",
+    "RunDirectory",
+    "new_run_dir",
     "utc_now",
     "write_run_meta",
     "read_run_meta",
@@ -84,7 +88,7 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class AccessMeta:
     """How the client reached one model, and what that path costs per round trip."""
 
@@ -95,7 +99,7 @@ class AccessMeta:
     served_models: list[str] | None = None  # what GET /v1/models listed (openai-chat; None: no such route)
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class ScenarioMeta:
     """One scenario of the run: the models that ran together, under one label."""
 
@@ -107,7 +111,7 @@ class ScenarioMeta:
     self_check: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class RunMeta:
     """The contents of ``run.json`` (see the module docstring)."""
 
@@ -149,6 +153,56 @@ class RunMeta:
 def _known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
     names = {f.name for f in fields(cls)}
     return {k: v for k, v in data.items() if k in names}
+
+
+def new_run_dir(root: str | os.PathLike[str], label: str) -> Path:
+    """``root/<UTC time>-<label>``, not yet existing (``-2``, ``-3``... for runs in one second)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = Path(root) / f"{stamp}-{label}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = Path(root) / f"{stamp}-{label}-{n}"
+    return path
+
+
+class RunDirectory:
+    """A results directory while a run writes it: the one writer of its ``run.json``."""
+
+    def __init__(self, path: Path, meta: RunMeta) -> None:
+        self.path = path
+        self._meta = meta
+        write_run_meta(path, meta)
+
+    @classmethod
+    def create(cls, root: str | os.PathLike[str], meta: RunMeta) -> RunDirectory:
+        """A new directory under ``root`` named after ``meta.label``."""
+        return cls(new_run_dir(root, meta.label), meta)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> RunDirectory:
+        """An existing results directory, to change its run.json."""
+        return cls(Path(path), read_run_meta(path))
+
+    @property
+    def meta(self) -> RunMeta:
+        return self._meta
+
+    def update(self, **changes: Any) -> RunMeta:
+        """Replace fields of the metadata and write run.json (atomically); returns the new metadata."""
+        self._meta = dataclasses.replace(self._meta, **changes)
+        write_run_meta(self.path, self._meta)
+        return self._meta
+
+    def add_scenario(self, scenario: ScenarioMeta) -> None:
+        self.update(scenarios=[*self._meta.scenarios, scenario])
+
+    def replace_scenario(self, scenario: ScenarioMeta) -> None:
+        """The last scenario of that name, replaced (a scenario finished)."""
+        scenarios = list(self._meta.scenarios)
+        i = max(i for i, s in enumerate(scenarios) if s.scenario == scenario.scenario)
+        scenarios[i] = scenario
+        self.update(scenarios=scenarios)
 
 
 def write_run_meta(run_dir: str | os.PathLike[str], meta: RunMeta) -> Path:
@@ -195,7 +249,7 @@ def find_baselines(
     """For each model, the latest results directory under ``results_root`` in which it ran
     alone with these exact ``settings``. Models without one are left out.
 
-    "Alone" means a scenario labelled ``alone`` whose only model is this one (a plan's
+    "Alone" means a scenario labelled ``alone`` whose only model is this one (an ``all``
     directory holds several such scenarios); "latest" is by ``created``, then by name.
     Directories that are not results directories, or whose run.json is unreadable, are
     skipped.
@@ -222,14 +276,15 @@ def find_baselines(
     return {model: key[2] for model, key in sorted(found.items())}
 
 
-def import_baselines(run_dir: str | os.PathLike[str], baselines: Mapping[str, Path]) -> RunMeta:
+def import_baselines(run_dir: str | os.PathLike[str], baselines: Mapping[str, Path]) -> dict[str, Any]:
     """Copy each model's alone records from its baseline directory into ``run_dir``'s
-    ``baseline.jsonl``, with that scenario's metadata and ``/metrics`` scrapes, and name the
-    source directories in ``run_dir``'s run.json (which must exist).
+    ``baseline.jsonl`` (replacing what was there), with that scenario's ``/metrics`` scrapes;
+    returns the metadata that says so (``baselines``, ``baseline_scenarios``) for
+    ``RunDirectory.update``.
     """
     run_dir = Path(run_dir)
-    meta = read_run_meta(run_dir)
-    meta.baselines, meta.baseline_scenarios = {}, []
+    sources: dict[str, str] = {}
+    scenarios: list[ScenarioMeta] = []
     (run_dir / BASELINE).unlink(missing_ok=True)  # the writer appends; start afresh
     with ResultsWriter(run_dir / BASELINE) as writer:
         for model, source in sorted(baselines.items()):
@@ -237,12 +292,11 @@ def import_baselines(run_dir: str | os.PathLike[str], baselines: Mapping[str, Pa
             for record in read_records(source / REQUESTS):
                 if record.model == model and record.scenario == "alone":
                     writer.write(record)
-            meta.baselines[model] = source.name
+            sources[model] = source.name
             alone = [s for s in read_run_meta(source).scenarios if s.scenario == "alone" and s.models == [model]]
             if alone:
-                meta.baseline_scenarios.append(_copy_scenario(alone[-1], source, run_dir))
-    write_run_meta(run_dir, meta)
-    return meta
+                scenarios.append(_copy_scenario(alone[-1], source, run_dir))
+    return {"baselines": sources, "baseline_scenarios": scenarios}
 
 
 def _copy_scenario(scenario: ScenarioMeta, source: Path, run_dir: Path) -> ScenarioMeta:

@@ -1,12 +1,13 @@
-"""The orchestrated plan: each model alone, then all together, then the cluster as it was.
+"""The scenario schedule and the scaling it takes: each model alone, then all together, then the
+cluster as it was (``--scenarios all``).
 
-``plan_all`` lists the scenarios; ``Orchestrator.prepare`` scales the catalog's Deployments
+``all_scenarios`` lists the scenarios; ``Orchestrator.prepare`` scales the catalog's Deployments
 so that exactly a scenario's models run (every other one at 0 replicas, its pods gone: a
 terminating TGI pod still holds its GPU memory), starting them one by one in the stack's
 start order and waiting until each is ready, because under time-slicing TGI sizes its KV
 cache from the memory left by the processes started before it (and the stack's
 start-order gate holds a pod until the enabled models before it are healthy, see
-``Orchestrator.prepare``); ``run_plan`` runs the scenarios and
+``Orchestrator.prepare``); ``run_scenarios`` runs the scenarios and
 restores every touched Deployment's ORIGINAL replicas (read from the cluster before the
 first change) in a ``finally``: on success, an exception, a failed wait, Ctrl-C (asyncio
 cancels the run and the restore still completes, shielded from further cancellation) or a
@@ -28,7 +29,7 @@ from workloads.contract import ModelContract
 if TYPE_CHECKING:  # the kubernetes client only where a cluster is reached
     from benchmark.stack.kube import Kube
 
-__all__ = ["Scenario", "Orchestrator", "plan_all", "run_plan"]
+__all__ = ["Scenario", "Orchestrator", "all_scenarios", "run_scenarios"]
 
 T = TypeVar("T")
 
@@ -45,7 +46,7 @@ class Scenario:
         return f"{self.name}: {' + '.join(self.models)}"
 
 
-def plan_all(models: Sequence[ModelContract]) -> list[Scenario]:
+def all_scenarios(models: Sequence[ModelContract]) -> list[Scenario]:
     """Each model alone, then all of them together (``models`` must have at least two).
 
     The alone scenarios run in reverse start order, so the last one is the first model to
@@ -54,8 +55,8 @@ def plan_all(models: Sequence[ModelContract]) -> list[Scenario]:
     ordered = sorted(models, key=lambda m: (m.start_order, m.key))
     if len(ordered) < 2:
         raise BenchmarkError(
-            f"--plan all needs at least two models to compare alone and shared, got "
-            f"{', '.join(m.key for m in ordered) or 'none'}; enable another model or drop --plan"
+            f"--scenarios all needs at least two models to compare alone and shared, got "
+            f"{', '.join(m.key for m in ordered) or 'none'}; enable another model or drop --scenarios"
         )
     alone = [Scenario("alone", (m.key,)) for m in reversed(ordered)]
     return [*alone, Scenario("shared", tuple(m.key for m in ordered))]
@@ -65,7 +66,7 @@ class Orchestrator:
     """Scales the catalog's Deployments; remembers what it found so it can put it back.
 
     ``catalog`` is every model of the contract, not only the measured ones: "alone" means
-    nothing else on the GPU, and the start-order gate may need models outside the plan.
+    nothing else on the GPU, and the start-order gate may need models outside the schedule.
     """
 
     def __init__(
@@ -240,7 +241,7 @@ async def _finish(coro: Awaitable[T], log: Callable[[str], None]) -> T:
     return result
 
 
-async def run_plan(
+async def run_scenarios(
     orchestrator: Orchestrator,
     scenarios: Sequence[Scenario],
     run_scenario: Callable[[Scenario], Awaitable[None]],

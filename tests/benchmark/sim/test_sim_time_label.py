@@ -33,10 +33,10 @@ def test_info_says_simulated_with_the_time_scale_and_the_slicing() -> None:
 ])
 def test_the_banner_says_the_time_scale_and_what_it_means(scale: float | None, says: str) -> None:
     assert says in time_scale_note(scale)
-    banner = simulated_banner(RunMeta(label="plan", simulated=True, time_scale=scale))
+    banner = simulated_banner(RunMeta(label="all", simulated=True, time_scale=scale))
     assert banner.startswith("**SIMULATED**") and says in banner
 
 
 def test_run_json_without_a_time_scale_still_reads() -> None:
-    meta = RunMeta.from_dict({"schema": 1, "label": "plan", "simulated": True})  # written before time_scale existed
+    meta = RunMeta.from_dict({"schema": 1, "label": "all", "simulated": True})  # written before time_scale existed
     assert meta.time_scale is None and "not recorded" in simulated_banner(meta)

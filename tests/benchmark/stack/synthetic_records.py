@@ -81,7 +81,7 @@ def plan_dir(tmp_path: Path, *, simulated: bool = False) -> Path:
                + sequential_run("phi", "shared", slowdown=SLOWDOWN["phi"], seed=3, start=300)
                + sequential_run("llama", "shared", slowdown=SLOWDOWN["llama"], seed=4, start=300))
     scenarios = [("alone", ["phi"]), ("alone", ["llama"]), ("shared", ["phi", "llama"])]
-    return write_dir(tmp_path / "20261126T110000Z-plan", records, scenarios, simulated=simulated, label="plan")
+    return write_dir(tmp_path / "20261126T110000Z-all", records, scenarios, simulated=simulated, label="all")
 
 
 def impact_of(text: str, model: str) -> dict[str, tuple[float, float, float]]:

@@ -30,5 +30,5 @@ def test_demo_prints_the_guide_blocks_and_impact_and_writes_a_report(
     report = Path(re.findall(r"Report: (\S+report\.md)", out)[-1])
     assert report.is_file() and report.parent.parent == tmp_path
     assert "> **SIMULATED**" in report.read_text() and scaled in report.read_text()
-    assert "run --outputs" in err and "--plan all" in err  # the user-facing command it ran
+    assert "run --outputs" in err and "--scenarios all" in err  # the user-facing command it ran
     assert "replicas are as found: phi35-mini=1, deepseek-r1-8b=1" in err

@@ -10,10 +10,11 @@ import pytest
 from aiohttp import web
 
 from benchmark.commands.flags import parse_endpoints
+from benchmark.engine.probes import health_rtt, wait_healthy
 from benchmark.errors import BenchmarkError
 from benchmark.sim.kube_api import FakeDeployment, FakeKubeApi
 from benchmark.stack.kube import Kube
-from benchmark.stack.portforward import PortForward, health_rtt, wait_healthy
+from benchmark.stack.portforward import PortForward
 
 NS = "llm-testing"
 BODY = b"".join(b'data:{"token":{"id":%d,"text":"t%d"}}\n\n' % (i, i) for i in range(2000))  # ~80 kB

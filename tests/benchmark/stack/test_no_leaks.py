@@ -1,4 +1,4 @@
-"""No leaks: a full offline `python -m benchmark run --outputs FILE --plan all` whose stack
+"""No leaks: a full offline `python -m benchmark run --outputs FILE --scenarios all` whose stack
 outputs carry a (fake) kubeconfig token and whose environment carries (fake) Hugging Face
 and AWS credentials writes none of them into its results, its logs or its report."""
 
@@ -42,7 +42,7 @@ def test_a_full_plan_run_writes_no_secret_anywhere(tmp_path: Path) -> None:
             "AWS_ACCESS_KEY_ID": "AKIANOLEAKCANARY0123",
             "AWS_SECRET_ACCESS_KEY": AWS_SECRET,
         }
-        argv = ["run", "--outputs", str(outputs), "--plan", "all", "--iterations", "1", "--max-new-tokens", "10",
+        argv = ["run", "--outputs", str(outputs), "--scenarios", "all", "--iterations", "1", "--max-new-tokens", "10",
                 "--results-dir", str(results), "--ready-timeout", "60"]  # fmt: skip
         run = subprocess.run(
             [sys.executable, "-m", "benchmark", *argv], capture_output=True, env=env, cwd=cwd, timeout=300

@@ -16,7 +16,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.sim.kube_api import FakeDeployment, FakeKubeApi
 from benchmark.stack.kube import Kube
 from benchmark.stack.outputs import parse_outputs
-from benchmark.stack.scaling import Orchestrator, Scenario, _finish, plan_all, run_plan
+from benchmark.stack.scaling import Orchestrator, Scenario, _finish, all_scenarios, run_scenarios
 from workloads.contract import ModelContract
 
 NS = "llm-testing"
@@ -78,7 +78,7 @@ def test_plan_runs_each_alone_then_shared_in_start_order_and_restores() -> None:
             seen.append((s.name, s.models, {k: len(d.pods) for k, d in api.deployments.items()}))
 
         try:
-            await run_plan(_plan(api, models), plan_all(models), run_scenario)
+            await run_scenarios(_plan(api, models), all_scenarios(models), run_scenario)
             assert [(n, m) for n, m, _ in seen] == [
                 ("alone", ("c",)), ("alone", ("b",)), ("alone", ("a",)), ("shared", ("a", "b", "c"))
             ]
@@ -117,7 +117,7 @@ def test_alone_scenarios_start_the_earlier_models_for_the_gate_and_a_subset_plan
 
         try:
             orchestrator = Orchestrator(Kube(api.kubeconfig(), NS), catalog, ready_timeout=5, poll=0.02, log=lambda s: None)
-            await run_plan(orchestrator, plan_all(measured), run_scenario)
+            await run_scenarios(orchestrator, all_scenarios(measured), run_scenario)
             assert seen == [("alone", ("c",), {"c"}), ("alone", ("b",), {"b"}), ("shared", ("b", "c"), {"b", "c"})]
             _assert_started_in_order(events, ["a", "b", "c", "d"])
             assert "a=1 while up:" in events  # a helped b (and then c) through the gate, then stopped
@@ -146,7 +146,7 @@ def test_restore_after_failure_in_the_second_scenario(failure: str) -> None:
                 await asyncio.sleep(30)  # cancelled from outside, as asyncio.run does on Ctrl-C
 
         try:
-            task = asyncio.ensure_future(run_plan(_plan(api, models), plan_all(models), run_scenario))
+            task = asyncio.ensure_future(run_scenarios(_plan(api, models), all_scenarios(models), run_scenario))
             if failure == "cancel":
                 await second.wait()
                 task.cancel()
@@ -176,7 +176,7 @@ def test_restore_on_keyboard_interrupt() -> None:
                 assert api.replicas() == {"a": 1, "b": 0}
                 raise KeyboardInterrupt
 
-        await run_plan(_plan(api, models), plan_all(models), run_scenario)
+        await run_scenarios(_plan(api, models), all_scenarios(models), run_scenario)
 
     with pytest.raises(KeyboardInterrupt):
         asyncio.run(main())
@@ -189,7 +189,7 @@ def test_failed_wait_names_the_deployment_and_restores() -> None:
         models = _models("a", "b")
         try:
             with pytest.raises(BenchmarkError) as err:
-                await run_plan(_plan(api, models, timeout=0.3), plan_all(models), lambda s: asyncio.sleep(0))
+                await run_scenarios(_plan(api, models, timeout=0.3), all_scenarios(models), lambda s: asyncio.sleep(0))
             msg = str(err.value)
             assert "timed out after 0.3 s waiting for deployment 'b' to have 1 ready, available pod(s)" in msg
             assert "ready 0" in msg
@@ -210,7 +210,7 @@ def test_api_error_is_one_line_and_restore_still_runs() -> None:
 
         try:
             with pytest.raises(BenchmarkError) as err:
-                await run_plan(_plan(api, models), plan_all(models), run_scenario)
+                await run_scenarios(_plan(api, models), all_scenarios(models), run_scenario)
             assert str(err.value).startswith("Kubernetes API: reading deployment")
             assert "HTTP 403" in str(err.value) and "\n" not in str(err.value)
             assert api.replicas() == {"a": 1, "b": 1}  # restore uses the scale calls, which still work
@@ -228,7 +228,7 @@ def test_evicted_pods_left_behind_do_not_block_the_waits() -> None:
         models = _models("a", "b")
         ran: list[str] = []
         try:
-            await run_plan(_plan(api, models), plan_all(models), lambda s: asyncio.sleep(0, ran.append(s.title)))
+            await run_scenarios(_plan(api, models), all_scenarios(models), lambda s: asyncio.sleep(0, ran.append(s.title)))
             assert ran == ["alone: b", "alone: a", "shared: a + b"]
             assert api.replicas() == {"a": 1, "b": 1}
         finally:
@@ -243,7 +243,7 @@ def test_a_missing_deployment_fails_before_any_change() -> None:
         models = _models("a", "b", "c")  # the contract names a Deployment the cluster lacks
         try:
             with pytest.raises(BenchmarkError, match=r"reading the scale of deployment 'c'.*HTTP 404"):
-                await run_plan(_plan(api, models), plan_all(models), lambda s: asyncio.sleep(0))
+                await run_scenarios(_plan(api, models), all_scenarios(models), lambda s: asyncio.sleep(0))
             assert not [c for c in api.calls if c[0] != "GET"]  # nothing was scaled, nothing "restored"
             assert api.replicas() == {"a": 1, "b": 1}
         finally:
@@ -252,9 +252,9 @@ def test_a_missing_deployment_fails_before_any_change() -> None:
     asyncio.run(main())
 
 
-def test_plan_all_needs_two_models() -> None:
-    with pytest.raises(BenchmarkError, match="--plan all needs at least two models"):
-        plan_all(_models("a"))
+def test_all_scenarios_needs_two_models() -> None:
+    with pytest.raises(BenchmarkError, match="--scenarios all needs at least two models"):
+        all_scenarios(_models("a"))
 
 
 

@@ -12,7 +12,7 @@ from synthetic_records import SLOWDOWN, impact_of, plan_dir, sequential_run, wri
 
 from benchmark.cli import main
 from benchmark.report.files import write_report
-from benchmark.stack.rundir import import_baselines
+from benchmark.stack.rundir import RunDirectory, import_baselines
 
 
 def test_plan_report_has_the_guides_blocks_and_impact_lines_that_contain_the_true_slowdown(tmp_path: Path) -> None:
@@ -25,7 +25,7 @@ def test_plan_report_has_the_guides_blocks_and_impact_lines_that_contain_the_tru
         change, low, high = got["throughput"]
         assert low <= 1 / SLOWDOWN[model] - 1 <= high, (model, got)
         assert impact_of(report.console, model) == got
-    summary = pd.read_csv(tmp_path / "20261126T110000Z-plan" / "summary.csv")
+    summary = pd.read_csv(tmp_path / "20261126T110000Z-all" / "summary.csv")
     phi_shared = summary[(summary["model"] == "phi") & (summary["scenario"] == "shared")].iloc[0]
     block = md.split("phi (shared)\n", 1)[1].split("\n")[:6]
     assert block == [
@@ -45,7 +45,7 @@ def test_plan_report_has_the_guides_blocks_and_impact_lines_that_contain_the_tru
 def test_every_file_is_written_and_readable(tmp_path: Path) -> None:
     run_dir = plan_dir(tmp_path, simulated=True)
     report = write_report(run_dir)
-    assert report.markdown.startswith("# Benchmark report: plan") and "> **SIMULATED**" in report.markdown
+    assert report.markdown.startswith("# Benchmark report: each model alone, then all together") and "> **SIMULATED**" in report.markdown
     assert report.console.startswith("*** SIMULATED")
     requests = pd.read_csv(run_dir / "requests.csv")
     assert len(requests) == 200 and set(requests["source"]) == {"run"}
@@ -80,7 +80,7 @@ def test_a_shared_run_uses_its_imported_baselines_and_says_where_they_came_from(
                        [("shared", ["phi", "llama"])], simulated=False, label="shared")
     before = write_report(shared).markdown
     assert "No alone baseline with the same settings" in before and "Impact on" not in before
-    import_baselines(shared, {"phi": alone})
+    RunDirectory.open(shared).update(**import_baselines(shared, {"phi": alone}))
     after = write_report(shared)
     change, low, high = impact_of(after.markdown, "phi")["latency"]
     assert low <= 0.8 <= high

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from benchmark.engine.results import ResultsWriter, read_records
 from benchmark.errors import BenchmarkError
 from benchmark.stack.rundir import (
     AccessMeta,
+    RunDirectory,
     RunMeta,
     ScenarioMeta,
     find_baselines,
@@ -64,7 +66,7 @@ def test_run_json_round_trips_keeps_unknown_keys_out_and_refuses_other_schemas(t
 def test_find_baselines_takes_the_latest_alone_run_with_equal_settings(tmp_path: Path) -> None:
     make_run(tmp_path, "20261126T100000Z-alone", "2026-11-26T10:00:00Z", [("alone", ["phi"])],
              sequential_run("phi", "alone"))
-    newest_phi = make_run(tmp_path, "20261126T110000Z-plan", "2026-11-26T11:00:00Z",
+    newest_phi = make_run(tmp_path, "20261126T110000Z-all", "2026-11-26T11:00:00Z",
                           [("alone", ["phi"]), ("alone", ["llama"]), ("shared", ["phi", "llama"])],
                           sequential_run("phi", "alone") + sequential_run("llama", "alone"))
     # later, but with other settings, or shared only: not a baseline
@@ -85,18 +87,19 @@ def test_find_baselines_takes_the_latest_alone_run_with_equal_settings(tmp_path:
 
 
 def test_import_baselines_copies_only_each_models_alone_records_and_scrapes(tmp_path: Path) -> None:
-    plan = make_run(tmp_path, "20261126T110000Z-plan", "2026-11-26T11:00:00Z",
+    plan = make_run(tmp_path, "20261126T110000Z-all", "2026-11-26T11:00:00Z",
                     [("alone", ["phi"]), ("alone", ["llama"]), ("shared", ["phi", "llama"])],
                     sequential_run("phi", "alone", seed=1) + sequential_run("llama", "alone", seed=2)
                     + sequential_run("phi", "shared", seed=3))
-    plan_meta = read_run_meta(plan)
-    plan_meta.scenarios[0].metrics = {"phi": {p: save_scrape(plan, "alone", "phi", p, f"tgi_request_success {n}\n")
-                                              for p, n in (("before", 1), ("after", 51))}}
-    write_run_meta(plan, plan_meta)
+    plan_dir = RunDirectory.open(plan)
+    first = dataclasses.replace(plan_dir.meta.scenarios[0], metrics={"phi": {
+        p: save_scrape(plan, "alone", "phi", p, f"tgi_request_success {n}\n") for p, n in (("before", 1), ("after", 51))}})
+    plan_dir.update(scenarios=[first, *plan_dir.meta.scenarios[1:]])
     shared = make_run(tmp_path, "20261126T120000Z-shared", "2026-11-26T12:00:00Z",
                       [("shared", ["phi", "llama"])], sequential_run("phi", "shared", seed=4))
-    import_baselines(shared, {"phi": plan})
-    meta = import_baselines(shared, {"phi": plan})  # importing again replaces, never duplicates
+    shared_dir = RunDirectory.open(shared)
+    shared_dir.update(**import_baselines(shared, {"phi": plan}))
+    meta = shared_dir.update(**import_baselines(shared, {"phi": plan}))  # importing again replaces, never duplicates
     assert meta.baselines == {"phi": plan.name} and read_run_meta(shared) == meta
     (scenario,) = meta.baseline_scenarios
     assert (scenario.scenario, scenario.models) == ("alone", ["phi"])

@@ -32,13 +32,12 @@ def spec(key: str) -> ModelSpec:
 async def measure(run_dir: Path) -> None:
     gpu = SimulatedGpu()
     models = {key: SimulatedModel(spec(key), gpu) for key in ("a", "b")}
-    meta = RunMeta(label="plan", simulated=True, settings={"iterations": 2},
-                   contract={"models": {k: {"model_id": f"example/{k}", "planned_kv_tokens": v} for k, v in PLANNED.items()}})
+    scenarios: list[ScenarioMeta] = []
     try:
         for m in models.values():
             await m.start()
             await m.wait_ready()
-        meta.access = {k: AccessMeta(path="endpoint", url=m.base_url) for k, m in models.items()}
+        access = {k: AccessMeta(path="endpoint", url=m.base_url) for k, m in models.items()}
         clock = RunClock()
         async with aiohttp.ClientSession() as session:
             with ResultsWriter(run_dir / REQUESTS) as writer:
@@ -50,14 +49,16 @@ async def measure(run_dir: Path) -> None:
                     report = await run_load(targets, scenario=scenario, writer=writer, clock=clock, progress=False)
                     after = {k: save_scrape(run_dir, scenario, k, "after", await scrape(session, models[k].base_url))
                              for k in keys}
-                    meta.scenarios.append(ScenarioMeta(
+                    scenarios.append(ScenarioMeta(
                         scenario=scenario, models=keys, self_check=report.to_dict(),
                         metrics={k: {"before": before[k], "after": after[k]} for k in keys}))
     finally:
         for m in models.values():
             await m.stop()
         gpu.close()
-    write_run_meta(run_dir, meta)
+    write_run_meta(run_dir, RunMeta(
+        label="all", simulated=True, settings={"iterations": 2}, access=access, scenarios=scenarios,
+        contract={"models": {k: {"model_id": f"example/{k}", "planned_kv_tokens": v} for k, v in PLANNED.items()}}))
 
 
 def test_attribution_from_the_simulators_metrics(tmp_path: Path) -> None:

@@ -59,7 +59,7 @@ def _one_error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
         (lambda t: ["--outputs", _two(t), "--endpoint", "a=http://127.0.0.1:1"],
          "has no kubeconfig output: pass --endpoint KEY=URL for every model"),
         (lambda t: ["--outputs", _two(t, kubeconfig="[secret]")], "or save the outputs with --show-secrets"),
-        (lambda t: ["--outputs", _two(t), "--models", "a", "--plan", "all"], "--plan all needs at least two models"),
+        (lambda t: ["--outputs", _two(t), "--models", "a", "--scenarios", "all"], "--scenarios all needs at least two models"),
     ],
 )  # fmt: skip
 def test_error_cases(capsys: pytest.CaptureFixture[str], tmp_path: Path, make_argv, expected: str) -> None:  # noqa: ANN001
@@ -95,7 +95,7 @@ def test_kubernetes_api_error(capsys: pytest.CaptureFixture[str], tmp_path: Path
     try:
         bg.call(api.start())
         api.errors["read_scale"] = 403
-        argv = ["run", "--outputs", _two(tmp_path, kubeconfig=api.kubeconfig()), "--plan", "all",
+        argv = ["run", "--outputs", _two(tmp_path, kubeconfig=api.kubeconfig()), "--scenarios", "all",
                 "--results-dir", str(tmp_path / "r")]  # fmt: skip
         line = _one_error_line(capsys, argv)
         assert "Kubernetes API: reading the scale of deployment 'a' in namespace 'llm-testing' failed: HTTP 403" in line
@@ -106,7 +106,7 @@ def test_kubernetes_api_error(capsys: pytest.CaptureFixture[str], tmp_path: Path
 
 def test_a_real_process_prints_one_line_and_no_traceback(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmark", "--outputs", _file(tmp_path, "[1, 2"), "--plan", "all"],
+        [sys.executable, "-m", "benchmark", "--outputs", _file(tmp_path, "[1, 2"), "--scenarios", "all"],
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert proc.returncode == 2
@@ -140,7 +140,7 @@ def test_failing_credential_command_is_named(capsys: pytest.CaptureFixture[str],
         kubeconfig = api.kubeconfig()  # as pulumi-eks writes it: a credential command, here one that fails
         kubeconfig["users"][0]["user"] = {"exec": {"apiVersion": "client.authentication.k8s.io/v1beta1",
                                                    "command": "sh", "args": ["-c", "echo no AWS credentials >&2; exit 3"]}}  # fmt: skip
-        argv = ["run", "--outputs", _two(tmp_path, kubeconfig=kubeconfig), "--plan", "all", "--results-dir", str(tmp_path)]
+        argv = ["run", "--outputs", _two(tmp_path, kubeconfig=kubeconfig), "--scenarios", "all", "--results-dir", str(tmp_path)]
         line = _one_error_line(capsys, argv)
         assert "HTTP 401" in line and "`aws eks get-token`" in line and "which failed: exec: process returned 3" in line
     finally:

@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 
 from benchmark.commands.demo import simulated_stack
-from benchmark.commands.run import RunOptions, benchmark_stack
+from benchmark.commands.run import benchmark_stack
 from benchmark.engine.results import read_records
 from benchmark.sim.background import BackgroundLoop
 from benchmark.stack import rundir
 from benchmark.stack.outputs import parse_outputs
+from benchmark.stack.session import RunOptions
 
 PHI, R1 = "phi35-mini", "deepseek-r1-8b"
 
@@ -31,16 +32,16 @@ def _options(tmp_path: Path, **kw: object) -> RunOptions:
     return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
 
 
-def test_plan_all_through_port_forwards_restores_and_records_everything(tmp_path: Path) -> None:
+def test_all_scenarios_through_port_forwards_restores_and_records_everything(tmp_path: Path) -> None:
     async def main() -> None:
         async with simulated_stack(time_scale=0.05) as sim:
             stack = parse_outputs(sim.outputs, source="test")
             await sim.models[R1].set_replicas(0)  # found at 0: must be put back to 0
             sim.api.deployments[R1].replicas = 0
-            run_dir = await benchmark_stack(stack, _options(tmp_path, plan="all"), log=lambda s: None)
+            run_dir = await benchmark_stack(stack, _options(tmp_path, scenarios="all"), log=lambda s: None)
             assert sim.api.replicas() == {PHI: 1, R1: 0}
             meta = rundir.read_run_meta(run_dir)
-            assert run_dir.name.endswith("-plan") and meta.label == "plan"
+            assert run_dir.name.endswith("-all") and meta.label == "all"
             assert [(s.scenario, s.models) for s in meta.scenarios] == [
                 ("alone", [R1]), ("alone", [PHI]), ("shared", [PHI, R1])
             ]
@@ -118,7 +119,7 @@ def test_report_impact_matches_the_simulated_slowdown(tmp_path: Path) -> None:
         async with simulated_stack(time_scale=0.1) as sim:
             stack = parse_outputs(sim.outputs, source="test")
             endpoints = [f"{k}={m.base_url}" for k, m in sim.models.items()]
-            opts = _options(tmp_path, plan="all", endpoints=endpoints, iterations=2, max_new_tokens=60)
+            opts = _options(tmp_path, scenarios="all", endpoints=endpoints, iterations=2, max_new_tokens=60)
             run_dir = await benchmark_stack(stack, opts, log=lambda s: None)
             written = json.loads((run_dir / "summary.json").read_text())
             report_md = (run_dir / "report.md").read_text()
@@ -161,7 +162,7 @@ def test_a_signal_in_the_second_scenario_restores_replicas(tmp_path: Path, signu
     try:
         outputs = tmp_path / "outputs.json"
         outputs.write_text(json.dumps(sim.outputs))
-        argv = [sys.executable, "-m", "benchmark", "run", "--outputs", str(outputs), "--plan", "all",
+        argv = [sys.executable, "-m", "benchmark", "run", "--outputs", str(outputs), "--scenarios", "all",
                 "--iterations", "10", "--max-new-tokens", "20", "--results-dir", str(tmp_path / "results"),
                 "--no-progress", "--ready-timeout", "30"]  # fmt: skip
         argv += [a for k, m in sim.models.items() for a in ("--endpoint", f"{k}={m.base_url}")]
