@@ -4,7 +4,7 @@ import pulumi
 
 from infra.program import build
 from infra.settings import settings_from_pulumi
-from infra.validation import ConfigError
+from config.validation import ConfigError
 
 try:
     outputs = build(settings_from_pulumi())

@@ -15,7 +15,7 @@ from infra.cluster import Cluster, ClusterArgs
 from infra.gpu_operator import GpuOperator, GpuOperatorArgs
 from infra.network import Network, NetworkArgs
 from infra.settings import Settings
-from infra.validation import ConfigError
+from config.validation import ConfigError
 from workloads.component import BENCHMARK_GROUP, ModelWorkloads, ModelWorkloadsArgs
 from workloads.export import contract_output
 

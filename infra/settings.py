@@ -18,22 +18,18 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal, cast
 
-from infra.facts import (
-    CPU_NODE_TYPES,
+from config.facts import (
     DEFAULT_KUBERNETES_VERSION,
     EKS_KUBERNETES_VERSIONS,
-    GPU_NODE_TYPES,
     GPU_OPERATOR_CHARTS,
-    NODEFS_EVICTION_FRACTION,
     VPC_PRIVATE_RANGES,
-    GpuSpec,
-    InstanceType,
     aws_regions,
     is_private_vpc_cidr,
     newest_chart_for,
     partition_of,
 )
-from infra.validation import MISSING, ConfigError, SecretText, Section
+from config.instances import CPU_NODE_TYPES, GPU_NODE_TYPES, NODEFS_EVICTION_FRACTION, GpuSpec, InstanceType
+from config.validation import MISSING, ConfigError, SecretText, Section
 from workloads.settings import WorkloadSettings, checkpoint_bytes, cpu_millis, load_workloads, memory_bytes
 
 __all__ = [
@@ -211,7 +207,7 @@ def load_settings(raw: Mapping[str, Any], *, stack: str = DEV_STACK) -> Settings
     cpu_nodes = _node_group(
         root.section("cpuNodes", {}),
         CPU_NODE_TYPES,
-        "an x86_64 CPU instance type this project knows (infra/facts.py)",
+        "an x86_64 CPU instance type this project knows (config/instances.py)",
         instance_type="t3.large",
         desired=2,
         min_size=2,
@@ -224,7 +220,7 @@ def load_settings(raw: Mapping[str, Any], *, stack: str = DEV_STACK) -> Settings
     gpu_nodes = _node_group(
         gpu_section,
         GPU_NODE_TYPES,
-        "a single-GPU instance type with a known GPU (infra/facts.py)",
+        "a single-GPU instance type with a known GPU (config/instances.py)",
         instance_type="g6e.2xlarge",
         desired=1,
         min_size=1,
@@ -376,7 +372,7 @@ def _gpu_operator(section: Section, kubernetes_version: str) -> GpuOperatorSetti
         raise ConfigError(
             section.key("chartVersion"),
             version,
-            "a GPU Operator release whose facts are recorded in infra/facts.py: " + ", ".join(GPU_OPERATOR_CHARTS),
+            "a GPU Operator release whose facts are recorded in config/facts.py: " + ", ".join(GPU_OPERATOR_CHARTS),
         )
     if not chart.supports(kubernetes_version):
         fitting = [c.version for c in GPU_OPERATOR_CHARTS.values() if c.supports(kubernetes_version)]

@@ -88,7 +88,7 @@ _PART_OF = "gpu-sharing"
 # argv: enabled-list file, URL template with {key}, retry seconds, then the keys.
 # bash and curl, not Python: the TGI image's python3 is a link into /root, which works for
 # root only (huggingface/text-generation-inference#3082), while its bash (Ubuntu base) and
-# curl (apt-get in the Dockerfile's base stage) work for any uid (infra/facts.py TgiImage.tools).
+# curl (apt-get in the Dockerfile's base stage) work for any uid (config/facts.py TgiImage.tools).
 WAIT_SCRIPT = r"""
 listing=$1 url=$2 pause=$3
 shift 3
@@ -276,7 +276,7 @@ def _pod_spec(args: InferenceModelArgs) -> PodSpecArgs:
     # Every hardening the stock image tolerates, as root included: no privilege escalation,
     # every capability dropped (TGI needs none: its writes go to root-owned volumes, and
     # the entrypoint's ldconfig tolerates failing), a read-only root filesystem (it writes
-    # only to /data, $HOME=/tmp and /dev/shm: infra/facts.py TgiImage.root_writes).
+    # only to /data, $HOME=/tmp and /dev/shm: config/facts.py TgiImage.root_writes).
     tight = SecurityContextArgs(
         allow_privilege_escalation=False,
         read_only_root_filesystem=True,
@@ -338,7 +338,7 @@ def _pod_spec(args: InferenceModelArgs) -> PodSpecArgs:
         ),
         automount_service_account_token=False,
         enable_service_links=False,  # TGI's launcher reads many env vars; keep Kubernetes' out
-        # No uid for the stock image: it runs as it is built to, as root (infra/facts.py
+        # No uid for the stock image: it runs as it is built to, as root (config/facts.py
         # TgiImage.runs_as_uid); models.<key>.runAsUser runs a derived image as that uid.
         security_context=PodSecurityContextArgs(
             run_as_non_root=True if uid is not None else None,

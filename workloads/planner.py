@@ -33,7 +33,7 @@ Two moments are planned for each model, in start order:
   (PyTorch's caching allocator keeps it): the smaller KV cache, the one reported.
 
 Everything the planner cannot read from TGI's code is an ``Assumptions`` field. The card's
-``total`` and idle free memory are ``infra.gpus.GpuSpec.total_gib`` (nvidia-smi's total)
+``total`` and idle free memory are ``config.instances.GpuSpec.total_gib`` (nvidia-smi's total)
 and ``usable_gib``; if torch's ``total_memory`` is lower on a real card, each process
 leaves ``(1 - 0.9 f)`` times the difference less free than planned for those after it.
 """
@@ -44,7 +44,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from infra.facts import GpuSpec
+from config.instances import GpuSpec
 from workloads.models import DTYPE_BYTES, QUANTIZED_BYTES_PER_PARAM, ModelFacts
 
 __all__ = [

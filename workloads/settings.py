@@ -17,8 +17,9 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Final
 
-from infra.facts import DEFAULT_TGI_VERSION, TGI_IMAGES, TGI_REPOSITORY, GpuSpec, tgi_image_of
-from infra.validation import MISSING, ConfigError, Section
+from config.facts import DEFAULT_TGI_VERSION, TGI_IMAGES, TGI_REPOSITORY, tgi_image_of
+from config.instances import GpuSpec
+from config.validation import MISSING, ConfigError, Section
 from policy.rules import image_pinned
 from workloads.models import DTYPE_BYTES, DTYPE_CHOICES, GATED_MODELS, KNOWN_MODELS, QUANTIZE_CHOICES, ModelFacts
 from workloads.planner import MemoryPlan, ModelRequest, PlanError, plan_memory
@@ -34,7 +35,7 @@ __all__ = [
     "checkpoint_bytes",
 ]
 
-# The stock TGI image, at a version whose facts infra/facts.py records.
+# The stock TGI image, at a version whose facts config/facts.py records.
 DEFAULT_IMAGE: Final = f"{TGI_REPOSITORY}:{DEFAULT_TGI_VERSION}"
 
 # Kubernetes resource quantities (apimachinery resource.Quantity, the forms we accept).
@@ -64,7 +65,7 @@ class ModelSettings:
     model_id: str
     revision: str | None
     image: str
-    image_disk_gib: float  # what the image takes on the node's disk (infra/facts.py)
+    image_disk_gib: float  # what the image takes on the node's disk (config/facts.py)
     # The uid TGI runs as: None runs the image as built (the stock image: root, the only uid
     # it works as; huggingface/text-generation-inference#3082). A derived non-root image sets it.
     run_as_user: int | None
@@ -342,7 +343,7 @@ def _image(s: Section) -> tuple[str, float, int | None]:
         raise ConfigError(
             s.key("image"),
             image,
-            f"a tag of {TGI_REPOSITORY} whose facts infra/facts.py records ("
+            f"a tag of {TGI_REPOSITORY} whose facts config/facts.py records ("
             + ", ".join(TGI_IMAGES)
             + "): check a new version's Dockerfile (user, Python location, port) and add it there, or use a derived image",
         )

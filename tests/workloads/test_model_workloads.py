@@ -10,7 +10,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from infra.facts import TGI_IMAGES
+from config.facts import TGI_IMAGES
 from infra.settings import load_settings
 from tests.pulumi_mocks import Recorded, RecordedResource, dev_config, run_program
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import pytest
 
-from infra.gpus import gpu_for_instance_type
+from config.instances import gpu_for_instance_type
 from workloads.models import KNOWN_MODELS
 from workloads.planner import GIB, Assumptions, ModelRequest, PlanError, plan_memory
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from infra.settings import load_settings
-from infra.validation import ConfigError
+from config.validation import ConfigError
 from workloads.models import KNOWN_MODELS
 
 PHI = "microsoft/Phi-3.5-mini-instruct"
