@@ -27,6 +27,7 @@ __all__ = [
     "TGI_IMAGES",
     "DEFAULT_TGI_VERSION",
     "tgi_image_of",
+    "image_pinned",
     "GpuOperatorChart",
     "GPU_OPERATOR_CHARTS",
     "newest_chart_for",
@@ -126,6 +127,17 @@ def _tgi_3_3(version: str) -> TgiImage:
 
 TGI_IMAGES: Final[Mapping[str, TgiImage]] = _mapping({v: _tgi_3_3(v) for v in ("3.3.6", "3.3.7")})
 DEFAULT_TGI_VERSION: Final = "3.3.6"
+
+
+def image_pinned(image: str) -> bool:
+    """Whether an image reference names one build: a digest, or a tag other than ``latest``
+    (a registry moves ``latest``, and an untagged reference means ``latest``). The settings
+    refuse other images at preview, and the policy pack's pinned-versions rule refuses them in
+    what the program declares."""
+    if "@sha256:" in image:
+        return True
+    last = image.rsplit("/", 1)[-1]
+    return ":" in last and last.split(":", 1)[1] not in ("", "latest")
 
 
 def tgi_image_of(image: str) -> tuple[bool, TgiImage | None]:

@@ -17,10 +17,9 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Final
 
-from config.facts import DEFAULT_TGI_VERSION, TGI_IMAGES, TGI_REPOSITORY, tgi_image_of
+from config.facts import DEFAULT_TGI_VERSION, TGI_IMAGES, TGI_REPOSITORY, image_pinned, tgi_image_of
 from config.instances import GpuSpec
 from config.validation import MISSING, ConfigError, Section
-from policy.rules import image_pinned
 from workloads.models import DTYPE_BYTES, DTYPE_CHOICES, GATED_MODELS, KNOWN_MODELS, QUANTIZE_CHOICES, ModelFacts
 from workloads.planner import MemoryPlan, ModelRequest, PlanError, plan_memory
 

@@ -89,3 +89,11 @@ def test_regions_are_the_aws_providers_own_list() -> None:
     assert (facts.partition_of("cn-north-1"), facts.partition_of("us-gov-west-1"), facts.partition_of("us-west-2")) == (
         "aws-cn", "aws-us-gov", "aws",
     )  # fmt: skip
+
+
+def test_an_image_is_pinned_by_a_digest_or_a_tag_other_than_latest() -> None:
+    digest = "@sha256:" + "0" * 64
+    for pinned in (facts.TGI_REPOSITORY + ":3.3.6", "registry.example.com:5000/team/tgi:1.0", "tgi" + digest, "tgi:latest" + digest):
+        assert facts.image_pinned(pinned), pinned
+    for unpinned in (facts.TGI_REPOSITORY, facts.TGI_REPOSITORY + ":latest", "registry.example.com:5000/team/tgi", "tgi:"):
+        assert not facts.image_pinned(unpinned), unpinned
