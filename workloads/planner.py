@@ -45,7 +45,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from config.instances import GpuSpec
-from workloads.models import DTYPE_BYTES, QUANTIZED_BYTES_PER_PARAM, ModelFacts
+from workloads.catalog import DTYPE_BYTES, QUANTIZED_BYTES_PER_PARAM, ModelFacts
 
 __all__ = [
     "Assumptions",

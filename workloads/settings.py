@@ -20,7 +20,7 @@ from typing import Final
 from config.facts import DEFAULT_TGI_VERSION, TGI_IMAGES, TGI_REPOSITORY, image_pinned, tgi_image_of
 from config.instances import GpuSpec
 from config.validation import MISSING, ConfigError, Section
-from workloads.models import DTYPE_BYTES, DTYPE_CHOICES, GATED_MODELS, KNOWN_MODELS, QUANTIZE_CHOICES, ModelFacts
+from workloads.catalog import DTYPE_BYTES, DTYPE_CHOICES, GATED_MODELS, KNOWN_MODELS, QUANTIZE_CHOICES, ModelFacts
 from workloads.planner import MemoryPlan, ModelRequest, PlanError, plan_memory
 
 __all__ = [

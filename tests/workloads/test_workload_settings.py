@@ -11,7 +11,7 @@ import pytest
 
 from infra.settings import load_settings
 from config.validation import ConfigError
-from workloads.models import KNOWN_MODELS
+from workloads.catalog import KNOWN_MODELS
 
 PHI = "microsoft/Phi-3.5-mini-instruct"
 R1 = "deepseek-ai/DeepSeek-R1-Distill-Llama-8B"
