@@ -2,9 +2,9 @@
 
 import pulumi
 
-from infra.program import build
-from infra.settings import settings_from_pulumi
+from config.settings import settings_from_pulumi
 from config.validation import ConfigError
+from infra.program import build
 
 try:
     outputs = build(settings_from_pulumi())

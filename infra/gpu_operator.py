@@ -22,7 +22,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from infra.settings import GpuOperatorSettings, GpuSharingSettings
+from config.cluster_settings import GpuOperatorSettings, GpuSharingSettings
 
 __all__ = ["GpuOperatorArgs", "GpuOperator", "device_plugin_config", "config_map_name", "helm_values"]
 

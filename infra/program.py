@@ -11,11 +11,11 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from config.settings import Settings
+from config.validation import ConfigError
 from infra.cluster import Cluster, ClusterArgs
 from infra.gpu_operator import GpuOperator, GpuOperatorArgs
 from infra.network import Network, NetworkArgs
-from infra.settings import Settings
-from config.validation import ConfigError
 from workloads.component import BENCHMARK_GROUP, ModelWorkloads, ModelWorkloadsArgs
 from workloads.export import contract_output
 

@@ -237,7 +237,7 @@ def run_program(
 ) -> Recorded:
     """Run ``build(load_settings(config, stack=stack))`` under mocks as stack ``stack``; see the
     module docstring."""
-    from infra.settings import load_settings
+    from config.settings import load_settings
 
     if build is None:
         from infra.program import build

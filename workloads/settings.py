@@ -1,6 +1,6 @@
 """The workloads' part of the stack settings: namespace, model catalog, access.
 
-Read by ``infra.settings.load_settings`` from the same root config section, so the
+Read by ``config.settings.load_settings`` from the same root config section, so the
 whole stack config is validated in one pass before any resource is declared. Every
 model of the catalog (enabled or not) is planned on the GPU here, so a plan TGI would
 crash on is a ``ConfigError`` at ``pulumi preview``, with the numbers.

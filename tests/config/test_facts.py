@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from config import facts, instances
-from infra.settings import load_settings
+from config.settings import load_settings
 from tests.pulumi_mocks import ROOT, dev_config
 from workloads.settings import DEFAULT_IMAGE
 

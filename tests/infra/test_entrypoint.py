@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from infra.settings import settings_from_pulumi
+from config.settings import settings_from_pulumi
 from config.validation import ConfigError
 from tests.pulumi_mocks import ROOT, dev_config, run_program
 

@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 
 from config.facts import TGI_IMAGES
-from infra.settings import load_settings
+from config.settings import load_settings
 from tests.pulumi_mocks import Recorded, RecordedResource, dev_config, run_program
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"

@@ -1,5 +1,5 @@
 """The model catalog as users write it in Pulumi.<stack>.yaml, read through the real
-``infra.settings.load_settings`` path: defaults, toggles, and bad entries that must
+``config.settings.load_settings`` path: defaults, toggles, and bad entries that must
 fail naming the key, the value and what is allowed."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from infra.settings import load_settings
+from config.settings import load_settings
 from config.validation import ConfigError
 from workloads.catalog import KNOWN_MODELS
 

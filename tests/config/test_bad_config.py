@@ -95,7 +95,7 @@ def test_unknown_key_error_lists_the_known_keys() -> None:
 def test_unknown_model_key_lists_every_key_a_model_accepts() -> None:
     # Optional keys nobody set (quantize, dtype, revision, architecture, startOrder) are keys
     # the section accepts too: the list is the README's table of model keys, whole.
-    from tests.infra.test_readme import _section
+    from tests.config.test_readme import _section
 
     models = json.loads(dev_config()["gpu-sharing:models"])
     models["phi35-mini"]["maxInputLength"] = 256
