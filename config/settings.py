@@ -243,7 +243,7 @@ def _decode(value: Any) -> Any:
 
 
 def _check_gpu_node_fits(workloads: WorkloadSettings, node: InstanceType, models_key: str) -> None:
-    """The enabled models share the one GPU the planner plans them on, hence one node: their CPU
+    """The enabled models share the one GPU of the memory plan, hence one node: their CPU
     and memory requests must fit that node's allocatable (kubelet's reservations, from the
     instance facts), or the last pods stay Pending."""
     # field -> (allocatable, how a request of the field is counted, unit, unit size)

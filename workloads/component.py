@@ -50,6 +50,7 @@ from pulumi_kubernetes.networking.v1 import (
 )
 
 from workloads.contract import PORT
+from workloads.planner import ModelPlan
 from workloads.settings import ModelSettings, WorkloadSettings
 
 __all__ = [
@@ -138,8 +139,9 @@ def _image_tag(image: str) -> str:
     return tag[:63].rstrip("-_.") or "unversioned"
 
 
-def tgi_args(model: ModelSettings) -> list[str]:
-    """``text-generation-launcher`` arguments (launcher/src/main.rs ``Args``).
+def tgi_args(model: ModelSettings, model_plan: ModelPlan) -> list[str]:
+    """``text-generation-launcher`` arguments (launcher/src/main.rs ``Args``); the CUDA memory
+    fraction is the memory plan's (``model_plan``: this model's part of it).
 
     ``--hostname 0.0.0.0`` is explicit because the launcher also reads ``HOSTNAME`` from
     the environment (clap ``env``), which Kubernetes sets to the pod name: it would then
@@ -155,7 +157,7 @@ def tgi_args(model: ModelSettings) -> list[str]:
         "--max-batch-total-tokens", str(model.max_batch_total_tokens),
         "--max-concurrent-requests", str(model.max_concurrent_requests),
         "--max-waiting-tokens", str(model.max_waiting_tokens),
-        "--cuda-memory-fraction", f"{model.cuda_memory_fraction:.4g}",
+        "--cuda-memory-fraction", f"{model_plan.cuda_memory_fraction:.4g}",
         "--json-output",  # structured logs
     ]  # fmt: skip
     if model.revision:
@@ -200,6 +202,7 @@ def checkov_skips(model: ModelSettings, *, token: bool) -> dict[str, str]:
 @dataclass(frozen=True, kw_only=True)
 class InferenceModelArgs:
     model: ModelSettings
+    model_plan: ModelPlan  # the model's part of the memory plan: the CUDA memory fraction TGI gets
     namespace: pulumi.Input[str]
     before: Sequence[str]  # catalog keys that start before this model, in order
     total_startup_minutes: int  # this model's and its predecessors' startup budgets
@@ -239,7 +242,7 @@ class InferenceModel(pulumi.ComponentResource):
             ),
             spec=DeploymentSpecArgs(
                 replicas=m.replicas,
-                # A surge pod would be a second TGI process on the shared GPU, breaking the plan.
+                # A surge pod would be a second TGI process on the shared GPU, breaking the memory plan.
                 strategy=DeploymentStrategyArgs(type="Recreate"),
                 revision_history_limit=3,
                 selector=LabelSelectorArgs(match_labels=selector),
@@ -352,7 +355,7 @@ def _pod_spec(args: InferenceModelArgs) -> PodSpecArgs:
             ContainerArgs(
                 name="tgi",
                 image=m.image,
-                args=tgi_args(m),
+                args=tgi_args(m, args.model_plan),
                 env=env,
                 ports=[ContainerPortArgs(name="http", container_port=PORT, protocol="TCP")],
                 resources=ResourceRequirementsArgs(
@@ -405,8 +408,8 @@ class ModelWorkloads(pulumi.ComponentResource):
         s = args.settings
         child = pulumi.ResourceOptions(parent=self)
         # The memory plan, at every preview: what each TGI process will get, in start order.
-        pulumi.log.info(s.plan.describe(), resource=self)
-        for warning in s.plan.warnings:
+        pulumi.log.info(s.memory_plan.describe(), resource=self)
+        for warning in s.memory_plan.warnings:
             pulumi.log.warn(warning, resource=self)
 
         ns = k8s.core.v1.Namespace(
@@ -484,6 +487,7 @@ class ModelWorkloads(pulumi.ComponentResource):
                 f"{name}-{m.key}",
                 InferenceModelArgs(
                     model=m,
+                    model_plan=s.memory_plan.model(m.key),
                     namespace=s.namespace,
                     before=[p.key for p in ordered[:i]],
                     total_startup_minutes=sum(p.startup_minutes for p in ordered[: i + 1]),

@@ -135,7 +135,7 @@ class MemoryPlan:
         return next(m for m in self.models if m.key == key)
 
     def describe(self) -> str:
-        """The plan as a table, for logs and the README."""
+        """The memory plan as a table, for logs and the README."""
         lines = [
             f"{self.gpu_model}: {self.usable_bytes / GIB:.2f} GiB usable of {self.total_bytes / GIB:.2f} GiB",
             f"{'#':>2} {'model':<24} {'fraction':>8} {'weights':>8} {'warmup':>7} {'act.':>6} {'KV GiB':>7} {'KV tokens':>9}",
@@ -150,7 +150,7 @@ class MemoryPlan:
 
 
 class PlanError(ValueError):
-    """A plan TGI would crash on; names the model, the setting to change and the numbers."""
+    """A memory plan TGI would crash on; names the model, the setting to change and the numbers."""
 
     def __init__(self, key: str, setting: str, value: object, message: str) -> None:
         self.key = key
@@ -167,7 +167,7 @@ def block_size(facts: ModelFacts) -> int:
 def plan_memory(gpu: GpuSpec, models: Sequence[ModelRequest], assumptions: Assumptions | None = None) -> MemoryPlan:
     """Plan ``models`` (in start order) on one ``gpu``; 'auto' fractions are chosen here.
 
-    Raises ``PlanError`` for a plan TGI would crash on; returns warnings, with the
+    Raises ``PlanError`` for a memory plan TGI would crash on; returns warnings, with the
     numbers, where a model gets fewer KV tokens than its ``max_batch_total_tokens``.
     """
     a = assumptions or Assumptions()
@@ -201,7 +201,7 @@ def plan_memory(gpu: GpuSpec, models: Sequence[ModelRequest], assumptions: Assum
             last.key,
             "cudaMemoryFraction",
             fractions[-1],
-            f"a plan that leaves the activation peaks free: after the first start in order "
+            f"a memory plan that leaves the activation peaks free: after the first start in order "
             f"{first.final_free / GIB:.2f} GiB stay free, but the models' prefill activations need "
             f"{need / GIB:.2f} GiB once traffic arrives; lower the last model's fraction "
             f"({last.key}) or maxBatchPrefillTokens",
