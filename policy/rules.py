@@ -26,7 +26,7 @@ from config.facts import image_pinned
 __all__ = ["Resource", "Rule", "RULES", "pod_specs", "rule"]
 
 GPU_RESOURCES = ("nvidia.com/gpu", "nvidia.com/gpu.shared")
-# The labels workloads.component.model_labels puts on each model's objects.
+# The labels workloads.pod.model_labels puts on each model's objects.
 MODEL_LABELS = {"app.kubernetes.io/component": "model-server"}
 EKS_CLUSTERS = ("eks:index:Cluster", "aws:eks/cluster:Cluster")
 NODE_GROUPS = ("eks:index:ManagedNodeGroup", "aws:eks/nodeGroup:NodeGroup")
