@@ -94,7 +94,8 @@ def build(settings: Settings) -> dict[str, Any]:
 
 
 def gpu_facts(settings: Settings) -> dict[str, Any]:
-    """The ``gpu`` part of the stack-outputs contract (shared/DESIGN.md)."""
+    """The ``gpu`` part of the stack-outputs contract (``workloads.contract``; the README's
+    "Deploying" lists the stack outputs): the GPU node's instance type, its card and how it is shared."""
     return {
         "instance_type": settings.gpu_nodes.instance_type,
         "gpu_model": settings.gpu.gpu_model,
