@@ -31,7 +31,7 @@ typecheck: $(STAMP)
 # (pytest-timeout) instead of holding CI until its limit.
 PYTEST := $(PY) -m pytest -q --timeout=300
 test-infra: $(STAMP) $(SCAN_STAMP)
-	$(PYTEST) tests/infra tests/workloads tests/policy
+	$(PYTEST) tests/config tests/infra tests/workloads tests/policy
 
 test-benchmark: $(STAMP)
 	$(PYTEST) tests/benchmark

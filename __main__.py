@@ -2,9 +2,9 @@
 
 import pulumi
 
+from config.settings import settings_from_pulumi
+from config.validation import ConfigError
 from infra.program import build
-from infra.settings import settings_from_pulumi
-from infra.validation import ConfigError
 
 try:
     outputs = build(settings_from_pulumi())

@@ -22,7 +22,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from infra.settings import GpuOperatorSettings, GpuSharingSettings
+from config.cluster_settings import GpuOperatorSettings, GpuSharingSettings
 
 __all__ = ["GpuOperatorArgs", "GpuOperator", "device_plugin_config", "config_map_name", "helm_values"]
 
@@ -56,7 +56,7 @@ def config_map_name(sharing: GpuSharingSettings) -> str:
 
 def helm_values(config_map: str, config_key: str) -> dict[str, Any]:
     """The chart values we set (chart deployments/gpu-operator/values.yaml; the same keys in
-    every release infra/facts.py records, GPU_OPERATOR_CHARTS)."""
+    every release config/facts.py records, GPU_OPERATOR_CHARTS)."""
     return {
         "driver": {"enabled": False},
         "toolkit": {"enabled": False},

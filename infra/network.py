@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from infra.settings import NatGateways
+from config.settings import NatGateways
 
 __all__ = ["NetworkArgs", "Network", "subnet_cidrs"]
 

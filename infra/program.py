@@ -11,11 +11,11 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from config.settings import Settings
+from config.validation import ConfigError
 from infra.cluster import Cluster, ClusterArgs
 from infra.gpu_operator import GpuOperator, GpuOperatorArgs
 from infra.network import Network, NetworkArgs
-from infra.settings import Settings
-from infra.validation import ConfigError
 from workloads.component import BENCHMARK_GROUP, ModelWorkloads, ModelWorkloadsArgs
 from workloads.export import contract_output
 
@@ -94,7 +94,8 @@ def build(settings: Settings) -> dict[str, Any]:
 
 
 def gpu_facts(settings: Settings) -> dict[str, Any]:
-    """The ``gpu`` part of the stack-outputs contract (shared/DESIGN.md)."""
+    """The ``gpu`` part of the stack-outputs contract (``workloads.contract``; the README's
+    "Deploying" lists the stack outputs): the GPU node's instance type, its card and how it is shared."""
     return {
         "instance_type": settings.gpu_nodes.instance_type,
         "gpu_model": settings.gpu.gpu_model,

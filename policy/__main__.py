@@ -20,8 +20,10 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rules import RULES, Resource, Rule  # noqa: E402  (the pack's directory is not a package)
+# The engine runs this file from the pack's directory: the project root makes `policy.rules`
+# and the `config.facts` it imports importable.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from policy.rules import RULES, Resource, Rule  # noqa: E402
 
 _LEVELS = {"mandatory": EnforcementLevel.MANDATORY, "advisory": EnforcementLevel.ADVISORY}
 

@@ -6,7 +6,8 @@ both return the violation messages (empty when the rule holds). ``props`` are th
 so tests run every rule on the real program's resources without the Pulumi CLI.
 ``policy/__main__.py`` wraps ``RULES`` into a CrossGuard ``PolicyPack``.
 
-Only the standard library and PyYAML: the pack imports nothing from the program.
+Only the standard library, PyYAML and ``config.facts`` (standard library only, where the
+image check the settings also apply lives): the pack imports nothing that declares resources.
 The EKS components (``eks:index:*``) and the AWS resources they create (``aws:eks/*``)
 both reach a policy pack, so the EKS rules read either shape.
 """
@@ -20,10 +21,12 @@ from typing import Any, Literal
 
 import yaml
 
-__all__ = ["Resource", "Rule", "RULES", "image_pinned", "pod_specs", "rule"]
+from config.facts import image_pinned
+
+__all__ = ["Resource", "Rule", "RULES", "pod_specs", "rule"]
 
 GPU_RESOURCES = ("nvidia.com/gpu", "nvidia.com/gpu.shared")
-# The labels workloads.component.model_labels puts on each model's objects.
+# The labels workloads.pod.model_labels puts on each model's objects.
 MODEL_LABELS = {"app.kubernetes.io/component": "model-server"}
 EKS_CLUSTERS = ("eks:index:Cluster", "aws:eks/cluster:Cluster")
 NODE_GROUPS = ("eks:index:ManagedNodeGroup", "aws:eks/nodeGroup:NodeGroup")
@@ -171,15 +174,6 @@ def no_privileged_or_host_namespaces(resource_type: str, props: Mapping[str, Any
             if _map(c.get("securityContext")).get("privileged") is True:
                 out.append(f"{_workload(resource_type, props)}: container {c.get('name')!r} is privileged")
     return out
-
-
-def image_pinned(image: str) -> bool:
-    """Whether an image reference names one build: a digest, or a tag other than ``latest``.
-    (The program's settings refuse the same images at preview: workloads/settings.py.)"""
-    if "@sha256:" in image:
-        return True
-    last = image.rsplit("/", 1)[-1]
-    return ":" in last and last.split(":", 1)[1] not in ("", "latest")
 
 
 def pinned_versions(resource_type: str, props: Mapping[str, Any]) -> list[str]:

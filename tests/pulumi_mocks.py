@@ -20,7 +20,7 @@ outputs, provider reference) and every data-source call. A program that raises (
 config's ``ConfigError``) raises out of ``run_program``; pass ``into=Recorded()`` to look
 at what was declared before it did.
 
-What the mocks answer (measured facts in ../shared/TESTING.md):
+What the mocks answer (each as Pulumi's mock runtime needs it to run this program offline):
 - ``eks:index:Cluster`` (a remote component: its children are never seen) with camelCase
   outputs including ``kubeconfig``/``kubeconfigJson``; resource-valued outputs are None.
 - ``aws:index/getAvailabilityZones:getAvailabilityZones`` with four us-west-2 zones, plus an
@@ -237,7 +237,7 @@ def run_program(
 ) -> Recorded:
     """Run ``build(load_settings(config, stack=stack))`` under mocks as stack ``stack``; see the
     module docstring."""
-    from infra.settings import load_settings
+    from config.settings import load_settings
 
     if build is None:
         from infra.program import build

@@ -50,7 +50,7 @@ class ModelContract:
     max_input_tokens: int
     max_total_tokens: int
     max_batch_total_tokens: int
-    cuda_memory_fraction: float  # the fraction TGI is started with (the planner's when auto)
+    cuda_memory_fraction: float  # the fraction TGI is started with: the memory plan's
     planned_kv_tokens: int  # the KV tokens the memory plan expects TGI to find at warmup
     max_batch_prefill_tokens: int | None = None
     max_concurrent_requests: int | None = None

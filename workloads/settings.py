@@ -1,8 +1,8 @@
 """The workloads' part of the stack settings: namespace, model catalog, access.
 
-Read by ``infra.settings.load_settings`` from the same root config section, so the
+Read by ``config.settings.load_settings`` from the same root config section, so the
 whole stack config is validated in one pass before any resource is declared. Every
-model of the catalog (enabled or not) is planned on the GPU here, so a plan TGI would
+model of the catalog (enabled or not) is planned on the GPU here, so a memory plan TGI would
 crash on is a ``ConfigError`` at ``pulumi preview``, with the numbers.
 
 Catalog entry keys (``gpu-sharing:models.<key>.*``) and defaults: see ``_model``; the
@@ -17,10 +17,10 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Final
 
-from infra.facts import DEFAULT_TGI_VERSION, TGI_IMAGES, TGI_REPOSITORY, GpuSpec, tgi_image_of
-from infra.validation import MISSING, ConfigError, Section
-from policy.rules import image_pinned
-from workloads.models import DTYPE_BYTES, DTYPE_CHOICES, GATED_MODELS, KNOWN_MODELS, QUANTIZE_CHOICES, ModelFacts
+from config.facts import DEFAULT_TGI_VERSION, TGI_IMAGES, TGI_REPOSITORY, image_pinned, tgi_image_of
+from config.instances import GpuSpec
+from config.validation import MISSING, ConfigError, Section
+from workloads.catalog import DTYPE_BYTES, DTYPE_CHOICES, GATED_MODELS, KNOWN_MODELS, QUANTIZE_CHOICES, ModelFacts
 from workloads.planner import MemoryPlan, ModelRequest, PlanError, plan_memory
 
 __all__ = [
@@ -34,7 +34,7 @@ __all__ = [
     "checkpoint_bytes",
 ]
 
-# The stock TGI image, at a version whose facts infra/facts.py records.
+# The stock TGI image, at a version whose facts config/facts.py records.
 DEFAULT_IMAGE: Final = f"{TGI_REPOSITORY}:{DEFAULT_TGI_VERSION}"
 
 # Kubernetes resource quantities (apimachinery resource.Quantity, the forms we accept).
@@ -64,20 +64,21 @@ class ModelSettings:
     model_id: str
     revision: str | None
     image: str
-    image_disk_gib: float  # what the image takes on the node's disk (infra/facts.py)
+    image_disk_gib: float  # what the image takes on the node's disk (config/facts.py)
     # The uid TGI runs as: None runs the image as built (the stock image: root, the only uid
     # it works as; huggingface/text-generation-inference#3082). A derived non-root image sets it.
     run_as_user: int | None
     facts: ModelFacts
-    start_order: int  # 1-based position in the start order (the planner's order)
+    start_order: int  # 1-based position in the start order (the memory plan's order)
     max_input_tokens: int
     max_total_tokens: int
     max_batch_prefill_tokens: int
     max_batch_total_tokens: int
     max_concurrent_requests: int
     max_waiting_tokens: int
-    cuda_memory_fraction: float  # what TGI gets: the configured number or the planner's choice
-    fraction_is_auto: bool
+    # As configured: a number, or None for 'auto'. What TGI is started with is the memory plan's
+    # (memory_plan.model(key).cuda_memory_fraction): this number, or the one the planner chose.
+    cuda_memory_fraction: float | None
     quantize: str | None
     dtype: str | None  # --dtype; None lets TGI use the checkpoint's
     cpu: str
@@ -95,7 +96,7 @@ class ModelSettings:
 class WorkloadSettings:
     namespace: str
     models: Mapping[str, ModelSettings]  # in start order
-    plan: MemoryPlan
+    memory_plan: MemoryPlan  # every catalog model, enabled or not, on the GPU in start order
     hf_token: str | None = field(repr=False)  # a Pulumi secret config value; never print it
     model_access_cidrs: tuple[str, ...]
 
@@ -160,7 +161,7 @@ def load_workloads(root: Section, *, gpu: GpuSpec, gpu_slots: int) -> WorkloadSe
     # Every catalog model is planned, enabled or not: toggling one then changes only its
     # replicas, and any subset started in this order gets at least its planned KV cache.
     try:
-        plan = plan_memory(
+        memory_plan = plan_memory(
             gpu,
             [
                 ModelRequest(
@@ -172,7 +173,7 @@ def load_workloads(root: Section, *, gpu: GpuSpec, gpu_slots: int) -> WorkloadSe
                     max_total_tokens=m.max_total_tokens,
                     max_batch_prefill_tokens=m.max_batch_prefill_tokens,
                     max_batch_total_tokens=m.max_batch_total_tokens,
-                    cuda_memory_fraction=None if m.fraction_is_auto else m.cuda_memory_fraction,
+                    cuda_memory_fraction=m.cuda_memory_fraction,
                 )
                 for m in ordered
             ],
@@ -193,10 +194,8 @@ def load_workloads(root: Section, *, gpu: GpuSpec, gpu_slots: int) -> WorkloadSe
 
     return WorkloadSettings(
         namespace=namespace,
-        models=MappingProxyType(
-            {m.key: replace(m, cuda_memory_fraction=plan.model(m.key).cuda_memory_fraction) for m in ordered}
-        ),
-        plan=plan,
+        models=MappingProxyType({m.key: m for m in ordered}),
+        memory_plan=memory_plan,
         hf_token=token,
         model_access_cidrs=cidrs,
     )
@@ -205,8 +204,7 @@ def load_workloads(root: Section, *, gpu: GpuSpec, gpu_slots: int) -> WorkloadSe
 def _model(catalog: Section, key: str) -> tuple[int | None, ModelSettings]:
     """One catalog entry, validated on its own: (explicit startOrder or None, settings).
 
-    ``start_order`` is filled in once the whole catalog is read, and an 'auto'
-    ``cuda_memory_fraction`` once it is planned.
+    ``start_order`` is filled in once the whole catalog is read.
     """
     if len(key) > 50 or not re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", key):
         # The key names the Deployment, Service and their labels (DNS labels, <= 63 with suffixes).
@@ -237,8 +235,7 @@ def _model(catalog: Section, key: str) -> tuple[int | None, ModelSettings]:
             f"at least maxTotalTokens ({max_total}) and maxBatchPrefillTokens ({prefill})",
         )
 
-    auto = s.raw("cudaMemoryFraction", _AUTO) == _AUTO
-    fraction = 0.0 if auto else _fraction(s)
+    fraction = None if s.raw("cudaMemoryFraction", _AUTO) == _AUTO else _fraction(s)
 
     quantize = s.str("quantize", choices=QUANTIZE_CHOICES) if s.has("quantize") else None
     dtype = s.str("dtype", choices=DTYPE_CHOICES) if s.has("dtype") else None
@@ -291,7 +288,6 @@ def _model(catalog: Section, key: str) -> tuple[int | None, ModelSettings]:
         max_concurrent_requests=s.int("maxConcurrentRequests", 16, min=1),
         max_waiting_tokens=s.int("maxWaitingTokens", 5, min=0),
         cuda_memory_fraction=fraction,
-        fraction_is_auto=auto,
         quantize=quantize,
         dtype=dtype,
         cpu=cpu,
@@ -342,7 +338,7 @@ def _image(s: Section) -> tuple[str, float, int | None]:
         raise ConfigError(
             s.key("image"),
             image,
-            f"a tag of {TGI_REPOSITORY} whose facts infra/facts.py records ("
+            f"a tag of {TGI_REPOSITORY} whose facts config/facts.py records ("
             + ", ".join(TGI_IMAGES)
             + "): check a new version's Dockerfile (user, Python location, port) and add it there, or use a derived image",
         )

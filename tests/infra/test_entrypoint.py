@@ -9,8 +9,8 @@ from typing import Any
 import pulumi
 import pytest
 
-from infra.settings import settings_from_pulumi
-from infra.validation import ConfigError
+from config.settings import settings_from_pulumi
+from config.validation import ConfigError
 from tests.pulumi_mocks import ROOT, dev_config, run_program
 
 

@@ -10,9 +10,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from infra.settings import load_settings
-from infra.validation import ConfigError
-from infra.facts import GPU_OPERATOR_CHARTS
+from config.facts import GPU_OPERATOR_CHARTS
+from config.settings import load_settings
+from config.validation import ConfigError
 from tests.pulumi_mocks import ACCOUNT, LOCAL_ZONE, ZONES, Recorded, RecordedResource, dev_config, run_program
 
 SUBNET = "aws:ec2/subnet:Subnet"
@@ -46,7 +46,7 @@ def _launch_template(rec: Recorded, node_group: str) -> dict[str, Any]:
 
 def _root_volume(rec: Recorded, node_group: str) -> dict[str, Any]:
     (mapping,) = _launch_template(rec, node_group)["blockDeviceMappings"]
-    assert mapping["deviceName"] == "/dev/xvda"  # the AL2023 root device (infra/facts.py EKS_AMIS)
+    assert mapping["deviceName"] == "/dev/xvda"  # the AL2023 root device (config/facts.py EKS_AMIS)
     return mapping["ebs"]
 
 

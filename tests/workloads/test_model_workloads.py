@@ -10,8 +10,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from infra.facts import TGI_IMAGES
-from infra.settings import load_settings
+from config.facts import TGI_IMAGES
+from config.settings import load_settings
 from tests.pulumi_mocks import Recorded, RecordedResource, dev_config, run_program
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
@@ -329,7 +329,7 @@ def test_the_wait_script_blocks_until_each_enabled_earlier_model_is_healthy(tmp_
     import subprocess
     import threading
 
-    from workloads.component import WAIT_COMMAND
+    from workloads.pod import WAIT_COMMAND
 
     if not (shutil.which("bash") and shutil.which("curl")):
         pytest.fail("the wait command needs bash and curl on PATH, as the TGI image has them")

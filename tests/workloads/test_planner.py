@@ -14,8 +14,8 @@ from dataclasses import replace
 
 import pytest
 
-from infra.gpus import gpu_for_instance_type
-from workloads.models import KNOWN_MODELS
+from config.instances import gpu_for_instance_type
+from workloads.catalog import KNOWN_MODELS
 from workloads.planner import GIB, Assumptions, ModelRequest, PlanError, plan_memory
 
 L40S = gpu_for_instance_type("g6e.2xlarge")

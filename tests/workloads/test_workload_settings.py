@@ -1,5 +1,5 @@
 """The model catalog as users write it in Pulumi.<stack>.yaml, read through the real
-``infra.settings.load_settings`` path: defaults, toggles, and bad entries that must
+``config.settings.load_settings`` path: defaults, toggles, and bad entries that must
 fail naming the key, the value and what is allowed."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from infra.settings import load_settings
-from infra.validation import ConfigError
-from workloads.models import KNOWN_MODELS
+from config.settings import load_settings
+from config.validation import ConfigError
+from workloads.catalog import KNOWN_MODELS
 
 PHI = "microsoft/Phi-3.5-mini-instruct"
 R1 = "deepseek-ai/DeepSeek-R1-Distill-Llama-8B"
@@ -38,21 +38,21 @@ def test_defaults_are_the_reference_pair_in_llm_testing_with_the_guides_launcher
     for m in w.models.values():
         assert (m.max_input_tokens, m.max_total_tokens, m.max_batch_prefill_tokens) == (256, 512, 4096)
         assert (m.max_batch_total_tokens, m.max_concurrent_requests, m.max_waiting_tokens) == (8192, 16, 5)
-        assert m.enabled and m.replicas == 1 and m.fraction_is_auto
+        assert m.enabled and m.replicas == 1 and m.cuda_memory_fraction is None  # 'auto'
         assert m.image.startswith("ghcr.io/huggingface/text-generation-inference:3.3.")
-        # The dev defaults are a plan in which every model gets its maxBatchTotalTokens.
-        assert w.plan.model(m.key).kv_tokens >= m.max_batch_total_tokens
-    assert w.plan.warnings == ()
+        # The dev defaults are a memory plan in which every model gets its maxBatchTotalTokens.
+        assert w.memory_plan.model(m.key).kv_tokens >= m.max_batch_total_tokens
+    assert w.memory_plan.warnings == ()
 
 
 def test_disabling_a_model_changes_only_its_replicas():
     both = load({"phi": {"modelId": PHI, "startOrder": 1}, "r1": {"modelId": R1, "startOrder": 2}})
     off = load({"phi": {"modelId": PHI, "startOrder": 1, "enabled": "false"}, "r1": {"modelId": R1, "startOrder": 2}})
     assert off.models["phi"].replicas == 0 and both.models["phi"].replicas == 1
-    # Same fractions, order and limits for everyone: the plan covers the whole catalog.
+    # Same fractions, order and limits for everyone: the memory plan covers the whole catalog.
     assert off.models["r1"] == both.models["r1"]
-    assert off.models["phi"].cuda_memory_fraction == both.models["phi"].cuda_memory_fraction
-    assert off.plan == both.plan
+    assert off.memory_plan.model("phi").cuda_memory_fraction == both.memory_plan.model("phi").cuda_memory_fraction
+    assert off.memory_plan == both.memory_plan
 
 
 def test_models_without_start_order_follow_the_ordered_ones_by_key():
@@ -142,4 +142,4 @@ def test_a_catalog_too_big_for_auto_names_the_largest_kv_demand():
 def test_every_known_model_plans_alone_on_the_l40s():
     for model_id in KNOWN_MODELS:
         w = load({"m": {"modelId": model_id}}, hfToken="hf_not_a_real_token")  # some are gated
-        assert w.plan.model("m").kv_tokens >= 8192, model_id
+        assert w.memory_plan.model("m").kv_tokens >= 8192, model_id

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from benchmark.stack.outputs import parse_outputs
-from infra.settings import load_settings
+from config.settings import load_settings
 from tests.pulumi_mocks import dev_config
 from workloads.export import contract_of
 

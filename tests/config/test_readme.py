@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from infra.settings import default_cluster_name, load_settings
+from config.settings import default_cluster_name, load_settings
 from tests.pulumi_mocks import ROOT, dev_config
 
 

@@ -1,6 +1,5 @@
-"""The facts about external artifacts (infra/facts.py): every version the stack pins has an
-entry, so a version bump forces a look at its facts; and the transcribed formulas give the
-numbers their sources give."""
+"""The facts about external artifacts (config/facts.py): every version the stack pins has an
+entry, so a version bump forces a look at its facts; every fact names its source."""
 
 from __future__ import annotations
 
@@ -9,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from infra import facts
-from infra.settings import load_settings
+from config import facts, instances
+from config.settings import load_settings
 from tests.pulumi_mocks import ROOT, dev_config
 from workloads.settings import DEFAULT_IMAGE
 
@@ -36,12 +35,12 @@ def _pins(config: dict[str, Any]) -> dict[str, list[str]]:
 def test_every_version_a_stack_pins_has_facts(name: str, config: dict[str, Any]) -> None:
     pins = _pins(config)
     for version in pins["kubernetes"]:
-        assert version in facts.EKS_KUBERNETES_VERSIONS, f"{name}: Kubernetes {version} has no entry in infra/facts.py"
+        assert version in facts.EKS_KUBERNETES_VERSIONS, f"{name}: Kubernetes {version} has no entry in config/facts.py"
     for version in pins["chart"]:
-        assert version in facts.GPU_OPERATOR_CHARTS, f"{name}: GPU Operator {version} has no entry in infra/facts.py"
+        assert version in facts.GPU_OPERATOR_CHARTS, f"{name}: GPU Operator {version} has no entry in config/facts.py"
     for image in pins["image"]:
         stock, tgi = facts.tgi_image_of(image)
-        assert not stock or tgi is not None, f"{name}: {image} has no entry in infra/facts.py TGI_IMAGES"
+        assert not stock or tgi is not None, f"{name}: {image} has no entry in config/facts.py TGI_IMAGES"
 
 
 def test_every_version_the_code_defaults_to_has_facts() -> None:
@@ -80,25 +79,7 @@ def test_the_ami_types_in_use_bring_what_the_operator_values_assume() -> None:
     gpu, cpu = facts.EKS_AMIS[facts.GPU_AMI_TYPE], facts.EKS_AMIS[facts.CPU_AMI_TYPE]
     assert gpu.nvidia_driver and gpu.nvidia_container_toolkit
     # Both AMIs are x86_64: every instance type the settings accept is too.
-    assert {gpu.architecture, cpu.architecture} == {t.architecture for t in facts.INSTANCE_TYPES.values()} == {"x86_64"}
-
-
-def test_kubelet_reservations_match_nodeadms_own_expectations() -> None:
-    # nodeadm's e2e case kubelet-config-dir expects maxPods 58 -> kubeReserved memory 893Mi and,
-    # on its 2-vCPU test host, cpu 70m (test/e2e/cases/kubelet-config-dir/expected-kubelet-config.json);
-    # custom-max-pods-expression expects maxPods 44 -> 739Mi.
-    assert facts.kube_reserved_memory_mib(58) == 893
-    assert facts.kube_reserved_memory_mib(44) == 739
-    assert facts.kube_reserved_cpu_millis(2) == 70
-    g6e = facts.INSTANCE_TYPES["g6e.2xlarge"]
-    assert g6e.max_pods == 58  # 4 ENIs x (15 - 1) + 2
-    assert g6e.allocatable_cpu_millis == 8000 - 90
-    assert 0.85 * 64 * 1024 < g6e.allocatable_memory_mib < 64 * 1024
-
-
-def test_the_gpu_node_holds_the_reference_pair_but_not_a_third_model_at_24gi() -> None:
-    allocatable_gib = facts.INSTANCE_TYPES["g6e.2xlarge"].allocatable_memory_mib / 1024
-    assert 2 * 24 < allocatable_gib < 3 * 24
+    assert {gpu.architecture, cpu.architecture} == {t.architecture for t in instances.INSTANCE_TYPES.values()} == {"x86_64"}
 
 
 def test_regions_are_the_aws_providers_own_list() -> None:
@@ -108,3 +89,11 @@ def test_regions_are_the_aws_providers_own_list() -> None:
     assert (facts.partition_of("cn-north-1"), facts.partition_of("us-gov-west-1"), facts.partition_of("us-west-2")) == (
         "aws-cn", "aws-us-gov", "aws",
     )  # fmt: skip
+
+
+def test_an_image_is_pinned_by_a_digest_or_a_tag_other_than_latest() -> None:
+    digest = "@sha256:" + "0" * 64
+    for pinned in (facts.TGI_REPOSITORY + ":3.3.6", "registry.example.com:5000/team/tgi:1.0", "tgi" + digest, "tgi:latest" + digest):
+        assert facts.image_pinned(pinned), pinned
+    for unpinned in (facts.TGI_REPOSITORY, facts.TGI_REPOSITORY + ":latest", "registry.example.com:5000/team/tgi", "tgi:"):
+        assert not facts.image_pinned(unpinned), unpinned

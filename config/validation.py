@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from infra.facts import RESERVED_NAMESPACES
+from config.facts import RESERVED_NAMESPACES
 
 __all__ = ["ConfigError", "Section", "SecretText", "MISSING"]
 

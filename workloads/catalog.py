@@ -1,4 +1,6 @@
-"""Architecture facts the memory planner needs, for models we know, and TGI's choices.
+"""The models we know: the architecture facts the memory planner needs (and which of them are
+gated on the Hub), and TGI's dtype and quantization choices. A stack's catalog
+(``gpu-sharing:models``) names models from here, or states a model's facts itself.
 
 Values are copied from each model's ``config.json`` on the Hugging Face Hub
 (``num_hidden_layers``, ``num_key_value_heads``, ``head_dim`` or hidden/heads,

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from infra.gpus import GPU_INSTANCE_TYPES
-from infra.validation import ConfigError
+from config.instances import GPU_NODE_TYPES
+from config.validation import ConfigError
 from tests.pulumi_mocks import Recorded, dev_config, run_program
 
 
@@ -81,7 +81,7 @@ def test_unknown_gpu_instance_type_lists_the_known_ones() -> None:
         run_program(_with("gpuNodes", instanceType="p4d.24xlarge"), into=rec)
     assert caught.value.key == "gpu-sharing:gpuNodes.instanceType"
     assert "'p4d.24xlarge'" in str(caught.value)
-    assert all(t in caught.value.allowed for t in GPU_INSTANCE_TYPES)
+    assert all(t in caught.value.allowed for t in GPU_NODE_TYPES)
     assert rec.resources == []
 
 
@@ -95,7 +95,7 @@ def test_unknown_key_error_lists_the_known_keys() -> None:
 def test_unknown_model_key_lists_every_key_a_model_accepts() -> None:
     # Optional keys nobody set (quantize, dtype, revision, architecture, startOrder) are keys
     # the section accepts too: the list is the README's table of model keys, whole.
-    from tests.infra.test_readme import _section
+    from tests.config.test_readme import _section
 
     models = json.loads(dev_config()["gpu-sharing:models"])
     models["phi35-mini"]["maxInputLength"] = 256
@@ -153,7 +153,7 @@ ACCEPTED_BEFORE = [
     (_set("gpu-sharing:models", json.dumps({"big": {"modelId": "acme/big-30b", "architecture": _ARCH_30B}})), "gpu-sharing:models.big.modelId", "30000000000", "55.88 GiB weights"),
     (_models(phi35_mini={"cudaMemoryFraction": 0.7}, deepseek_r1_8b={"cudaMemoryFraction": 0.7}), "gpu-sharing:models.phi35-mini.cudaMemoryFraction", "0.7", "lower phi35-mini's cudaMemoryFraction"),
     # Related: facts the settings now check.
-    (_models(phi35_mini={"image": "ghcr.io/huggingface/text-generation-inference:3.0.1"}), "gpu-sharing:models.phi35-mini.image", "'ghcr.io/huggingface/text-generation-inference:3.0.1'", "whose facts infra/facts.py records (3.3.6, 3.3.7)"),
+    (_models(phi35_mini={"image": "ghcr.io/huggingface/text-generation-inference:3.0.1"}), "gpu-sharing:models.phi35-mini.image", "'ghcr.io/huggingface/text-generation-inference:3.0.1'", "whose facts config/facts.py records (3.3.6, 3.3.7)"),
     (_models(phi35_mini={"runAsUser": 10001}), "gpu-sharing:models.phi35-mini.runAsUser", "10001", "huggingface/text-generation-inference#3082"),
     (_with("gpuOperator", chartVersion="v26.3.0"), "gpu-sharing:gpuOperator.chartVersion", "'v26.3.0'", "v26.3.1, v26.3.2, v26.3.3, v26.7.0"),
     ({**_with("gpuOperator", chartVersion="v26.7.0"), "gpu-sharing:kubernetesVersion": "1.32"}, "gpu-sharing:gpuOperator.chartVersion", "'v26.7.0'", "supports Kubernetes 1.32 (gpu-sharing:kubernetesVersion): v26.3.1, v26.3.2, v26.3.3"),

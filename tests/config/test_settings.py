@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from infra.settings import load_settings
-from infra.validation import ConfigError, SecretText
+from config.settings import load_settings
+from config.validation import ConfigError, SecretText
 from tests.pulumi_mocks import dev_config
 
 
