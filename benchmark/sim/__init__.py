@@ -13,7 +13,7 @@ Python API::
         phi.base_url                       # http://127.0.0.1:<port>; start(host, port) to choose
         await phi.set_replicas(0)          # port refuses, no GPU load; >0: warm up, then serve
         gpu.truth.get("<X-Request-Id>")    # TruthRecord: emit time of every token event, ...
-        gpu.stats["phi35-mini"]            # GpuStats: steps, busy_s, wait_s, switches
+        gpu.stats["phi35-mini"]            # GpuStats: steps, busy_s, wait_s, host_s, switches
 
 - ``SimulatedGpu`` (``gpu.py``): time-sliced like CUDA: the replicas with work take turns
   in time slices (``timeslice_s``, 2 ms: an assumption), a step ends once it has had its GPU

@@ -2,8 +2,10 @@
 
 Every replica of every model is one process, so one CUDA context. It asks the GPU for
 each of its steps (a prefill, or one decode step of its whole batch) with
-``await gpu.run(owner, model, seconds, ready_at=...)``, and asks for its next step only
-after the last one ended. The GPU shares itself as time-slicing does: the contexts that
+``await gpu.run(owner, model, seconds, ready_at=..., host_s=...)``, and asks for its next
+step only after the last one ended; its work reaches the GPU ``host_s`` after ``ready_at``
+(the host time of a step: TGI reads the last step's tokens back, samples, answers the router),
+and the GPU serves the other contexts meanwhile. The GPU shares itself as time-slicing does: the contexts that
 have work get the whole GPU in turn, round-robin, one time slice (``timeslice_s``) each,
 and a step ends once it has had ``seconds`` of GPU time, however many slices that takes.
 A context whose step has ended yields the GPU to one that waits (TGI reads each step's
@@ -58,6 +60,7 @@ class GpuStats:
     prefill_steps: int = 0
     busy_s: float = 0.0  # GPU time its steps had, switches to it included
     wait_s: float = 0.0  # time its steps were ready but other contexts had the GPU
+    host_s: float = 0.0  # host time before its steps reached the GPU (the GPU served others meanwhile)
     switches: int = 0  # context switches to it
 
     @property
@@ -166,15 +169,21 @@ class SimulatedGpu:
         self.stats: dict[str, GpuStats] = {}
         self._timeline = _Timeline(quantum=timeslice_s * time_scale, switch=context_switch_s * time_scale)
 
-    async def run(self, owner: str, model: str, seconds: float, *, ready_at: float, prefill: bool = False) -> float:
+    async def run(self, owner: str, model: str, seconds: float, *, ready_at: float, host_s: float = 0.0,
+                  prefill: bool = False) -> float:
         """Run one step needing ``seconds`` (unscaled) of GPU time for replica ``owner`` of ``model``.
 
-        ``ready_at`` (perf_counter, not in the future) is when the step's work was ready;
-        returns when the step ended on the GPU's timeline.
+        ``ready_at`` (perf_counter, not in the future) is when the process could start the
+        step (the end of its previous step, or when new requests arrived); ``host_s``
+        (unscaled) is the host time it spends before the step's work reaches the GPU, during
+        which the GPU serves other contexts. Returns when the step ended on the GPU's timeline.
         """
+        if isinstance(host_s, bool) or not isinstance(host_s, (int, float)) or not 0.0 <= host_s <= 600.0:
+            raise ValueError(f"host_s: got {host_s!r}; allowed: seconds from 0 to 600")
         timeline = self._timeline
         asked = min(ready_at, time.perf_counter())
-        step = _Step(owner, ready=max(asked, timeline.t), left=seconds * self.time_scale)
+        host = host_s * self.time_scale
+        step = _Step(owner, ready=max(asked + host, timeline.t), left=seconds * self.time_scale)
         timeline.queue.append(step)
         try:
             while (end := step.end) is None:
@@ -192,7 +201,8 @@ class SimulatedGpu:
         stats.steps += 1
         stats.prefill_steps += prefill
         stats.busy_s += step.busy
-        stats.wait_s += max(0.0, end - asked - step.busy)
+        stats.host_s += host
+        stats.wait_s += max(0.0, end - asked - host - step.busy)
         stats.switches += step.switches
         return end
 
