@@ -26,7 +26,8 @@ Python API::
   ``max_concurrent_requests``. ``await model.wait_ready()`` waits for /health to be 200.
 - ``ModelSpec`` (``spec.py``), ``FaultSpec`` (``faults.py``): limits, speed, faults.
 - ``PRESETS``/``preset()`` (``presets.py``): the reference pair on an L40S, derived from
-  weight bytes / memory bandwidth (simulated estimates, not measurements).
+  weight bytes / memory bandwidth plus a kernel overhead measured on an H200, and 4 ms of
+  host time per step (simulated estimates, not measurements).
 - ``python -m benchmark serve-sim`` (``cli.py``): serve models until Ctrl-C.
 """
 
