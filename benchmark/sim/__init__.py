@@ -13,17 +13,21 @@ Python API::
         phi.base_url                       # http://127.0.0.1:<port>; start(host, port) to choose
         await phi.set_replicas(0)          # port refuses, no GPU load; >0: warm up, then serve
         gpu.truth.get("<X-Request-Id>")    # TruthRecord: emit time of every token event, ...
-        gpu.stats["phi35-mini"]            # GpuStats: steps, busy_s, wait_s, switches
+        gpu.stats["phi35-mini"]            # GpuStats: steps, busy_s, wait_s, host_s, switches
 
-- ``SimulatedGpu`` (``gpu.py``): time-sliced like CUDA: the replicas with work take turns
-  in time slices (``timeslice_s``, 2 ms: an assumption), a step ends once it has had its GPU
-  time, a switch costs ``context_switch_s``; owns the ``TruthLog`` (``truth.py``).
+- ``SimulatedGpu`` (``gpu.py``): time-sliced like CUDA, calibrated on an H200: each step
+  needs its GPU time after its host time (``host_s``, during which others use the GPU); the
+  replicas with work take turns of ``timeslice_s`` (2.04 ms), a step yields the GPU when it
+  ends, a switch costs ``context_switch_s`` (0.24 ms); so two GPU-bound models share one
+  period and the smaller pays more, host time is partly hidden, long steps share about
+  equally (``gpu.py`` cites the measurements); owns the ``TruthLog`` (``truth.py``).
 - ``SimulatedModel`` (``model.py``): one Deployment: an aiohttp server on 127.0.0.1 and
   its replicas, each a continuous-batching engine with a KV-token budget and
   ``max_concurrent_requests``. ``await model.wait_ready()`` waits for /health to be 200.
 - ``ModelSpec`` (``spec.py``), ``FaultSpec`` (``faults.py``): limits, speed, faults.
 - ``PRESETS``/``preset()`` (``presets.py``): the reference pair on an L40S, derived from
-  weight bytes / memory bandwidth (simulated estimates, not measurements).
+  weight bytes / memory bandwidth plus a kernel overhead measured on an H200, and 4 ms of
+  host time per step (simulated estimates, not measurements).
 - ``python -m benchmark serve-sim`` (``benchmark.commands.serve_sim``): serve models until Ctrl-C;
   ``sim_process`` (``process.py``) runs it in another process for tests and scripts.
 """

@@ -180,13 +180,14 @@ class Replica:
                 metrics.observe("tgi_batch_next_size", len(new))
                 seconds = spec.prefill_base_s + spec.prefill_s_per_token * sum(r.input_tokens for r in new)
                 ready = max(last_end, max(r.queued_at for r in new))
-                last_end = await gpu.run(self.owner, spec.key, seconds, ready_at=ready, prefill=True)
+                last_end = await gpu.run(self.owner, spec.key, seconds, ready_at=ready, host_s=spec.host_s_per_step,
+                                         prefill=True)
                 self.running.extend(new)
                 stepped = new
             elif self.running:
                 context = sum(r.input_tokens + r.generated for r in self.running)
                 seconds = spec.decode_base_s + spec.decode_s_per_context_token * context
-                last_end = await gpu.run(self.owner, spec.key, seconds, ready_at=last_end)
+                last_end = await gpu.run(self.owner, spec.key, seconds, ready_at=last_end, host_s=spec.host_s_per_step)
                 since_prefill += 1
                 stepped = list(self.running)
             else:

@@ -25,6 +25,10 @@ class ModelSpec:
     - prefill of newly admitted requests: ``prefill_base_s + prefill_s_per_token * their input tokens``;
     - decode step of the running batch: ``decode_base_s + decode_s_per_context_token * the
       tokens in all its sequences' contexts`` (weights read once per step, KV read per token).
+
+    ``host_s_per_step`` is the host time before each step's work reaches the GPU (TGI reads
+    the last step's tokens back, samples, answers the router over gRPC, and the router
+    schedules the next batch): the GPU serves other models meanwhile (``SimulatedGpu.run``).
     """
 
     key: str  # the catalog key, e.g. "phi35-mini"
@@ -40,6 +44,7 @@ class ModelSpec:
     prefill_s_per_token: float = 0.00005
     decode_base_s: float = 0.010
     decode_s_per_context_token: float = 0.0
+    host_s_per_step: float = 0.0  # host time before each step reaches the GPU (0: none)
     eos_probability: float = 0.0  # chance that any token after the first is EOS (seeded)
     chars_per_token: float = 4.0  # the tokenizer stand-in
     warmup_s: float = 0.5  # time from a replica starting to /health answering 200
@@ -69,7 +74,7 @@ class ModelSpec:
                 f"max_total_tokens ({self.max_total_tokens}), or one request could never run"
             )
         for name in ("prefill_base_s", "prefill_s_per_token", "decode_base_s",
-                     "decode_s_per_context_token", "warmup_s"):
+                     "decode_s_per_context_token", "host_s_per_step", "warmup_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 600.0:
                 raise ValueError(f"{self.key}.{name}: got {value!r}; allowed: seconds from 0 to 600")

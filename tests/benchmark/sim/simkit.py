@@ -46,6 +46,17 @@ async def serving(*specs: ModelSpec, gpu: SimulatedGpu | None = None) -> AsyncIt
         gpu.close()
 
 
+async def busy_loop(gpu: SimulatedGpu, owner: str, step_s: float, n: int, start: float, ends: list[float],
+                    host_s: float = 0.0) -> list[float]:
+    """A process that always has work: ``n`` steps of ``step_s``, each asked for as the last one
+    ends, reaching the GPU ``host_s`` later; appends each step's end (the GPU's timeline) to ``ends``."""
+    end = start
+    for _ in range(n):
+        end = await gpu.run(owner, owner, step_s, ready_at=end, host_s=host_s)
+        ends.append(end)
+    return ends
+
+
 def sse_data(raw: bytes) -> list[str]:
     """The ``data`` of every SSE event, as a client reads them (``data:`` with or without a space)."""
     out = []
