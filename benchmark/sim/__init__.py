@@ -2,7 +2,7 @@
 
 For tests and the offline demo; every answer says it is simulated (``/info`` has
 ``"simulated": true``, the time scale in ``"simulation"`` and ``router: "gpu-sharing tgi
-simulator"``, ``/metrics`` starts with a comment saying so). Formats are TGI 3.x's (see ``benchmark.sim.server``).
+simulator"``, ``/metrics`` starts with a comment saying so). Formats are TGI 3.x's (see ``benchmark.sim.wire``).
 
 Python API::
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmark.sim.faults import FaultSpec
-from benchmark.sim.openai_wire import OpenAIFlavour
+from benchmark.sim.openai_flavours import OpenAIFlavour
 
 __all__ = ["ModelSpec"]
 
