@@ -27,7 +27,7 @@ import aiohttp
 import pandas as pd
 
 from benchmark.analysis.summary import error_samples, summarize
-from benchmark.commands.flags import parse_endpoints, parse_model_names
+from benchmark.commands.flags import fraction, parse_endpoints, parse_model_names, positive_float, positive_int
 from benchmark.engine.patterns import LoadPattern, closed_loop, open_loop, standard_suite
 from benchmark.engine.probes import served_models
 from benchmark.engine.protocols import ADAPTERS
@@ -44,24 +44,28 @@ DEFAULT_MODEL_NAME = "tgi"  # what TGI's own examples send; TGI ignores the fiel
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint", action="append", default=[], metavar="KEY=URL", required=True,
                         help="a model key and its base URL, e.g. phi=http://127.0.0.1:8080 (repeatable)")
-    parser.add_argument("--api", default="tgi-stream", help=f"protocol: {', '.join(ADAPTERS)} (default tgi-stream)")
+    parser.add_argument("--api", choices=list(ADAPTERS), default="tgi-stream", help="protocol (default tgi-stream)")
     parser.add_argument("--model-name", action="append", default=[], metavar="[KEY=]NAME",
                         help="openai-chat: the 'model' field, for every endpoint or for KEY's (repeatable; default: the "
                              f"one model GET /v1/models lists, else {DEFAULT_MODEL_NAME!r})")
-    parser.add_argument("--min-success", type=float, default=DEFAULT_MIN_SUCCESS, metavar="F",
+    parser.add_argument("--min-success", type=fraction, default=DEFAULT_MIN_SUCCESS, metavar="F",
                         help=f"exit 3 when an endpoint's success rate is below F (default {DEFAULT_MIN_SUCCESS:g})")
     pattern = parser.add_mutually_exclusive_group()
-    pattern.add_argument("--concurrency", type=int, metavar="N", help="closed loop: N requests in flight")
-    pattern.add_argument("--rate", type=float, metavar="R", help="open loop: R requests/s")
-    parser.add_argument("--arrival", default="poisson", help="open loop arrivals: poisson or constant (default poisson)")
-    parser.add_argument("--requests", type=int, metavar="N", help="stop after N requests")
-    parser.add_argument("--duration", type=float, metavar="S", help="start no request after S seconds")
-    parser.add_argument("--iterations", type=int, default=10, help="standard suite: passes over the 5 prompts (default 10)")
-    parser.add_argument("--max-new-tokens", type=int, default=100, help="tokens per request (default 100)")
-    parser.add_argument("--warmup", type=int, default=0, metavar="N", help="unrecorded requests per endpoint first")
+    pattern.add_argument("--concurrency", type=positive_int(), metavar="N", help="closed loop: N requests in flight")
+    pattern.add_argument("--rate", type=positive_float(), metavar="R", help="open loop: R requests/s")
+    parser.add_argument("--arrival", choices=["poisson", "constant"], default="poisson",
+                        help="open loop arrivals (default poisson)")
+    parser.add_argument("--requests", type=positive_int(), metavar="N", help="stop after N requests")
+    parser.add_argument("--duration", type=positive_float(), metavar="S", help="start no request after S seconds")
+    parser.add_argument("--iterations", type=positive_int(), default=10,
+                        help="standard suite: passes over the 5 prompts (default 10)")
+    parser.add_argument("--max-new-tokens", type=positive_int(), default=100, help="tokens per request (default 100)")
+    parser.add_argument("--warmup", type=positive_int(allow_zero=True), default=0, metavar="N",
+                        help="unrecorded requests per endpoint first")
     parser.add_argument("--seed", type=int, default=0, help="open-loop schedule seed (default 0)")
-    parser.add_argument("--timeout", type=float, default=600.0, metavar="S", help="per-request timeout (default 600)")
-    parser.add_argument("--workers", type=int, default=1, metavar="N",
+    parser.add_argument("--timeout", type=positive_float(), default=600.0, metavar="S",
+                        help="per-request timeout (default 600)")
+    parser.add_argument("--workers", type=positive_int(), default=1, metavar="N",
                         help="share the load over N client processes, for rates one event loop cannot drive (default 1)")
     parser.add_argument("--scenario", default="load", help="the label records carry (default load)")
     parser.add_argument("--out", type=Path, help="results directory (default results/<UTC time>-load)")
@@ -100,20 +104,6 @@ def model_names(args: argparse.Namespace, endpoints: dict[str, str]) -> tuple[di
 
 
 def pattern_from_args(args: argparse.Namespace) -> LoadPattern:
-    if args.api not in ADAPTERS:
-        raise BenchmarkError(f"--api {args.api!r}: allowed: {', '.join(ADAPTERS)}")
-    if args.arrival not in ("poisson", "constant"):
-        raise BenchmarkError(f"--arrival {args.arrival!r}: allowed: poisson, constant")
-    for flag, value, low in (("--concurrency", args.concurrency, 1), ("--requests", args.requests, 1),
-                             ("--iterations", args.iterations, 1), ("--max-new-tokens", args.max_new_tokens, 1),
-                             ("--warmup", args.warmup, 0), ("--workers", args.workers, 1)):
-        if value is not None and value < low:
-            raise BenchmarkError(f"{flag} {value!r}: allowed: an integer >= {low}")
-    for flag, value in (("--rate", args.rate), ("--duration", args.duration), ("--timeout", args.timeout)):
-        if value is not None and not value > 0:
-            raise BenchmarkError(f"{flag} {value!r}: allowed: a number > 0")
-    if not 0.0 <= args.min_success <= 1.0:
-        raise BenchmarkError(f"--min-success {args.min_success!r}: allowed: a number from 0 to 1")
     if args.concurrency is None and args.rate is None:
         if args.requests is not None or args.duration is not None:
             raise BenchmarkError("--requests/--duration limit a --concurrency or --rate load; "

@@ -36,24 +36,33 @@ def test_load_writes_records_summary_and_self_check(tmp_path: Path, capsys: pyte
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--endpoint", "phi"], "--endpoint 'phi': expected KEY=URL"),
-    (["--endpoint", "phi=localhost:80"], "--endpoint 'phi=localhost:80'"),
+    (["--endpoint", "phi"], "error: --endpoint 'phi': expected KEY=URL"),
+    (["--endpoint", "phi=localhost:80"], "error: --endpoint 'phi=localhost:80'"),
     (["--endpoint", "a=http://x", "--endpoint", "a=http://y", "--concurrency", "2", "--requests", "3"],
-     "model 'a' is given twice"),
-    (["--endpoint", "a=http://x", "--api", "vllm"], "--api 'vllm': allowed: tgi-stream, tgi-generate, openai-chat"),
-    (["--endpoint", "a=http://x", "--concurrency", "0", "--requests", "3"], "--concurrency 0: allowed: an integer >= 1"),
-    (["--endpoint", "a=http://x", "--rate", "-2", "--requests", "3"], "--rate -2.0: allowed: a number > 0"),
-    (["--endpoint", "a=http://x", "--rate", "2", "--arrival", "burst", "--requests", "3"],
-     "--arrival 'burst': allowed: poisson, constant"),
-    (["--endpoint", "a=http://x", "--concurrency", "2"], "need a limit: --requests N, --duration S"),
-    (["--endpoint", "a=http://x", "--workers", "0"], "--workers 0: allowed: an integer >= 1"),
-    (["--endpoint", "a=http://x", "--requests", "5"], "the standard suite's size is --iterations"),
+     "error: --endpoint 'a=http://y': model 'a' is given twice"),
+    (["--endpoint", "a=http://x", "--concurrency", "2"], "error: --concurrency/--rate need a limit: --requests N, --duration S"),
+    (["--endpoint", "a=http://x", "--requests", "5"], "error: --requests/--duration limit a --concurrency or --rate load"),
 ])
-def test_bad_flags_exit_2_naming_flag_value_and_allowed(argv: list[str], message: str,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_combinations_exit_2_with_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["load", *argv]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and message in err, err
+    assert err.startswith(message), err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--api", "vllm"], "argument --api: invalid choice: 'vllm' (choose from 'tgi-stream', 'tgi-generate', 'openai-chat')"),
+    (["--concurrency", "0", "--requests", "3"], "argument --concurrency: got '0'; allowed: an integer >= 1"),
+    (["--rate", "-2", "--requests", "3"], "argument --rate: got '-2'; allowed: a number > 0"),
+    (["--rate", "2", "--arrival", "burst", "--requests", "3"], "argument --arrival: invalid choice: 'burst'"),
+    (["--workers", "0"], "argument --workers: got '0'; allowed: an integer >= 1"),
+    (["--min-success", "1.5"], "argument --min-success: got '1.5'; allowed: a number from 0 to 1"),
+])
+def test_bad_values_exit_2_naming_flag_value_and_allowed(argv: list[str], message: str,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["load", "--endpoint", "a=http://x", *argv])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_refuses_to_append_to_an_earlier_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
