@@ -1,6 +1,6 @@
 """Per-request records -> pandas: one row per request, then one summary row per (model, scenario).
 
-Definitions (the README's "Metric definitions" repeat them; they follow shared/DESIGN.md):
+Definitions (the README's "Metric definitions" and every report repeat them):
 
 - ``count``: every measured request, failures included (warmup requests are never recorded).
   ``successes``/``failures``; ``success_rate = successes / count``.

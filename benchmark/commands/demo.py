@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from benchmark.commands import run as stack_run
+from benchmark.commands import run as run_command
 from benchmark.commands.flags import positive_float, positive_int
 from benchmark.report.text import time_scale_note
 from benchmark.sim import REFERENCE_PAIR, SimulatedGpu, SimulatedModel, preset
@@ -137,8 +137,8 @@ def demo(*, iterations: int = 10, time_scale: float = 0.1, results_dir: Path = P
               f"API at {sim.api.url}. {time_scale_note(sim.gpu.time_scale)}", file=sys.stderr)  # fmt: skip
         print("running: python -m benchmark run " + " ".join(argv), file=sys.stderr)
         parser = argparse.ArgumentParser()
-        stack_run.configure(parser)
-        return stack_run.execute(parser.parse_args(argv))
+        run_command.configure(parser)
+        return run_command.execute(parser.parse_args(argv))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -66,7 +66,7 @@ class FakeDeployment:
     on_scale: Callable[[int], Any] | None = None  # called (and awaited if async) on every scale
     container_port: int = 8080
     # The stack's start-order gate: a new pod initialises only once every Deployment named
-    # here has a ready pod (workloads/component.py, init container wait-for-earlier-models).
+    # here has a ready pod (workloads/pod.py, init container wait-for-earlier-models).
     after: list[str] = field(default_factory=list)
     failed_pods: int = 0  # finished pods the selector still lists (e.g. evicted), phase Failed
     labels: dict[str, str] = field(default_factory=dict)  # selector labels; default app=<name>

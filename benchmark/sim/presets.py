@@ -28,7 +28,8 @@ program but the contract; a test checks them against the stack's catalog). Deriv
   GPU bubble", Llama-3-8B on an H100). ASSUMPTION: TGI's is the same, for both models (it
   does not depend on the weights).
 - The KV budget (``max_batch_total_tokens``) is what ``KV_BUDGET_GIB`` of KV cache holds;
-  the real value is what TGI finds free at warmup (see DESIGN.md), so treat it as a knob.
+  the real value is what TGI finds free at warmup (the README: "What `--cuda-memory-fraction`
+  really does"), so treat it as a knob.
 
 Phi-3.5-mini-instruct (3.82 B parameters, 32 KV heads of 96 in 32 layers): ~11.6 ms of GPU
 per decode step, 384 KiB of KV per token. DeepSeek-R1-Distill-Llama-8B (Llama-3.1-8B:

@@ -121,7 +121,7 @@ class Orchestrator:
         processes started before it left, so a model never starts while a model later in
         the start order runs (those are stopped first, and restarted in order if wanted).
         The start-order gate: each pod's init container waits until every *enabled* model
-        before it answers ``/health`` (workloads/component.py, ``wait-for-earlier-models``),
+        before it answers ``/health`` (workloads/pod.py, ``wait-for-earlier-models``),
         so those run, as helpers, while a later model starts, and are stopped after.
         """
         await self.snapshot()

@@ -10,11 +10,11 @@ in, exit status out) and ``cli`` on top. From the Pulumi side only ``workloads.c
 
 from __future__ import annotations
 
-import ast
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.layoutkit import find_circle, imports, module_name
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_LINES = 400
@@ -36,14 +36,7 @@ MAY_IMPORT = {
 ANALYSIS_MAY_READ_FROM_STACK = {"benchmark.stack.rundir"}
 
 
-def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
-    if parts[-1] == "__init__" and len(parts) > 1:
-        parts.pop()
-    return ".".join(parts)
-
-
-MODULES = {_module_name(p): p for p in sorted((ROOT / "benchmark").rglob("*.py"))}
+MODULES = {module_name(ROOT, p): p for p in sorted((ROOT / "benchmark").rglob("*.py"))}
 
 
 def _group(module: str) -> str:
@@ -51,23 +44,8 @@ def _group(module: str) -> str:
     return ".".join(parts[:2]) if len(parts) > 1 and ".".join(parts[:2]) in MAY_IMPORT else parts[0]
 
 
-def _imports(path: Path) -> Iterator[tuple[str, int]]:
-    """(module, line) of every absolute import that runs (inside functions too; not those under
-    ``if TYPE_CHECKING:``, which only the type checker reads)."""
-    tree = ast.parse(path.read_text(), str(path))
-    skipped: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
-            skipped |= {id(n) for child in node.body for n in ast.walk(child)}
-    for node in ast.walk(tree):
-        if id(node) in skipped:
-            continue
-        if isinstance(node, ast.Import):
-            yield from ((alias.name, node.lineno) for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            for alias in node.names:
-                sub = f"{node.module}.{alias.name}"
-                yield (sub if sub in MODULES else node.module), node.lineno
+def _imports(path: Path) -> list[tuple[str, int]]:
+    return list(imports(path, MODULES))
 
 
 def test_the_walk_sees_every_layer() -> None:
@@ -76,19 +54,7 @@ def test_the_walk_sees_every_layer() -> None:
 
 def test_no_import_circle() -> None:
     graph = {m: sorted({t for t, _ in _imports(p) if t in MODULES and t != m}) for m, p in MODULES.items()}
-    done: set[str] = set()
-
-    def visit(module: str, path: list[str]) -> None:
-        if module in path:
-            pytest.fail("import circle: " + " -> ".join(path[path.index(module):] + [module]))
-        if module in done:
-            return
-        for target in graph[module]:
-            visit(target, [*path, module])
-        done.add(module)
-
-    for module in graph:
-        visit(module, [])
+    assert find_circle(graph) is None, "import circle: " + " -> ".join(find_circle(graph) or [])
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))

@@ -9,11 +9,11 @@ other module of the project and not Pulumi: it is the one module the benchmark i
 
 from __future__ import annotations
 
-import ast
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.layoutkit import find_circle, imports, module_name
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("config", "infra", "workloads", "policy")
@@ -32,15 +32,8 @@ MAY_IMPORT = {
 }
 
 
-def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
-    if parts[-1] == "__init__" and len(parts) > 1:
-        parts.pop()
-    return ".".join(parts)
-
-
 MODULES: dict[str, Path] = {
-    _module_name(p): p for package in PACKAGES for p in sorted((ROOT / package).rglob("*.py"))
+    module_name(ROOT, p): p for package in PACKAGES for p in sorted((ROOT / package).rglob("*.py"))
 }
 MODULES["__main__"] = ROOT / "__main__.py"
 
@@ -49,19 +42,8 @@ def _group(module: str) -> str:
     return module if module == "config.settings" else module.split(".")[0]
 
 
-def _imported(path: Path, *, module_level: bool) -> Iterator[tuple[str, int]]:
-    """(module name, line) of each absolute import in ``path``: the statements at the top of
-    the module, or every one (inside functions too) when ``module_level`` is False."""
-    tree = ast.parse(path.read_text(), str(path))
-    nodes = tree.body if module_level else list(ast.walk(tree))
-    for node in nodes:
-        if isinstance(node, ast.Import):
-            yield from ((alias.name, node.lineno) for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            # `from config import facts` imports the module config.facts.
-            for alias in node.names:
-                sub = f"{node.module}.{alias.name}"
-                yield (sub if sub in MODULES else node.module), node.lineno
+def _imported(path: Path, *, module_level: bool) -> list[tuple[str, int]]:
+    return list(imports(path, MODULES, module_level=module_level))
 
 
 def _project_imports(path: Path, *, module_level: bool) -> list[tuple[str, int]]:
@@ -76,20 +58,7 @@ def test_the_walk_sees_every_package() -> None:
 
 def test_no_import_circle() -> None:
     graph = {m: sorted({t for t, _ in _project_imports(p, module_level=True) if t in MODULES}) for m, p in MODULES.items()}
-    done: set[str] = set()
-
-    def visit(module: str, path: list[str]) -> None:
-        if module in path:
-            cycle = path[path.index(module) :] + [module]
-            pytest.fail("import circle: " + " -> ".join(cycle))
-        if module in done:
-            return
-        for target in graph[module]:
-            visit(target, [*path, module])
-        done.add(module)
-
-    for module in graph:
-        visit(module, [])
+    assert find_circle(graph) is None, "import circle: " + " -> ".join(find_circle(graph) or [])
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))
