@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
@@ -79,3 +80,12 @@ async def stream_response(request: web.Request, parts: list[bytes], gap: float =
             await asyncio.sleep(gap)
     await resp.write_eof()
     return resp
+
+
+def benchmark_argv(*args: str) -> list[str]:
+    """``python -m benchmark ARGS``, with Ctrl-C (SIGINT) handled as in a terminal even when this
+    test process runs with SIGINT ignored: POSIX shells start background jobs so, a child
+    inherits it, and Python then leaves SIGINT ignored (a CI harness or ``make test &``)."""
+    launcher = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                "sys.argv[0] = 'benchmark'; runpy.run_module('benchmark', run_name='__main__', alter_sys=True)")
+    return [sys.executable, "-c", launcher, *args]

@@ -9,11 +9,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from enginekit import benchmark_argv
 
 from benchmark.commands.demo import simulated_stack
 from benchmark.commands.run import benchmark_stack
@@ -162,7 +162,7 @@ def test_a_signal_in_the_second_scenario_restores_replicas(tmp_path: Path, signu
     try:
         outputs = tmp_path / "outputs.json"
         outputs.write_text(json.dumps(sim.outputs))
-        argv = [sys.executable, "-m", "benchmark", "run", "--outputs", str(outputs), "--scenarios", "all",
+        argv = [*benchmark_argv("run"), "--outputs", str(outputs), "--scenarios", "all",
                 "--iterations", "10", "--max-new-tokens", "20", "--results-dir", str(tmp_path / "results"),
                 "--no-progress", "--ready-timeout", "30"]  # fmt: skip
         argv += [a for k, m in sim.models.items() for a in ("--endpoint", f"{k}={m.base_url}")]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import aiohttp
-from benchmark.sim.wire import ROUTER_NAME
 from simkit import fast_spec, gen_body, post, run, serving, stream_events
 
 from benchmark.sim import preset
+from benchmark.sim.wire import ROUTER_NAME
 
 
 def test_generate_returns_text_and_details_as_tgi() -> None:

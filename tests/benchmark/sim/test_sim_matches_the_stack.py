@@ -4,9 +4,8 @@ copies equal to the stack's own."""
 
 from __future__ import annotations
 
-from benchmark.sim.wire import TGI_VERSION
-
 from benchmark.sim.presets import L40S_BANDWIDTH_GB_S, REFERENCE_ARCHITECTURES
+from benchmark.sim.wire import TGI_VERSION
 from config.instances import gpu_for_instance_type
 from workloads.catalog import KNOWN_MODELS
 from workloads.settings import DEFAULT_IMAGE, REFERENCE_MODELS

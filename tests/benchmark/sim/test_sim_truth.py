@@ -6,13 +6,13 @@ import asyncio
 import json
 import os
 import signal
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import aiohttp
 import pytest
+from enginekit import benchmark_argv
 from simkit import fast_spec, gen_body, post, run, serving, sse_data, stream_events
 
 from benchmark.cli import main
@@ -75,7 +75,7 @@ def test_serve_sim_in_another_process_logs_truth_on_the_shared_clock(tmp_path: P
 
     async def go() -> None:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "benchmark", "serve-sim", "--config", str(config), "--truth-log", str(truth),
+            *benchmark_argv("serve-sim", "--config", str(config), "--truth-log", str(truth)),
             cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": str(ROOT)})
         assert proc.stdout is not None and proc.stderr is not None
