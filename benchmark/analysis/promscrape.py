@@ -22,12 +22,12 @@ PromQL's ``histogram_quantile`` interpolates them.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from benchmark.errors import BenchmarkError
 
@@ -35,9 +35,6 @@ __all__ = ["Histogram", "Scrape", "parse_metrics", "attribute", "breakdown", "sc
 
 Labels = tuple[tuple[str, str], ...]
 
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\S+)?$")
-_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
-_UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,27 +114,34 @@ class Histogram:
 
 
 def parse_metrics(text: str) -> Scrape:
-    """Parse the Prometheus text exposition format (comments and timestamps ignored)."""
+    """Parse the Prometheus text exposition format with the official parser (``prometheus_client``).
+
+    That parser names a counter's samples ``<family>_total`` even where the exporter wrote the
+    bare name (TGI's ``# TYPE tgi_request_success counter`` / ``tgi_request_success 5``), so a
+    counter is kept under both names, as the exporter wrote it and as the parser reports it.
+    """
     samples: dict[tuple[str, Labels], float] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        match = _SAMPLE.match(line)
-        if match is None:
-            raise BenchmarkError(f"/metrics line {number} is not a Prometheus sample: {raw!r}")
-        name, label_text, value = match.groups()
-        labels = tuple(
-            sorted(
-                (k, re.sub(r"\\[\\\"n]", lambda m: _UNESCAPE[m.group(0)], v))
-                for k, v in _LABEL.findall(label_text or "")
-            )
-        )
-        try:
-            samples[(name, labels)] = float(value)
-        except ValueError:
-            raise BenchmarkError(f"/metrics line {number} has a value that is not a number: {raw!r}") from None
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = tuple(sorted(sample.labels.items()))
+                samples[(sample.name, labels)] = float(sample.value)
+                if family.type == "counter" and sample.name == family.name + "_total":
+                    samples[(family.name, labels)] = float(sample.value)
+    except ValueError as e:
+        raise BenchmarkError(f"/metrics is not in the Prometheus text format: {_bad_line(text) or e}") from None
     return Scrape(samples)
+
+
+def _bad_line(text: str) -> str | None:
+    """The first line the parser refuses on its own, for the error message."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip() and not line.startswith("#"):
+            try:
+                list(text_string_to_metric_families(line + "\n"))
+            except ValueError:
+                return f"line {number} is not a sample: {line!r}"
+    return None
 
 
 def attribute(before: str, after: str, *, planned_kv_tokens: int | None) -> dict[str, Any]:

@@ -91,7 +91,7 @@ def test_parser_reads_labels_escapes_special_values_and_timestamps() -> None:
 def test_a_malformed_line_is_named() -> None:
     with pytest.raises(BenchmarkError, match=r"line 2 .*'tgi_queue_size twelve'"):
         parse_metrics("tgi_queue_size 1\ntgi_queue_size twelve\n")
-    with pytest.raises(BenchmarkError, match="line 1 is not a Prometheus sample"):
+    with pytest.raises(BenchmarkError, match="line 1 is not a sample"):
         parse_metrics("<html>not metrics</html>\n")
 
 
