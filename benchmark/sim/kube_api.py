@@ -201,7 +201,7 @@ class FakeKubeApi:
         self._reap(dep)
         healthy = await self._backend_ready(dep)
         waiting = [p for p in dep.pods if not p.initialized and p.deleted_at is None]
-        if waiting and all([await self._ready_pods(self.deployments[name]) > 0 for name in dep.after]):
+        if waiting and dep.gate_reaches and all([await self._ready_pods(self.deployments[n]) > 0 for n in dep.after]):
             for pod in waiting:
                 pod.initialized = True
         out = [{
@@ -354,7 +354,8 @@ class FakeKubeApi:
         return web.Response(text="".join(lines[-tail:] if tail else lines), content_type="text/plain")
 
     async def _gate_log(self, dep: FakeDeployment) -> str:
-        return gate_log(dep.after, {key: await self._ready_pods(self.deployments[key]) > 0 for key in dep.after})
+        return gate_log(dep.after, {key: dep.gate_reaches and await self._ready_pods(self.deployments[key]) > 0
+                                    for key in dep.after})  # fmt: skip
 
     async def _events(self, request: web.Request) -> web.Response:
         if (refused := self._refused("list_events")) is not None:

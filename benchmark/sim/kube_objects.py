@@ -127,6 +127,7 @@ class FakeDeployment:
     # The stack's start-order gate: a new pod initialises only once every Deployment named
     # here has a ready pod (workloads/pod.py, init container wait-for-earlier-models).
     after: list[str] = field(default_factory=list)
+    gate_reaches: bool = True  # False: the gate cannot reach those models' Services (a NetworkPolicy in the way)
     failed_pods: int = 0  # finished pods the selector still lists (e.g. evicted), phase Failed
     labels: dict[str, str] = field(default_factory=dict)  # selector labels; default app=<name>
     trouble: Trouble | None = None  # a staged failure of its pods
