@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
-from benchmark.commands import compare, demo, load, report, run, serve_sim
+from benchmark.commands import compare, demo, doctor, load, report, run, serve_sim
 from benchmark.errors import EXIT_STATUSES, BenchmarkError
 
 # command -> (module, one-line help)
@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[ModuleType, str]] = {
     "load": (load, "drive a load against explicit endpoints"),
     "report": (report, "rebuild a report from a results directory's raw files"),
     "compare": (compare, "compare two results directories"),
+    "doctor": (doctor, "check a deployed stack in the guide's troubleshooting order: nodes, GPU Operator, sharing, models"),
     "serve-sim": (serve_sim, "serve simulated TGI models on 127.0.0.1 (for tests and demos)"),
     "demo": (demo, "offline demo: simulated models alone and shared, with the guide's report"),
 }

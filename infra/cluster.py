@@ -20,7 +20,8 @@ import pulumi_kubernetes as k8s
 from config.cluster_settings import AccessSettings, HardeningSettings, NodeGroupSettings
 from config.facts import CPU_AMI_TYPE, EKS_AMIS, EKS_CLUSTER_ADMIN_POLICY, GPU_AMI_TYPE, partition_of, service_host
 
-__all__ = ["ClusterArgs", "Cluster", "CONTROL_PLANE_LOG_TYPES", "GPU_TAINT_KEY", "NODE_POLICY_ARNS"]
+__all__ = ["ClusterArgs", "Cluster", "CONTROL_PLANE_LOG_TYPES", "GPU_TAINT_EFFECT", "GPU_TAINT_KEY", "GPU_TAINT_VALUE",
+           "NODE_POLICY_ARNS"]
 
 # Control-plane logs sent to CloudWatch Logs under hardening.controlPlaneLogging: who called
 # the API and what they did (EKS user guide, "Send control plane logs to CloudWatch Logs").
@@ -31,8 +32,11 @@ CONTROL_PLANE_LOG_RETENTION_DAYS = 30
 _CLUSTER_POLICY_ARN = "arn:aws:iam::aws:policy/AmazonEKSClusterPolicy"
 
 # The taint key the GPU Operator's DaemonSets tolerate by default (chart values
-# daemonsets.tolerations); GPU workloads add a toleration for it.
+# daemonsets.tolerations); GPU workloads add a toleration for it. EKS spells the effect
+# NO_SCHEDULE; the node carries it as Kubernetes' NoSchedule (EKS API reference, Taint).
 GPU_TAINT_KEY = "nvidia.com/gpu"
+GPU_TAINT_VALUE = "true"
+GPU_TAINT_EFFECT = "NoSchedule"
 
 # The managed policies an EKS worker node role needs
 # (https://docs.aws.amazon.com/eks/latest/userguide/create-node-role.html).
@@ -207,7 +211,7 @@ class Cluster(pulumi.ComponentResource):
             suffix: str, spec: NodeGroupSettings, ami_type: str, subnet_ids: Sequence[pulumi.Input[str]]
         ) -> eks.ManagedNodeGroup:
             taints = (
-                [aws.eks.NodeGroupTaintArgs(key=GPU_TAINT_KEY, value="true", effect="NO_SCHEDULE")]
+                [aws.eks.NodeGroupTaintArgs(key=GPU_TAINT_KEY, value=GPU_TAINT_VALUE, effect="NO_SCHEDULE")]
                 if spec.taint
                 else None
             )

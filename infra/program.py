@@ -13,13 +13,14 @@ import pulumi_aws as aws
 
 from config.settings import Settings
 from config.validation import ConfigError
-from infra.cluster import Cluster, ClusterArgs
+from infra.cluster import GPU_TAINT_EFFECT, GPU_TAINT_KEY, GPU_TAINT_VALUE, Cluster, ClusterArgs
 from infra.gpu_operator import GpuOperator, GpuOperatorArgs
 from infra.network import Network, NetworkArgs
 from workloads.component import BENCHMARK_GROUP, ModelWorkloads, ModelWorkloadsArgs
+from workloads.contract import GpuNodes
 from workloads.export import contract_output
 
-__all__ = ["Stack", "build", "gpu_facts"]
+__all__ = ["Stack", "build", "gpu_facts", "gpu_nodes_facts"]
 
 
 class Stack:
@@ -70,6 +71,7 @@ class Stack:
                 node_selector=settings.gpu_nodes.labels,
                 tolerate_gpu_taint=settings.gpu_nodes.taint,
                 gpu_resource=settings.gpu_sharing.resource_name,
+                operator_namespace=settings.gpu_operator.namespace,
             ),
             # The GPU Operator's device plugin advertises the shared nvidia.com/gpu replicas.
             pulumi.ResourceOptions(providers=[self.cluster.provider], depends_on=[self.gpu_operator]),
@@ -83,7 +85,9 @@ class Stack:
             "kubeconfig": self.cluster.kubeconfig,  # a secret output
             "gpu": gpu_facts(s),
             "contract": contract_output(
-                cluster_name=self.cluster.name, region=s.region, gpu=gpu_facts(s), workloads=s.workloads
+                cluster_name=self.cluster.name, region=s.region, gpu=gpu_facts(s), workloads=s.workloads,
+                gpu_nodes=gpu_nodes_facts(s), gpu_operator_namespace=s.gpu_operator.namespace,
+                benchmark_group=BENCHMARK_GROUP,
             ),
         }
 
@@ -102,6 +106,18 @@ def gpu_facts(settings: Settings) -> dict[str, Any]:
         "memory_gib": settings.gpu.total_gib,
         "sharing": {"strategy": settings.gpu_sharing.strategy, "replicas": settings.gpu_sharing.replicas},
     }
+
+
+def gpu_nodes_facts(settings: Settings) -> GpuNodes:
+    """What every GPU node carries (the contract's ``gpu_nodes``, which ``doctor`` checks the nodes
+    against): the node group's labels and taint, and what the device plugin advertises."""
+    taint = {"key": GPU_TAINT_KEY, "value": GPU_TAINT_VALUE, "effect": GPU_TAINT_EFFECT}
+    return GpuNodes(
+        labels=dict(settings.gpu_nodes.labels),
+        taint=taint if settings.gpu_nodes.taint else None,
+        resource=settings.gpu_sharing.resource_name,
+        gpus_per_node=settings.gpu.gpus_per_node,
+    )
 
 
 def _availability_zones(provider: aws.Provider, settings: Settings) -> tuple[tuple[str, ...], tuple[str, ...]]:

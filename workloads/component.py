@@ -38,6 +38,9 @@ __all__ = [
     "ModelWorkloads",
     "ModelWorkloadsArgs",
     "BENCHMARK_GROUP",
+    "BENCHMARK_NODE_RULES",
+    "BENCHMARK_OPERATOR_ROLE_RULES",
+    "BENCHMARK_ROLE",
     "BENCHMARK_ROLE_RULES",
 ]
 
@@ -53,17 +56,27 @@ POD_SECURITY_LABELS = {
 HF_TOKEN_SECRET = "hf-token"
 # The Kubernetes group benchmark users' EKS access entries map to, and what it may do in the
 # models' namespace: the calls `python -m benchmark` makes (README, "Benchmark": get
-# deployments and deployments/status, get/patch deployments/scale, list pods, port-forward).
+# deployments and deployments/status, get/patch deployments/scale, list pods, port-forward;
+# `doctor` also reads the pods' logs and events).
 # pods/portforward also needs `get`: the kubernetes client opens the port-forward as a
 # WebSocket, an HTTP GET, which the API server authorizes as `get` and, since Kubernetes 1.35,
 # also as `create` (kubernetes/kubernetes#134577, AuthorizePodWebsocketUpgradeCreatePermission).
 BENCHMARK_GROUP = "gpu-sharing-benchmark"
+BENCHMARK_ROLE = "model-benchmark"
 BENCHMARK_ROLE_RULES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("apps", ("deployments", "deployments/status"), ("get",)),
     ("apps", ("deployments/scale",), ("get", "patch")),
     ("", ("pods",), ("list",)),
     ("", ("pods/portforward",), ("create", "get")),
+    ("", ("pods/log",), ("get",)),
+    ("", ("events",), ("list",)),
 )
+# `doctor` (README, "Benchmark"), read-only: the GPU Operator's pods in its namespace, and the
+# nodes, which are cluster-scoped (a ClusterRole, bound to the group, with `list` on nodes only).
+# Who the caller is (a SelfSubjectReview) needs no grant: Kubernetes' system:basic-user
+# ClusterRole lets every authenticated user create one (kubernetes/kubernetes#116274).
+BENCHMARK_OPERATOR_ROLE_RULES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (("", ("pods",), ("list",)),)
+BENCHMARK_NODE_RULES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (("", ("nodes",), ("list",)),)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,6 +168,7 @@ class ModelWorkloadsArgs:
     node_selector: Mapping[str, str]  # the GPU node group's labels
     tolerate_gpu_taint: bool  # the GPU node group is tainted nvidia.com/gpu=true:NoSchedule
     gpu_resource: str  # nvidia.com/gpu, or nvidia.com/gpu.shared under renameByDefault
+    operator_namespace: str  # the GPU Operator's namespace: benchmark users may list its pods (doctor)
 
 
 class ModelWorkloads(pulumi.ComponentResource):
@@ -219,23 +233,9 @@ class ModelWorkloads(pulumi.ComponentResource):
         )
 
         # What benchmark users (gpu-sharing:benchmarkUsers, mapped to BENCHMARK_GROUP by their
-        # EKS access entries) may do: the benchmark's calls, in this namespace only.
-        role = k8s.rbac.v1.Role(
-            f"{name}-benchmark-role",
-            metadata=ObjectMetaArgs(name="model-benchmark", namespace=s.namespace, labels={"app.kubernetes.io/part-of": PART_OF}),
-            rules=[
-                PolicyRuleArgs(api_groups=[group], resources=list(resources), verbs=list(verbs))
-                for group, resources, verbs in BENCHMARK_ROLE_RULES
-            ],
-            opts=in_ns,
-        )
-        k8s.rbac.v1.RoleBinding(
-            f"{name}-benchmark-binding",
-            metadata=ObjectMetaArgs(name="model-benchmark", namespace=s.namespace, labels={"app.kubernetes.io/part-of": PART_OF}),
-            role_ref=RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name="model-benchmark"),
-            subjects=[SubjectArgs(api_group="rbac.authorization.k8s.io", kind="Group", name=BENCHMARK_GROUP)],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, role]),
-        )
+        # EKS access entries) may do: the benchmark's calls in this namespace, and doctor's reads
+        # of the GPU Operator's pods and of the nodes.
+        _benchmark_access(name, s.namespace, args.operator_namespace, pulumi.ResourceOptions(parent=self, depends_on=[ns]))
 
         pod_inputs.append(start_order)
         # Pods mount the start-order list and read the token: create those first.
@@ -259,3 +259,44 @@ class ModelWorkloads(pulumi.ComponentResource):
                 for_models,
             )
         self.register_outputs({"namespace": self.namespace})
+
+
+def _rules(table: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]) -> list[PolicyRuleArgs]:
+    return [PolicyRuleArgs(api_groups=[group], resources=list(resources), verbs=list(verbs)) for group, resources, verbs in table]
+
+
+def _benchmark_access(name: str, namespace: str, operator_namespace: str, opts: pulumi.ResourceOptions) -> None:
+    """Role ``model-benchmark`` in the models' and in the GPU Operator's namespace, and a ClusterRole
+    for the nodes, each bound to ``BENCHMARK_GROUP``."""
+    labels = {"app.kubernetes.io/part-of": PART_OF}
+    group = [SubjectArgs(api_group="rbac.authorization.k8s.io", kind="Group", name=BENCHMARK_GROUP)]
+    for suffix, ns, table in (("benchmark", namespace, BENCHMARK_ROLE_RULES),
+                              ("benchmark-operator", operator_namespace, BENCHMARK_OPERATOR_ROLE_RULES)):  # fmt: skip
+        role = k8s.rbac.v1.Role(
+            f"{name}-{suffix}-role",
+            metadata=ObjectMetaArgs(name=BENCHMARK_ROLE, namespace=ns, labels=labels),
+            rules=_rules(table),
+            opts=opts,
+        )
+        k8s.rbac.v1.RoleBinding(
+            f"{name}-{suffix}-binding",
+            metadata=ObjectMetaArgs(name=BENCHMARK_ROLE, namespace=ns, labels=labels),
+            role_ref=RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name=BENCHMARK_ROLE),
+            subjects=group,
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[role])),
+        )
+    # Cluster-scoped, so named after the models' namespace: two stacks in one cluster do not collide.
+    nodes = f"{BENCHMARK_ROLE}-nodes-{namespace}"
+    cluster_role = k8s.rbac.v1.ClusterRole(
+        f"{name}-benchmark-nodes-role",
+        metadata=ObjectMetaArgs(name=nodes, labels=labels),
+        rules=_rules(BENCHMARK_NODE_RULES),
+        opts=opts,
+    )
+    k8s.rbac.v1.ClusterRoleBinding(
+        f"{name}-benchmark-nodes-binding",
+        metadata=ObjectMetaArgs(name=nodes, labels=labels),
+        role_ref=RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=nodes),
+        subjects=group,
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[cluster_role])),
+    )

@@ -12,9 +12,13 @@ know and refuses a version it does not (a silent misreading would benchmark the 
  "models": {"<key>": {"model_id", "deployment", "service", "port", "enabled", "replicas",
                       "start_order", "api", "max_input_tokens", "max_total_tokens",
                       "max_batch_total_tokens", "cuda_memory_fraction", "planned_kv_tokens",
-                      "max_batch_prefill_tokens", "max_concurrent_requests", "image"}}}
+                      "max_batch_prefill_tokens", "max_concurrent_requests", "image",
+                      "planned_kv_tokens_first_start"}},
+ "gpu_nodes": {"labels", "taint": {"key", "value", "effect"} | null, "resource", "gpus_per_node"},
+ "gpu_operator": {"namespace"}, "access": {"benchmark_group"}}
 ```
-(the last three were added within version 1: optional for a reader.)
+(the models' last four fields and the last three sections were added within version 1: optional
+for a reader, which then cannot check what they describe.)
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CONTRACT_VERSION", "READABLE_VERSIONS", "Contract", "ContractError", "ModelContract", "PORT"]
+__all__ = ["CONTRACT_VERSION", "READABLE_VERSIONS", "Contract", "ContractError", "GpuNodes", "ModelContract", "PORT"]
 
 CONTRACT_VERSION = 1
 READABLE_VERSIONS: tuple[int, ...] = (1,)
@@ -55,6 +59,7 @@ class ModelContract:
     max_batch_prefill_tokens: int | None = None
     max_concurrent_requests: int | None = None
     image: str | None = None
+    planned_kv_tokens_first_start: int | None = None  # the plan's KV tokens when it starts first in order
 
     @property
     def active(self) -> bool:
@@ -68,6 +73,7 @@ class ModelContract:
             "max_batch_total_tokens": self.max_batch_total_tokens, "cuda_memory_fraction": self.cuda_memory_fraction,
             "planned_kv_tokens": self.planned_kv_tokens, "max_batch_prefill_tokens": self.max_batch_prefill_tokens,
             "max_concurrent_requests": self.max_concurrent_requests, "image": self.image,
+            "planned_kv_tokens_first_start": self.planned_kv_tokens_first_start,
         }  # fmt: skip
 
     @classmethod
@@ -90,7 +96,35 @@ class ModelContract:
             max_batch_prefill_tokens=_get(raw, "max_batch_prefill_tokens", int, where, optional=True),
             max_concurrent_requests=_get(raw, "max_concurrent_requests", int, where, optional=True),
             image=_get(raw, "image", str, where, optional=True),
+            planned_kv_tokens_first_start=_get(raw, "planned_kv_tokens_first_start", int, where, optional=True),
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class GpuNodes:
+    """What every GPU node of the stack carries: ``doctor`` checks the nodes against it."""
+
+    labels: Mapping[str, str]  # the GPU node group's labels (the models select on them)
+    taint: Mapping[str, str] | None  # {"key", "value", "effect"} as Kubernetes spells it; None: no taint
+    resource: str  # the extended resource one GPU share is advertised as
+    gpus_per_node: int  # physical GPUs of the instance type
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"labels": dict(self.labels), "taint": dict(self.taint) if self.taint else None,
+                "resource": self.resource, "gpus_per_node": self.gpus_per_node}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str) -> GpuNodes:
+        labels = _get(raw, "labels", Mapping, where)
+        taint = _get(raw, "taint", Mapping, where, optional=True)
+        for key, value in [*labels.items(), *(taint or {}).items()]:
+            if not isinstance(value, str):
+                raise ContractError(f"{where}: {key} must be str, got {value!r}")
+        if taint is not None:
+            for key in ("key", "value", "effect"):
+                _get(taint, key, str, f"{where}.taint")
+        return cls(labels=dict(labels), taint=dict(taint) if taint is not None else None,
+                   resource=_get(raw, "resource", str, where), gpus_per_node=_get(raw, "gpus_per_node", int, where))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,10 +137,13 @@ class Contract:
     gpu: Mapping[str, Any]
     models: Mapping[str, ModelContract]
     version: int = CONTRACT_VERSION
+    gpu_nodes: GpuNodes | None = None
+    gpu_operator_namespace: str | None = None  # where the GPU Operator's pods run
+    benchmark_group: str | None = None  # the Kubernetes group benchmark users' access entries map to
     extra: Mapping[str, Any] = field(default_factory=dict)  # top-level fields this reader does not know
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             **dict(self.extra),
             "version": self.version,
             "cluster": {"name": self.cluster_name, "region": self.region},
@@ -114,6 +151,13 @@ class Contract:
             "gpu": dict(self.gpu),
             "models": {key: m.to_dict() for key, m in self.models.items()},
         }
+        if self.gpu_nodes is not None:
+            out["gpu_nodes"] = self.gpu_nodes.to_dict()
+        if self.gpu_operator_namespace is not None:
+            out["gpu_operator"] = {"namespace": self.gpu_operator_namespace}
+        if self.benchmark_group is not None:
+            out["access"] = {"benchmark_group": self.benchmark_group}
+        return out
 
     def active_models(self) -> list[ModelContract]:
         """The enabled models with replicas, in the stack's start order."""
@@ -128,7 +172,10 @@ class Contract:
                                 f"{', '.join(map(str, READABLE_VERSIONS))}); update the benchmark or the stack")
         cluster = _get(data, "cluster", Mapping, "contract")
         models = _get(data, "models", Mapping, "contract")
-        known = {"version", "cluster", "namespace", "gpu", "models"}
+        known = {"version", "cluster", "namespace", "gpu", "models", "gpu_nodes", "gpu_operator", "access"}
+        nodes = _get(data, "gpu_nodes", Mapping, "contract", optional=True)
+        operator = _get(data, "gpu_operator", Mapping, "contract", optional=True)
+        access = _get(data, "access", Mapping, "contract", optional=True)
         return cls(
             version=version,
             cluster_name=_get(cluster, "name", str, "contract.cluster"),
@@ -136,6 +183,11 @@ class Contract:
             namespace=_get(data, "namespace", str, "contract"),
             gpu=_get(data, "gpu", Mapping, "contract"),
             models={key: ModelContract.from_dict(key, raw, f"contract.models.{key}") for key, raw in models.items()},
+            gpu_nodes=GpuNodes.from_dict(nodes, "contract.gpu_nodes") if nodes is not None else None,
+            gpu_operator_namespace=(
+                _get(operator, "namespace", str, "contract.gpu_operator") if operator is not None else None
+            ),
+            benchmark_group=_get(access, "benchmark_group", str, "contract.access") if access is not None else None,
             extra={k: v for k, v in data.items() if k not in known},
         )
 

@@ -30,13 +30,19 @@ from benchmark.report.text import time_scale_note
 from benchmark.sim import REFERENCE_PAIR, SimulatedGpu, SimulatedModel, preset
 from benchmark.sim.background import BackgroundLoop
 from benchmark.sim.kube_api import FakeDeployment, FakeKubeApi
+from benchmark.sim.kube_objects import cpu_node, gpu_node, gpu_operator_pods
 from benchmark.sim.spec import ModelSpec
 from benchmark.stack.rundir import read_run_meta
-from workloads.contract import PORT, Contract, ModelContract
+from workloads.contract import PORT, Contract, GpuNodes, ModelContract
 
 __all__ = ["SimulatedStack", "configure", "demo", "demo_outputs", "run", "simulated_stack"]
 
 NAMESPACE = "llm-testing"
+OPERATOR_NAMESPACE = "gpu-operator"
+# The GPU node group as the dev stack declares it (README "Deploying"): what doctor checks.
+GPU_NODES = GpuNodes(labels={"eks-node": "gpu"}, taint={"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"},
+                     resource="nvidia.com/gpu", gpus_per_node=1)  # fmt: skip
+SHARING = {"strategy": "time-slicing", "replicas": 10}
 # The guide's multi-model TGI limits (the workloads' catalog defaults), so the simulated
 # servers refuse and batch what a real deployment of the stack would.
 GUIDE_LIMITS = {"max_input_tokens": 256, "max_total_tokens": 512, "max_batch_total_tokens": 8192,
@@ -69,7 +75,8 @@ def demo_outputs(specs: list[ModelSpec], api: FakeKubeApi) -> dict[str, Any]:
     contract = Contract(
         cluster_name="simulated", region="local", namespace=NAMESPACE, models=models,
         gpu={"instance_type": "g6e.2xlarge", "gpu_model": "NVIDIA L40S (simulated)", "memory_gib": 44.39,
-             "sharing": {"strategy": "time-slicing", "replicas": 10}},
+             "sharing": dict(SHARING)},
+        gpu_nodes=GPU_NODES, gpu_operator_namespace=OPERATOR_NAMESPACE, benchmark_group="gpu-sharing-benchmark",
     )  # fmt: skip
     return {"contract": contract.to_dict(), "kubeconfig": api.kubeconfig(), "clusterName": "simulated"}
 
@@ -92,11 +99,14 @@ async def simulated_stack(*, time_scale: float = 0.1, specs: list[ModelSpec] | N
     async with contextlib.AsyncExitStack() as stack:
         sims = {spec.key: await stack.enter_async_context(SimulatedModel(spec, gpu)) for spec in specs}
         keys = list(sims)  # in start order, gated like the stack's pods
+        node = gpu_node("ip-10-0-3-17.us-west-2.compute.internal", labels=GPU_NODES.labels, taint=GPU_NODES.taint,
+                        resource=GPU_NODES.resource, replicas=SHARING["replicas"], strategy=str(SHARING["strategy"]))
+        nodes = [node, cpu_node("ip-10-0-1-20.us-west-2.compute.internal"), cpu_node("ip-10-0-2-31.us-west-2.compute.internal")]
         api = await stack.enter_async_context(FakeKubeApi(NAMESPACE, [
             FakeDeployment(name=key, replicas=1, backend=sim.base_url, on_scale=sim.set_replicas,
                            after=keys[: keys.index(key)])
             for key, sim in sims.items()
-        ]))  # fmt: skip
+        ], nodes=nodes, operator_namespace=OPERATOR_NAMESPACE, operator_pods=gpu_operator_pods([node])))  # fmt: skip
         yield SimulatedStack(gpu=gpu, models=sims, api=api, outputs=demo_outputs(specs, api))
 
 

@@ -1,5 +1,6 @@
-"""The flag types every command shares: ``KEY=VALUE`` flags (how to reach each model,
-``--endpoint``; what to call it, ``--model-name``) and numbers in range.
+"""The flag types every command shares: where the stack's outputs come from (``--outputs`` or
+``--stack``), ``KEY=VALUE`` flags (how to reach each model, ``--endpoint``; what to call it,
+``--model-name``) and numbers in range.
 
 One parser for every such flag of every command, so ``run``, ``load`` and ``demo`` accept and
 refuse the same things with the same words.
@@ -9,10 +10,20 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from benchmark.errors import BenchmarkError
 
-__all__ = ["fraction", "parse_assignments", "parse_endpoints", "parse_model_names", "positive_float", "positive_int"]
+__all__ = ["add_stack_source", "fraction", "parse_assignments", "parse_endpoints", "parse_model_names", "positive_float",
+           "positive_int"]
+
+
+def add_stack_source(parser: argparse.ArgumentParser) -> None:
+    """``--outputs FILE`` or ``--stack NAME``: where the stack's outputs are read from."""
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--outputs", type=Path, metavar="FILE",
+                        help="the stack outputs saved with `pulumi stack output --json --show-secrets > FILE`")
+    source.add_argument("--stack", metavar="NAME", help="read the outputs of this Pulumi stack (default: the selected one)")
 
 
 def parse_assignments(flag: str, values: Sequence[str] | None, *, form: str, known: Sequence[str] | None,

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from benchmark.analysis.summary import summarize
-from benchmark.commands.flags import fraction, parse_endpoints, parse_model_names, positive_float, positive_int
+from benchmark.commands.flags import add_stack_source, fraction, parse_endpoints, parse_model_names, positive_float, positive_int
 from benchmark.engine.protocols import ADAPTERS
 from benchmark.engine.results import read_records
 from benchmark.errors import EXIT_STATUSES, BenchmarkError
@@ -49,10 +49,7 @@ def _log(message: str) -> None:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--outputs", type=Path, metavar="FILE",
-                        help="the stack outputs saved with `pulumi stack output --json --show-secrets > FILE`")
-    source.add_argument("--stack", metavar="NAME", help="read the outputs of this Pulumi stack (default: the selected one)")
+    add_stack_source(parser)
     parser.add_argument("--scenarios", "--plan", dest="scenarios", choices=["all"],
                         help="all: each model alone, then all together; scales the Deployments and restores them "
                              "(--plan all is the older spelling)")

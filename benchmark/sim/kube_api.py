@@ -8,8 +8,12 @@ Served (``apps/v1`` and ``v1``; answers shaped like the API server's):
   GET   /apis/apps/v1/namespaces/{ns}/deployments/{name}/scale      autoscaling/v1 Scale
   PATCH /apis/apps/v1/namespaces/{ns}/deployments/{name}/scale      merge / strategic-merge / JSON patch
   PUT   /apis/apps/v1/namespaces/{ns}/deployments/{name}/scale      Scale
-  GET   /api/v1/namespaces/{ns}/pods?labelSelector=k=v,...          PodList
+  GET   /api/v1/namespaces/{ns}/pods?labelSelector=k=v,...          PodList (also the GPU Operator's namespace)
   GET   /api/v1/namespaces/{ns}/pods/{pod}/portforward?ports=P      websocket, v4.channel.k8s.io
+  GET   /api/v1/namespaces/{ns}/pods/{pod}/log?container=C&previous=B&tailLines=N   text
+  GET   /api/v1/namespaces/{ns}/events?fieldSelector=involvedObject.name=P          EventList
+  GET   /api/v1/nodes?labelSelector=k=v,...                         NodeList
+  POST  /apis/authentication.k8s.io/v1/selfsubjectreviews           SelfSubjectReview (``user``)
 
 Pods are bookkeeping: scaling up adds pods, scaling down marks the surplus terminating for
 ``terminate_s`` before they vanish (as a real pod holds its GPU memory until it is gone).
@@ -17,15 +21,17 @@ A pod is Ready when its backend answers ``GET /health`` with 200, the way the De
 readiness probe decides; ``readyReplicas``/``availableReplicas`` follow. A new pod of a
 Deployment with ``after`` set waits (as the stack's start-order init container does) until
 those have a ready pod; ``failed_pods`` lists finished (evicted) pods beside the live ones.
+A Deployment's ``trouble`` stages what keeps its pods from running, and ``nodes``,
+``operator_pods`` and ``user`` what the rest of the cluster shows (``benchmark.sim.kube_objects``
+renders them as real clusters report them); ``errors`` makes a call answer an HTTP error.
 Each Deployment's ``on_scale(n)`` hook (e.g. a simulated model's ``set_replicas``) is
 called on every scale.
-The port-forward streams a pod's port to the Deployment's backend over the websocket
-channel protocol the client speaks (data channel 0, error channel 1, each opened by a frame
-carrying the port number, little-endian: kubernetes ``stream/ws_client.py`` ``PortForward``).
+The port-forward streams a pod's port to the Deployment's backend (``kube_portforward``).
 
 Only bearer-token auth is checked (``kubeconfig()`` hands out a matching config).
 ``errors`` maps an operation name (``read``, ``read_scale``, ``scale``, ``list_pods``,
-``portforward``) to an HTTP status the server answers it with, to test API failures.
+``list_pods:<operator namespace>``, ``portforward``, ``read_log``, ``list_events``,
+``list_nodes``, ``selfsubjectreview``) to an HTTP status the server answers it with.
 ``calls`` logs ``(method, path)`` of every request.
 """
 
@@ -36,54 +42,27 @@ import inspect
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
 
+from benchmark.sim.kube_objects import GATE, FakeDeployment, FakeNode, FakePod, gate_log, pod_object, trouble_events
+from benchmark.sim.kube_portforward import serve_portforward
+
 __all__ = ["FakeDeployment", "FakeKubeApi"]
 
-PORTFORWARD_PROTOCOL = "v4.channel.k8s.io"
-
-
-@dataclass
-class _Pod:
-    name: str
-    deleted_at: float | None = None  # time.monotonic() when scaled away
-    initialized: bool = False  # its init containers are done (the start-order gate passed)
-
-
-@dataclass(kw_only=True)
-class FakeDeployment:
-    """One Deployment of the fake cluster."""
-
-    name: str
-    replicas: int
-    backend: str | None = None  # base URL of what the pods serve (health probe, port-forward)
-    on_scale: Callable[[int], Any] | None = None  # called (and awaited if async) on every scale
-    container_port: int = 8080
-    # The stack's start-order gate: a new pod initialises only once every Deployment named
-    # here has a ready pod (workloads/pod.py, init container wait-for-earlier-models).
-    after: list[str] = field(default_factory=list)
-    failed_pods: int = 0  # finished pods the selector still lists (e.g. evicted), phase Failed
-    labels: dict[str, str] = field(default_factory=dict)  # selector labels; default app=<name>
-    pods: list[_Pod] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.labels = self.labels or {"app.kubernetes.io/name": self.name}
-        self.pods = [self._new_pod() for _ in range(self.replicas)]
-        for pod in self.pods:  # found running: initialised long ago
-            pod.initialized = True
-
-    def _new_pod(self) -> _Pod:
-        return _Pod(f"{self.name}-{secrets.token_hex(5)}-{secrets.token_hex(3)[:5]}")
-
-
-def _ts(t: float | None = None) -> str:
-    return datetime.fromtimestamp(t if t is not None else time.time(), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+# Who the default fake client is: an EKS benchmark user, as SelfSubjectReview shows one
+# (aws-iam-authenticator: uid "aws-iam-authenticator:<account>:<principal id>", the IAM ARN
+# the access entry names in extra.canonicalArn, the STS session in extra.arn).
+EKS_BENCHMARK_USER = {
+    "username": "arn:aws:sts::111122223333:assumed-role/benchmark-runner/1700000000000000000",
+    "uid": "aws-iam-authenticator:111122223333:AROAEXAMPLEID",
+    "groups": ["gpu-sharing-benchmark", "system:authenticated"],
+    "extra": {"arn": ["arn:aws:sts::111122223333:assumed-role/benchmark-runner/1700000000000000000"],
+              "canonicalArn": ["arn:aws:iam::111122223333:role/benchmark-runner"],
+              "sessionName": ["1700000000000000000"], "principalId": ["AROAEXAMPLEID"]},
+}  # fmt: skip
 
 
 class FakeKubeApi:
@@ -96,9 +75,17 @@ class FakeKubeApi:
         *,
         terminate_s: float = 0.2,
         token: str | None = None,
+        nodes: list[FakeNode] | None = None,
+        operator_namespace: str = "gpu-operator",
+        operator_pods: list[FakePod] | None = None,
+        user: dict[str, Any] | None = None,
     ) -> None:
         self.namespace = namespace
         self.deployments = {d.name: d for d in deployments}
+        self.nodes = list(nodes or [])
+        self.operator_namespace = operator_namespace
+        self.operator_pods = list(operator_pods or [])
+        self.user = dict(user or EKS_BENCHMARK_USER)
         self.terminate_s = terminate_s
         self.token = token or secrets.token_hex(16)
         self.errors: dict[str, int] = {}
@@ -119,6 +106,10 @@ class FakeKubeApi:
         app.router.add_put(deps + "/scale", self._set_scale)
         app.router.add_get("/api/v1/namespaces/{ns}/pods", self._list_pods)
         app.router.add_get("/api/v1/namespaces/{ns}/pods/{pod}/portforward", self._portforward)
+        app.router.add_get("/api/v1/namespaces/{ns}/pods/{pod}/log", self._log)
+        app.router.add_get("/api/v1/namespaces/{ns}/events", self._events)
+        app.router.add_get("/api/v1/nodes", self._list_nodes)
+        app.router.add_post("/apis/authentication.k8s.io/v1/selfsubjectreviews", self._who_am_i)
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -164,7 +155,7 @@ class FakeKubeApi:
         self.calls.append((request.method, request.path))
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             return self._status(401, "Unauthorized", "Unauthorized")
-        if request.match_info.get("ns", self.namespace) != self.namespace:
+        if request.match_info.get("ns", self.namespace) not in (self.namespace, self.operator_namespace):
             return self._status(404, "NotFound", f'namespaces "{request.match_info["ns"]}" not found')
         return await handler(request)
 
@@ -174,10 +165,16 @@ class FakeKubeApi:
                 "message": message, "reason": reason, "code": code}  # fmt: skip
         return web.json_response(body, status=code)
 
+    def _refused(self, op: str) -> web.Response | None:
+        """The error staged for ``op`` (``errors[op] = 403``...), if any."""
+        if op not in self.errors:
+            return None
+        code = self.errors[op]
+        return self._status(code, "Forbidden" if code == 403 else "InternalError", f"injected error for {op}")
+
     def _lookup(self, request: web.Request, op: str) -> FakeDeployment | web.Response:
-        if op in self.errors:
-            code = self.errors[op]
-            return self._status(code, "Forbidden" if code == 403 else "InternalError", f"injected error for {op}")
+        if (refused := self._refused(op)) is not None:
+            return refused
         name = request.match_info["name"]
         dep = self.deployments.get(name)
         if dep is None:
@@ -198,14 +195,13 @@ class FakeKubeApi:
             return False
 
     async def _ready_pods(self, dep: FakeDeployment) -> int:
-        objects = [p for p in await self._pod_objects(dep) if p["status"]["phase"] == "Running"]
-        return sum(p["status"]["conditions"][0]["status"] == "True" for p in objects)
+        return sum(_ready(p) for p in await self._pod_objects(dep))
 
     async def _pod_objects(self, dep: FakeDeployment) -> list[dict[str, Any]]:
         self._reap(dep)
         healthy = await self._backend_ready(dep)
         waiting = [p for p in dep.pods if not p.initialized and p.deleted_at is None]
-        if waiting and all([await self._ready_pods(self.deployments[name]) > 0 for name in dep.after]):
+        if waiting and dep.gate_reaches and all([await self._ready_pods(self.deployments[n]) > 0 for n in dep.after]):
             for pod in waiting:
                 pod.initialized = True
         out = [{
@@ -215,24 +211,26 @@ class FakeKubeApi:
             "status": {"phase": "Failed", "reason": "Evicted"},
         } for i in range(dep.failed_pods)]  # fmt: skip
         for pod in dep.pods:
-            ready = healthy and pod.deleted_at is None and pod.initialized
-            meta: dict[str, Any] = {"name": pod.name, "namespace": self.namespace, "labels": dict(dep.labels)}
-            if pod.deleted_at is not None:
-                meta["deletionTimestamp"] = _ts()
-            out.append({
-                "apiVersion": "v1", "kind": "Pod", "metadata": meta,
-                "spec": {"containers": [{"name": "tgi", "image": "simulated",
-                                         "ports": [{"containerPort": dep.container_port}]}]},
-                "status": {"phase": "Running",
-                           "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
-            })  # fmt: skip
+            deleting = pod.deleted_at is not None
+            out.append(pod_object(
+                pod.name, self.namespace, dep.labels, port=dep.container_port, ready=healthy and not deleting,
+                gate=GATE if not pod.initialized and dep.after else None, started=pod.started, deleting=deleting,
+                trouble=dep.trouble if not deleting else None))  # fmt: skip
         return out
 
+    def _operator_pod_objects(self) -> list[dict[str, Any]]:
+        return [pod_object(p.name, self.operator_namespace, p.labels, container=p.labels.get("app", p.name),
+                           node=p.node, ready=p.ready, trouble=p.trouble) for p in self.operator_pods]  # fmt: skip
+
     async def _deployment_object(self, dep: FakeDeployment) -> dict[str, Any]:
-        pods = [p for p in await self._pod_objects(dep) if p["status"]["phase"] == "Running"]
+        pods = [p for p in await self._pod_objects(dep) if p["status"]["phase"] != "Failed"]
         live = [p for p in pods if "deletionTimestamp" not in p["metadata"]]
-        ready = sum(p["status"]["conditions"][0]["status"] == "True" for p in live)
-        status: dict[str, Any] = {"observedGeneration": 1, "replicas": len(live), "updatedReplicas": len(live)}
+        ready = sum(_ready(p) for p in live)
+        available = ready >= dep.replicas
+        status: dict[str, Any] = {"observedGeneration": 1, "replicas": len(live), "updatedReplicas": len(live),
+                                  "conditions": [{"type": "Available", "status": "True" if available else "False",
+                                                  "reason": "MinimumReplicasAvailable" if available
+                                                  else "MinimumReplicasUnavailable"}]}  # fmt: skip
         if ready:
             status |= {"readyReplicas": ready, "availableReplicas": ready}
         return {
@@ -264,7 +262,7 @@ class FakeKubeApi:
         live = [p for p in dep.pods if p.deleted_at is None]
         for pod in live[replicas:]:
             pod.deleted_at = time.monotonic()
-        dep.pods.extend(dep._new_pod() for _ in range(replicas - len(live)))
+        dep.pods.extend(dep.new_pod() for _ in range(replicas - len(live)))
         if dep.on_scale is not None:
             result = dep.on_scale(replicas)
             if inspect.isawaitable(result):
@@ -302,14 +300,71 @@ class FakeKubeApi:
         return web.json_response(self._scale_object(dep))
 
     async def _list_pods(self, request: web.Request) -> web.Response:
-        if "list_pods" in self.errors:
-            return self._status(self.errors["list_pods"], "Forbidden", "injected error for list_pods")
-        wanted = dict(kv.split("=", 1) for kv in request.query.get("labelSelector", "").split(",") if "=" in kv)
-        items = []
-        for dep in self.deployments.values():
-            if all(dep.labels.get(k) == v for k, v in wanted.items()):
-                items += await self._pod_objects(dep)
+        operator = request.match_info["ns"] == self.operator_namespace != self.namespace
+        if (refused := self._refused(f"list_pods:{self.operator_namespace}" if operator else "list_pods")) is not None:
+            return refused
+        wanted = _selector(request)
+        if operator:
+            items = self._operator_pod_objects()
+        else:
+            items = [p for dep in self.deployments.values() for p in await self._pod_objects(dep)]
+        items = [p for p in items if all(p["metadata"]["labels"].get(k) == v for k, v in wanted.items())]
         return web.json_response({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items})
+
+    async def _list_nodes(self, request: web.Request) -> web.Response:
+        if (refused := self._refused("list_nodes")) is not None:
+            return refused
+        wanted = _selector(request)
+        items = [n.to_object() for n in self.nodes if all(n.labels.get(k) == v for k, v in wanted.items())]
+        return web.json_response({"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": items})
+
+    async def _who_am_i(self, request: web.Request) -> web.Response:
+        if (refused := self._refused("selfsubjectreview")) is not None:
+            return refused
+        return web.json_response({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview",
+                                  "metadata": {"creationTimestamp": None}, "status": {"userInfo": self.user}})  # fmt: skip
+
+    def _owner(self, pod_name: str) -> FakeDeployment | None:
+        return next((d for d in self.deployments.values() if any(p.name == pod_name for p in d.pods)), None)
+
+    async def _log(self, request: web.Request) -> web.Response:
+        if (refused := self._refused("read_log")) is not None:
+            return refused
+        name, container = request.match_info["pod"], request.query.get("container", "tgi")
+        dep = self._owner(name)
+        if dep is None:
+            return self._status(404, "NotFound", f'pods "{name}" not found')
+        pod = next(p for p in dep.pods if p.name == name)
+        trouble, previous = dep.trouble, request.query.get("previous") == "true"
+        if container == GATE and dep.after and not pod.initialized:
+            text = await self._gate_log(dep)
+        elif container != "tgi":
+            return self._status(400, "BadRequest", f"container {container} is not valid for pod {name}")
+        elif trouble is not None and trouble.kind == "crash-loop":  # the last run, and the one before: the same
+            text = trouble.log
+        elif previous:
+            return self._status(400, "BadRequest", f'previous terminated container "tgi" in pod "{name}" not found')
+        elif trouble is not None or (dep.after and not pod.initialized):
+            why = trouble.reason if trouble is not None and trouble.kind == "waiting" else "PodInitializing"
+            return self._status(400, "BadRequest", f'container "tgi" in pod "{name}" is waiting to start: {why}')
+        else:
+            text = dep.log
+        tail = int(request.query.get("tailLines", "0") or 0)
+        lines = text.splitlines(keepends=True)
+        return web.Response(text="".join(lines[-tail:] if tail else lines), content_type="text/plain")
+
+    async def _gate_log(self, dep: FakeDeployment) -> str:
+        return gate_log(dep.after, {key: dep.gate_reaches and await self._ready_pods(self.deployments[key]) > 0
+                                    for key in dep.after})  # fmt: skip
+
+    async def _events(self, request: web.Request) -> web.Response:
+        if (refused := self._refused("list_events")) is not None:
+            return refused
+        wanted = dict(kv.split("=", 1) for kv in request.query.get("fieldSelector", "").split(",") if "=" in kv)
+        name = wanted.get("involvedObject.name")
+        items = [e for dep in self.deployments.values() for pod in dep.pods if name in (None, pod.name)
+                 for e in trouble_events(dep.trouble, pod.name, self.namespace)]  # fmt: skip
+        return web.json_response({"apiVersion": "v1", "kind": "EventList", "metadata": {}, "items": items})
 
     async def _portforward(self, request: web.Request) -> web.StreamResponse:
         if "portforward" in self.errors:
@@ -319,39 +374,14 @@ class FakeKubeApi:
         if dep is None or dep.backend is None:
             return self._status(404, "NotFound", f'pods "{pod_name}" not found')
         port = int(request.query.get("ports", str(dep.container_port)).split(",")[0])
-        ws = web.WebSocketResponse(protocols=(PORTFORWARD_PROTOCOL,))
-        await ws.prepare(request)
-        header = port.to_bytes(2, "little")
-        await ws.send_bytes(b"\x00" + header)  # data channel opened
-        await ws.send_bytes(b"\x01" + header)  # error channel opened
-        target = urlsplit(dep.backend)
-        try:
-            reader, writer = await asyncio.open_connection(target.hostname, target.port)
-        except OSError as e:
-            await ws.send_bytes(b"\x01" + f"connection refused to port {port}: {e}".encode())
-            await ws.close()
-            return ws
+        return await serve_portforward(request, dep.backend, port)
 
-        async def upstream() -> None:
-            async for msg in ws:
-                if msg.type == aiohttp.WSMsgType.BINARY and msg.data[:1] == b"\x00":
-                    writer.write(msg.data[1:])
-                    await writer.drain()
-            writer.close()
 
-        async def downstream() -> None:
-            while chunk := await reader.read(65536):
-                await ws.send_bytes(b"\x00" + chunk)
-            await ws.close()
+def _ready(pod: dict[str, Any]) -> bool:
+    """Running, with its Ready condition True (as the Deployment controller counts it)."""
+    conditions = pod["status"].get("conditions") or []
+    return pod["status"]["phase"] == "Running" and any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
-        tasks = [asyncio.ensure_future(upstream()), asyncio.ensure_future(downstream())]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            writer.close()
-            if not ws.closed:
-                await ws.close()
-        return ws
+
+def _selector(request: web.Request) -> dict[str, str]:
+    return dict(kv.split("=", 1) for kv in request.query.get("labelSelector", "").split(",") if "=" in kv)

@@ -1,5 +1,6 @@
 """The Kubernetes calls the benchmark makes: read, scale and watch the models' Deployments,
-find a pod to port-forward to.
+find a pod to port-forward to; and what ``doctor`` reads (who we are, the nodes, pods of a
+namespace, a container's log, a pod's events) as the API's own JSON.
 
 It uses the maintained ``kubernetes`` client with the stack's kubeconfig loaded in memory
 (never written out by this module). The client is synchronous: every call runs in a
@@ -28,11 +29,19 @@ from kubernetes.stream import portforward
 
 from benchmark.errors import BenchmarkError
 
-__all__ = ["DeploymentState", "Kube", "REQUEST_TIMEOUT"]
+__all__ = ["DeploymentState", "Kube", "KubeApiError", "REQUEST_TIMEOUT"]
 
 REQUEST_TIMEOUT = 30.0  # s per API call: the client's default is to wait forever
 
 T = TypeVar("T")
+
+
+class KubeApiError(BenchmarkError):
+    """The API server answered a call with an HTTP error; ``status`` is its code (403: not allowed)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,13 +121,17 @@ class Kube:
         self.api_client = client.ApiClient(cfg)
         self.apps = client.AppsV1Api(self.api_client)
         self.core = client.CoreV1Api(self.api_client)
+        self.authn = client.AuthenticationV1Api(self.api_client)
 
     def close(self) -> None:
         self.api_client.close()
 
     # -- plumbing: every call goes through here --
 
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
+    def _call(self, what: str, fn: Callable[[], T], *, namespace: str | None = "") -> T:
+        """``fn()``, its failure a one-line error naming ``what`` and where: ``namespace`` ("": the
+        models'; None: a cluster-scoped call)."""
+        where = f" in namespace {namespace or self.namespace!r}" if namespace is not None else ""
         try:
             return fn()
         except ApiException as e:
@@ -135,9 +148,7 @@ class Kube:
                 + (f", which failed: {self.credential_error}" if self.credential_error else "") + ")",
                 403: " (your identity lacks this permission; the README lists the ones the benchmark needs)",
             }.get(status or 0, "")
-            raise BenchmarkError(
-                f"Kubernetes API: {what} in namespace {self.namespace!r} failed: HTTP {status}: {detail}{hint}"
-            ) from None
+            raise KubeApiError(f"Kubernetes API: {what}{where} failed: HTTP {status}: {detail}{hint}", status or 0) from None
         except (urllib3.exceptions.HTTPError, OSError) as e:
             cause = getattr(e, "reason", None) or e  # MaxRetryError wraps the connection error
             raise BenchmarkError(f"Kubernetes API at {self.host}: {what} failed: {cause}") from None
@@ -206,6 +217,50 @@ class Kube:
         wrapped.close()
         sock.setblocking(False)
         return sock
+
+    # -- what doctor reads: the API's JSON as it came (the fields the API reference names) --
+
+    def _json(self, what: str, fn: Callable[..., Any], *args: Any, namespace: str | None = "", **kwargs: Any) -> Any:
+        response = self._call(what, lambda: fn(*args, **kwargs, _preload_content=False,
+                                               _request_timeout=REQUEST_TIMEOUT), namespace=namespace)  # fmt: skip
+        return json.loads(response.data)
+
+    def who_am_i(self) -> dict[str, Any]:
+        """``status.userInfo`` of a SelfSubjectReview (``authentication.k8s.io/v1``): the username,
+        uid, groups and extra the API server authenticated this client as."""
+        review = client.V1SelfSubjectReview(api_version="authentication.k8s.io/v1", kind="SelfSubjectReview")
+        body = self._json("creating a SelfSubjectReview (who am I)", self.authn.create_self_subject_review, review,
+                          namespace=None)  # fmt: skip
+        return dict((body.get("status") or {}).get("userInfo") or {})
+
+    def nodes(self, label_selector: str) -> list[dict[str, Any]]:
+        """The nodes carrying these labels (``k=v,...``)."""
+        what = f"listing the nodes ({label_selector})"
+        return list(self._json(what, self.core.list_node, label_selector=label_selector, namespace=None)["items"])
+
+    def pods(self, namespace: str = "", label_selector: str | None = None) -> list[dict[str, Any]]:
+        """The pods of ``namespace`` (the models' by default), those of ``label_selector`` if given."""
+        what = "listing the pods" + (f" ({label_selector})" if label_selector else "")
+        return list(self._json(what, self.core.list_namespaced_pod, namespace or self.namespace,
+                               label_selector=label_selector, namespace=namespace)["items"])  # fmt: skip
+
+    def deployment(self, name: str) -> dict[str, Any]:
+        return dict(self._json(f"reading deployment {name!r}", self.apps.read_namespaced_deployment_status, name,
+                               self.namespace))  # fmt: skip
+
+    def pod_log(self, pod: str, container: str, *, previous: bool = False, tail_lines: int = 200) -> str:
+        """The last ``tail_lines`` lines of a container's log (``previous``: of its last terminated run)."""
+        what = f"reading the log of container {container!r} of pod {pod!r}" + (" (previous run)" if previous else "")
+        response = self._call(what, lambda: self.core.read_namespaced_pod_log(
+            pod, self.namespace, container=container, previous=previous, tail_lines=tail_lines,
+            _preload_content=False, _request_timeout=REQUEST_TIMEOUT))  # fmt: skip
+        data: bytes = getattr(response, "data")  # the raw response: its declared type is the decoded text
+        return data.decode("utf-8", "replace")
+
+    def events(self, pod: str) -> list[dict[str, Any]]:
+        """The events about ``pod`` (core/v1 Events: ``reason``, ``type``, ``message``...)."""
+        return list(self._json(f"listing the events of pod {pod!r}", self.core.list_namespaced_event, self.namespace,
+                               field_selector=f"involvedObject.name={pod}")["items"])  # fmt: skip
 
     # -- async API --
 

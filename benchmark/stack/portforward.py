@@ -13,14 +13,30 @@ through whichever path is used, for the report to state next to the figures.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING
 
 from benchmark.errors import BenchmarkError
+from workloads.contract import ModelContract
 
 if TYPE_CHECKING:  # the kubernetes client only where a cluster is reached
     from benchmark.stack.kube import Kube
 
-__all__ = ["PortForward"]
+__all__ = ["PortForward", "open_port_forward"]
+
+
+async def open_port_forward(kube: Kube, model: ModelContract, tunnels: contextlib.AsyncExitStack) -> str:
+    """A local URL that reaches a ready pod of ``model``'s Deployment, closed with ``tunnels``."""
+    state = await kube.state(model.deployment)
+    if not state.ready_pods:
+        raise BenchmarkError(
+            f"model {model.key!r}: deployment {model.deployment!r} has no ready pod to port-forward to "
+            f"({state.describe()}); is it scaled to 0? use --scenarios all, or scale it up"
+        )
+    pod = state.ready_pods[0]
+    # one port-forward now, so a refusal (RBAC, a pod gone) is reported as such, not as a timeout
+    (await asyncio.to_thread(kube.portforward_socket, pod, model.port)).close()
+    return await tunnels.enter_async_context(PortForward(kube, pod, model.port))
 
 
 class PortForward:

@@ -21,7 +21,6 @@ of ``run.json``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from benchmark.engine.selfcheck import SelfCheck
 from benchmark.errors import BenchmarkError
 from benchmark.stack import rundir
 from benchmark.stack.outputs import StackOutputs
-from benchmark.stack.portforward import PortForward
+from benchmark.stack.portforward import open_port_forward
 from benchmark.stack.scaling import Scenario
 from workloads.contract import ModelContract
 
@@ -174,17 +173,7 @@ class Session:
         if model.key in self.endpoints:
             return self.endpoints[model.key], "endpoint"
         assert self.kube is not None  # checked before any scenario
-        state = await self.kube.state(model.deployment)
-        if not state.ready_pods:
-            raise BenchmarkError(
-                f"model {model.key!r}: deployment {model.deployment!r} has no ready pod to port-forward to "
-                f"({state.describe()}); is it scaled to 0? use --scenarios all, or scale it up"
-            )
-        pod = state.ready_pods[0]
-        # one port-forward now, so a refusal (RBAC, a pod gone) is reported as such, not as a timeout
-        (await asyncio.to_thread(self.kube.portforward_socket, pod, model.port)).close()
-        url = await tunnels.enter_async_context(PortForward(self.kube, pod, model.port))
-        return url, "port-forward"
+        return await open_port_forward(self.kube, model, tunnels), "port-forward"
 
     async def describe(self, key: str, url: str, path: AccessPath) -> None:
         """Record how ``key`` is reached and what it is (run.json's ``access``, ``simulated``)."""

@@ -423,25 +423,39 @@ def test_extra_admins_and_benchmark_users_get_access_entries() -> None:
         "policyArn": "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
         "accessScope": {"type": "cluster"},
     }
-    binding = rec.one("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding").inputs
-    role = rec.one("kubernetes:rbac.authorization.k8s.io/v1:Role").inputs
+    rbac = "kubernetes:rbac.authorization.k8s.io/v1:"
+    roles = {r.inputs["metadata"]["namespace"]: r.inputs for r in rec.of_type(rbac + "Role")}
+    bindings = {r.inputs["metadata"]["namespace"]: r.inputs for r in rec.of_type(rbac + "RoleBinding")}
+    (cluster_role,) = [r.inputs for r in rec.of_type(rbac + "ClusterRole")]
+    (cluster_binding,) = [r.inputs for r in rec.of_type(rbac + "ClusterRoleBinding")]
+    assert roles.keys() == bindings.keys() == {"llm-testing", "gpu-operator"}  # the models', the GPU Operator's
     for arn in (RUNNER, RUNNER_ROLE):
         entry = by_principal[arn]
-        assert "accessPolicies" not in entry  # nothing cluster-wide: only what the Role grants
-        (subject,) = binding["subjects"]
-        assert entry["kubernetesGroups"] == [subject["name"]] and subject["kind"] == "Group"
-    # The Role, in the models' namespace, grants exactly the benchmark's calls (README,
-    # "Benchmark"), plus get on pods/portforward for the WebSocket upgrade.
-    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "llm-testing"
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
-    granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
-    assert granted == {
+        assert "accessPolicies" not in entry  # nothing cluster-wide: only what the Roles grant
+        for binding in (*bindings.values(), cluster_binding):
+            (subject,) = binding["subjects"]
+            assert entry["kubernetesGroups"] == [subject["name"]] and subject["kind"] == "Group"
+
+    def granted(role: dict[str, Any]) -> set[tuple[str, str, str]]:
+        return {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+
+    # In the models' namespace exactly the benchmark's calls (README, "Benchmark"), plus get on
+    # pods/portforward for the WebSocket upgrade, and doctor's reads of logs and events; in the
+    # GPU Operator's namespace and over the cluster's nodes only doctor's `list`.
+    assert granted(roles["llm-testing"]) == {
         ("apps", "deployments", "get"), ("apps", "deployments/status", "get"),
         ("apps", "deployments/scale", "get"), ("apps", "deployments/scale", "patch"),
         ("", "pods", "list"), ("", "pods/portforward", "create"), ("", "pods/portforward", "get"),
+        ("", "pods/log", "get"), ("", "events", "list"),
     }  # fmt: skip
+    assert granted(roles["gpu-operator"]) == {("", "pods", "list")}
+    assert granted(cluster_role) == {("", "nodes", "list")}
+    for ns, binding in bindings.items():
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": roles[ns]["metadata"]["name"]}
+    assert cluster_binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                          "name": cluster_role["metadata"]["name"]}  # fmt: skip
     for version in SCHEMA_VERSIONS:
-        for obj in (role, binding):
+        for obj in (*roles.values(), *bindings.values(), cluster_role, cluster_binding):
             kubernetes_validate.validate({k: v for k, v in obj.items() if v is not None}, version, strict=True)
 
 

@@ -65,11 +65,16 @@ def test_every_model_object_validates_strictly_against_kubernetes_1_33_and_the_d
     assert kinds == {
         ns.type, DEPLOYMENT, SERVICE, CONFIG_MAP, SECRET, "kubernetes:networking.k8s.io/v1:NetworkPolicy",
         "kubernetes:rbac.authorization.k8s.io/v1:Role", "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding",
+        "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole", "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding",
     }  # fmt: skip
     for r in objects:
         for version in ("1.33", load_settings({}).kubernetes_version):
             kubernetes_validate.validate(_manifest(r), version, strict=True)
-        if r is not ns:
+        if r is ns or r.type.endswith(("ClusterRole", "ClusterRoleBinding")):
+            assert "namespace" not in r.inputs["metadata"], r.name  # cluster-scoped
+        elif r.name.startswith("models-benchmark-operator-"):  # doctor reads the GPU Operator's pods
+            assert r.inputs["metadata"]["namespace"] == "gpu-operator", r.name
+        else:
             assert r.inputs["metadata"]["namespace"] == "llm-testing", r.name
 
 
@@ -108,6 +113,29 @@ def test_tgi_arguments_come_from_the_catalog_and_the_plan(dev: Recorded) -> None
         assert "--quantize" not in tgi["args"] and "--dtype" not in tgi["args"]
     # 'auto' chose cumulative fractions: the first model's is the smaller.
     assert contract["phi35-mini"]["cuda_memory_fraction"] < contract["deepseek-r1-8b"]["cuda_memory_fraction"] <= 1
+
+
+def test_the_contract_says_what_doctor_checks_the_gpu_nodes_and_the_operator_against(dev: Recorded) -> None:
+    contract = dev.outputs["contract"]
+    nodes = contract["gpu_nodes"]
+    group = dev.one("eks:index:ManagedNodeGroup", "cluster-gpu").inputs
+    assert nodes["labels"] == group["labels"] == {"eks-node": "gpu"}
+    (taint,) = group["taints"]  # EKS spells the effect NO_SCHEDULE, the node NoSchedule
+    assert nodes["taint"] == {"key": taint["key"], "value": taint["value"], "effect": "NoSchedule"}
+    assert nodes["gpus_per_node"] == 1  # g6e.2xlarge: one L40S
+    for key in KEYS:
+        pod = _deployment(dev, key)["spec"]["template"]["spec"]
+        assert pod["nodeSelector"] == nodes["labels"]
+        assert {"key": taint["key"], "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+        assert _tgi(dev, key)["resources"]["limits"][nodes["resource"]] == "1"
+        planned = contract["models"][key]
+        assert planned["planned_kv_tokens_first_start"] >= planned["planned_kv_tokens"] > 0
+    operator_ns = dev.one("kubernetes:core/v1:Namespace", "gpu-operator-ns").inputs["metadata"]["name"]
+    assert contract["gpu_operator"] == {"namespace": operator_ns}
+    (cluster,) = dev.of_type("eks:index:Cluster")
+    groups = {g for e in cluster.inputs["accessEntries"].values() for g in e.get("kubernetesGroups") or []}
+    assert contract["access"]["benchmark_group"] == "gpu-sharing-benchmark"
+    assert groups <= {contract["access"]["benchmark_group"]}  # the dev stack lists no benchmark user
 
 
 def test_pods_ask_for_the_renamed_shared_resource_under_rename_by_default() -> None:

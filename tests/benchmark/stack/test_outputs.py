@@ -39,6 +39,22 @@ def test_reads_the_contract_and_orders_active_models_by_start_order(tmp_path: Pa
     assert "s3cret-token" not in repr(stack)  # the secret never reaches a log line
 
 
+def test_what_doctor_checks_the_cluster_against_reads_back_and_is_optional(tmp_path: Path) -> None:
+    data = outputs({"a": model_entry("a", start_order=1, planned_kv_tokens_first_start=24000)})
+    older = load_outputs(outputs_file=_write(tmp_path, data)).contract  # a stack exported before doctor
+    assert older.gpu_nodes is None and older.gpu_operator_namespace is None and older.benchmark_group is None
+    taint = {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}
+    data["contract"] |= {"gpu_nodes": {"labels": {"eks-node": "gpu"}, "taint": taint, "resource": "nvidia.com/gpu",
+                                       "gpus_per_node": 1},
+                         "gpu_operator": {"namespace": "gpu-operator"}, "access": {"benchmark_group": "g"}}  # fmt: skip
+    contract = load_outputs(outputs_file=_write(tmp_path, data)).contract
+    assert contract.gpu_nodes is not None and contract.gpu_nodes.taint == taint
+    assert contract.models["a"].planned_kv_tokens_first_start == 24000
+    written = contract.to_dict()  # written back as read
+    assert {k: written[k] for k in ("gpu_nodes", "gpu_operator", "access")} == {
+        k: data["contract"][k] for k in ("gpu_nodes", "gpu_operator", "access")}
+
+
 def test_kubeconfig_as_json_text_is_accepted(tmp_path: Path) -> None:
     data = outputs({"a": model_entry("a", start_order=1)}, kubeconfig=json.dumps(KUBECONFIG))
     stack = load_outputs(outputs_file=_write(tmp_path, data))
@@ -54,6 +70,10 @@ def test_kubeconfig_as_json_text_is_accepted(tmp_path: Path) -> None:
         (lambda d: d["contract"]["models"]["a"].update(port="8080"), "contract.models.a.port must be int"),
         (lambda d: d["contract"]["models"]["a"].update(enabled=False), "no active models"),
         (lambda d: d.update(kubeconfig="clusters: [\n"), "neither JSON nor YAML"),
+        (lambda d: d["contract"].update(gpu_nodes={"labels": {"eks-node": "gpu"}, "taint": {"key": "nvidia.com/gpu"},
+                                                   "resource": "nvidia.com/gpu", "gpus_per_node": 1}),
+         "contract.gpu_nodes.taint.value is missing"),
+        (lambda d: d["contract"].update(gpu_operator={"namespace": 7}), "contract.gpu_operator.namespace must be str"),
     ],
 )
 def test_bad_outputs_name_the_problem(tmp_path: Path, mutate, expected: str) -> None:  # noqa: ANN001
