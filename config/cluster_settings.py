@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal, cast
 
-from config.facts import GPU_OPERATOR_CHARTS, newest_chart_for
+from config.charts import GPU_OPERATOR_CHARTS, newest_chart_for
 from config.instances import InstanceType
 from config.validation import MISSING, ConfigError, Section
 
@@ -173,7 +173,7 @@ def load_gpu_operator(section: Section, kubernetes_version: str) -> GpuOperatorS
         raise ConfigError(
             section.key("chartVersion"),
             version,
-            "a GPU Operator release whose facts are recorded in config/facts.py: " + ", ".join(GPU_OPERATOR_CHARTS),
+            "a GPU Operator release whose facts are recorded in config/charts.py: " + ", ".join(GPU_OPERATOR_CHARTS),
         )
     if not chart.supports(kubernetes_version):
         fitting = [c.version for c in GPU_OPERATOR_CHARTS.values() if c.supports(kubernetes_version)]

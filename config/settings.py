@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
+from config.charts import CLUSTER_AUTOSCALER_CHART, AutoscalerRelease, autoscaler_for
 from config.cluster_settings import (
     AccessSettings,
     GpuOperatorSettings,
@@ -80,6 +81,7 @@ class Settings:
     gpu: GpuSpec  # the GPU of gpu_nodes.instance_type
     gpu_sharing: GpuSharingSettings
     gpu_operator: GpuOperatorSettings
+    autoscaler: AutoscalerRelease  # the Cluster Autoscaler of the cluster's Kubernetes minor
     hardening: HardeningSettings
     access: AccessSettings
     workloads: WorkloadSettings
@@ -127,6 +129,14 @@ def load_settings(raw: Mapping[str, Any], *, stack: str = DEV_STACK) -> Settings
         DEFAULT_KUBERNETES_VERSION,
         choices=EKS_KUBERNETES_VERSIONS,
     )
+    autoscaler = autoscaler_for(kubernetes_version)
+    if autoscaler is None:
+        raise ConfigError(
+            root.key("kubernetesVersion"),
+            kubernetes_version,
+            f"a version the Cluster Autoscaler chart {CLUSTER_AUTOSCALER_CHART.version} is pinned for "
+            f"(config/charts.py): {', '.join(CLUSTER_AUTOSCALER_CHART.releases)}",
+        )
     if stack != DEV_STACK and not root.has("publicAccessCidrs"):
         raise ConfigError(
             root.key("publicAccessCidrs"),
@@ -205,6 +215,7 @@ def load_settings(raw: Mapping[str, Any], *, stack: str = DEV_STACK) -> Settings
         gpu=gpu,
         gpu_sharing=sharing,
         gpu_operator=operator,
+        autoscaler=autoscaler,
         hardening=hardening,
         access=access,
         workloads=workloads,

@@ -10,7 +10,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from config.facts import GPU_OPERATOR_CHARTS
+from config.charts import GPU_OPERATOR_CHARTS
 from config.settings import load_settings
 from config.validation import ConfigError
 from tests.pulumi_mocks import ACCOUNT, LOCAL_ZONE, ZONES, Recorded, RecordedResource, dev_config, run_program
