@@ -95,12 +95,14 @@ def build(settings: Settings) -> dict[str, Any]:
 
 def gpu_facts(settings: Settings) -> dict[str, Any]:
     """The ``gpu`` part of the stack-outputs contract (``workloads.contract``; the README's
-    "Deploying" lists the stack outputs): the GPU node's instance type, its card and how it is shared."""
+    "Deploying" lists the stack outputs): the GPU node's instance type, its card, how it is shared,
+    and how many GPU nodes the group may have (the Cluster Autoscaler keeps it in that range)."""
     return {
         "instance_type": settings.gpu_nodes.instance_type,
         "gpu_model": settings.gpu.gpu_model,
         "memory_gib": settings.gpu.total_gib,
         "sharing": {"strategy": settings.gpu_sharing.strategy, "replicas": settings.gpu_sharing.replicas},
+        "nodes": {"min": settings.gpu_nodes.min_size, "max": settings.gpu_nodes.max_size},
     }
 
 

@@ -15,8 +15,8 @@ __all__ = ["contract_of", "contract_output"]
 
 
 def contract_of(*, cluster_name: str, region: str, gpu: Mapping[str, Any], workloads: WorkloadSettings) -> Contract:
-    """The contract of these settings: the memory plan gives each model the CUDA memory fraction
-    TGI is started with and its planned KV tokens."""
+    """The contract of these settings: the memory plan gives each model its GPU group, the CUDA
+    memory fraction TGI is started with and its planned KV tokens."""
     models = {
         m.key: ModelContract(
             key=m.key, model_id=m.model_id, deployment=m.key, service=m.key, port=PORT, enabled=m.enabled,
@@ -24,10 +24,10 @@ def contract_of(*, cluster_name: str, region: str, gpu: Mapping[str, Any], workl
             max_total_tokens=m.max_total_tokens, max_batch_total_tokens=m.max_batch_total_tokens,
             cuda_memory_fraction=planned.cuda_memory_fraction, planned_kv_tokens=planned.kv_tokens,
             max_batch_prefill_tokens=m.max_batch_prefill_tokens, max_concurrent_requests=m.max_concurrent_requests,
-            image=m.image,
+            image=m.image, gpu_group=workloads.placement.group(m.key),
         )
         for m in workloads.models.values()
-        for planned in (workloads.memory_plan.model(m.key),)
+        for planned in (workloads.placement.model(m.key),)
     }  # fmt: skip
     return Contract(cluster_name=cluster_name, region=region, namespace=workloads.namespace, gpu=gpu, models=models)
 

@@ -365,6 +365,7 @@ def test_exports(dev: Recorded) -> None:
         "gpu_model": "NVIDIA L40S",
         "memory_gib": pytest.approx(44.99, abs=0.01),
         "sharing": {"strategy": "time-slicing", "replicas": 10},
+        "nodes": {"min": 1, "max": 1},
     }
     assert json.loads(out["kubeconfig"])["kind"] == "Config"
     assert "kubeconfig" in dev.secret_outputs
