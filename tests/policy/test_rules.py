@@ -74,6 +74,10 @@ def _is_type(t: str) -> Callable[[Resource], bool]:
     return lambda r: r.type == t
 
 
+def _release(chart: str) -> Callable[[Resource], bool]:
+    return lambda r: r.type == "kubernetes:helm.sh/v3:Release" and r.props["chart"] == chart
+
+
 # Per rule: changes to one recorded resource, each of which must make the rule fire with a
 # message containing the given text.
 VIOLATIONS: dict[str, list[tuple[Callable[[Resource], bool], Mutation, str]]] = {
@@ -93,8 +97,9 @@ VIOLATIONS: dict[str, list[tuple[Callable[[Resource], bool], Mutation, str]]] = 
     "pinned-versions": [
         (_deployment("phi35-mini"), lambda p: _tgi(p).update(image="ghcr.io/huggingface/text-generation-inference:latest"), "not pinned"),
         (_deployment("phi35-mini"), lambda p: _tgi(p).update(image="ghcr.io/huggingface/text-generation-inference"), "not pinned"),
-        (_is_type("kubernetes:helm.sh/v3:Release"), lambda p: p.pop("version"), "'gpu-operator'"),
-        (_is_type("kubernetes:helm.sh/v3:Release"), lambda p: p.update(version="latest"), "'latest'"),
+        (_release("gpu-operator"), lambda p: p.pop("version"), "'gpu-operator'"),
+        (_release("gpu-operator"), lambda p: p.update(version="latest"), "'latest'"),
+        (_release("cluster-autoscaler"), lambda p: p.update(version="9.59"), "'cluster-autoscaler'"),
     ],
     "no-plain-secret-env": [
         (_deployment("phi35-mini"), lambda p: _set_env(p, "HF_TOKEN", TOKEN), "sets HF_TOKEN as a plain value"),
