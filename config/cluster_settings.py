@@ -110,11 +110,16 @@ def load_node_group(
     disk: int,
     labels: dict[str, str],
     taint: bool | None,
+    never_empty: str | None = None,
 ) -> NodeGroupSettings:
+    """One node group's section; ``never_empty`` is why the group must keep a node (its minSize
+    is then at least 1), or None when it may scale to zero."""
     itype = section.str("instanceType", instance_type)
     if itype not in types:
         raise ConfigError(section.key("instanceType"), itype, f"{what}: " + ", ".join(types))
     lo = section.int("minSize", min_size, min=0)
+    if never_empty is not None and lo < 1:
+        raise ConfigError(section.key("minSize"), lo, f"at least 1: {never_empty}")
     hi = section.int("maxSize", max_size, min=1)
     if lo > hi:
         raise ConfigError(section.key("minSize"), lo, f"at most maxSize ({hi})")

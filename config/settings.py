@@ -172,6 +172,8 @@ def load_settings(raw: Mapping[str, Any], *, stack: str = DEV_STACK) -> Settings
         disk=20,
         labels={},
         taint=None,
+        never_empty="the Cluster Autoscaler, CoreDNS and the GPU Operator run on the CPU nodes: with none, "
+        "nothing would be left to add a node",
     )
     gpu_section = root.section("gpuNodes", {})
     gpu_nodes = load_node_group(

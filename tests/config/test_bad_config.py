@@ -34,6 +34,7 @@ BAD = [
     (_with("gpuSharing", strategy="none"), "gpu-sharing:gpuSharing.replicas", "10"),
     (_with("gpuSharing", strategy="mps"), "gpu-sharing:gpuSharing.failRequestsGreaterThanOne", "False"),
     (_with("cpuNodes", minSize=5), "gpu-sharing:cpuNodes.minSize", "5"),
+    (_with("cpuNodes", minSize=0, desiredSize=0), "gpu-sharing:cpuNodes.minSize", "0"),
     (_with("gpuNodes", desiredSize=3), "gpu-sharing:gpuNodes.desiredSize", "3"),
     (_with("cpuNodes", maxSize="four"), "gpu-sharing:cpuNodes.maxSize", "'four'"),
     (_with("gpuNodes", taint="yes"), "gpu-sharing:gpuNodes.taint", "'yes'"),
