@@ -43,6 +43,7 @@ __all__ = [
     "VPC_PRIVATE_RANGES",
     "is_private_vpc_cidr",
     "RESERVED_NAMESPACES",
+    "EKS_TAINT_EFFECTS",
     "EKS_CLUSTER_ADMIN_POLICY",
 ]
 
@@ -285,3 +286,8 @@ EKS_CLUSTER_ADMIN_POLICY: Final = "arn:{partition}:eks::aws:cluster-access-polic
 # (kubernetes.io/docs/concepts/overview/working-with-objects/namespaces). Declaring one of them
 # as a new Namespace would fight the cluster over it (and relabel its Pod Security level).
 RESERVED_NAMESPACES: Final = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+# A node group taint's effect as the EKS API spells it (Taint.effect) -> as Kubernetes does.
+EKS_TAINT_EFFECTS: Final[Mapping[str, str]] = MappingProxyType(
+    {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute", "PREFER_NO_SCHEDULE": "PreferNoSchedule"}
+)

@@ -39,7 +39,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from config.charts import CLUSTER_AUTOSCALER_CHART, AutoscalerRelease
-from config.facts import partition_of
+from config.facts import EKS_TAINT_EFFECTS, partition_of
 from config.instances import ACCELERATOR_LABEL
 
 __all__ = [
@@ -61,7 +61,6 @@ NODE_TEMPLATE = "k8s.io/cluster-autoscaler/node-template"
 # Practices Guide's least-privilege policy conditions on (aws/aws-eks-best-practices,
 # content/cluster-autoscaling/index.md, "Employ least privileged access to the IAM role").
 _ENABLED_TAG = "k8s.io/cluster-autoscaler/enabled"
-_TAINT_EFFECTS = {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute", "PREFER_NO_SCHEDULE": "PreferNoSchedule"}
 
 
 def node_template_tags(
@@ -74,7 +73,7 @@ def node_template_tags(
     only node is being replaced."""
     return {
         **{f"{NODE_TEMPLATE}/label/{k}": v for k, v in labels.items()},
-        **{f"{NODE_TEMPLATE}/taint/{k}": f"{v}:{_TAINT_EFFECTS[effect]}" for k, v, effect in taints},
+        **{f"{NODE_TEMPLATE}/taint/{k}": f"{v}:{EKS_TAINT_EFFECTS[effect]}" for k, v, effect in taints},
         **{f"{NODE_TEMPLATE}/resources/{k}": v for k, v in resources.items()},
     }
 

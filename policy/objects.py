@@ -13,13 +13,13 @@ from typing import Any
 
 import yaml
 
+from config.facts import EKS_TAINT_EFFECTS
 from config.instances import gpu_for_instance_type
 
 __all__ = [
     "Resource",
     "GPU_RESOURCES",
     "NODE_GROUPS",
-    "TAINT_EFFECTS",
     "as_map",
     "as_list",
     "kind_of",
@@ -41,7 +41,6 @@ NODE_GROUPS = ("eks:index:ManagedNodeGroup", "aws:eks/nodeGroup:NodeGroup")
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 NODE_TOPOLOGY = "kubernetes.io/hostname"
-TAINT_EFFECTS = {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute", "PREFER_NO_SCHEDULE": "PreferNoSchedule"}
 
 
 @dataclass(frozen=True)
@@ -132,7 +131,7 @@ def gpu_node_groups(resources: Sequence[Resource]) -> list[Resource]:
 
 
 def tolerates(tolerations: list[Any], taint: Mapping[str, Any]) -> bool:
-    effect = TAINT_EFFECTS.get(str(taint.get("effect")), str(taint.get("effect")))
+    effect = EKS_TAINT_EFFECTS.get(str(taint.get("effect")), str(taint.get("effect")))
     for t in (as_map(x) for x in tolerations):
         key_ok = t.get("key") == taint.get("key") or (t.get("operator") == "Exists" and not t.get("key"))
         value_ok = t.get("operator") == "Exists" or t.get("value") == taint.get("value")

@@ -152,10 +152,7 @@ def place(node: GpuNode, models: Sequence[Candidate], assumptions: Assumptions |
 def _alone(node: GpuNode, c: Candidate, assumptions: Assumptions | None) -> None:
     """Raise the model's own error when it fits no GPU node even alone."""
     t = node.type
-    for field, asked, allocatable, unit, size in (
-        ("cpu", c.cpu_millis, t.allocatable_cpu_millis, "CPU", 1000),
-        ("memory", c.memory_bytes, t.allocatable_memory_mib * 2**20, "GiB", GIB),
-    ):
+    for field, asked, allocatable, unit, size in _requests(node, [c]):
         if asked > allocatable:
             raise PlanError(
                 c.key,
@@ -168,6 +165,16 @@ def _alone(node: GpuNode, c: Candidate, assumptions: Assumptions | None) -> None
     plan_memory(node.gpu, [c.request], assumptions)
 
 
+def _requests(node: GpuNode, models: Sequence[Candidate]) -> list[tuple[str, int, int, str, int]]:
+    """(setting, what ``models`` ask for together, what one node has allocatable after kubelet's
+    reservations, unit, unit size) for CPU and memory."""
+    t = node.type
+    return [
+        ("cpu", sum(m.cpu_millis for m in models), t.allocatable_cpu_millis, "CPU", 1000),
+        ("memory", sum(m.memory_bytes for m in models), t.allocatable_memory_mib * 2**20, "GiB", GIB),
+    ]
+
+
 def _misfit(
     node: GpuNode, group: Sequence[Candidate], c: Candidate, order: Mapping[str, int], assumptions: Assumptions | None
 ) -> str | None:
@@ -178,14 +185,12 @@ def _misfit(
     t = node.type
     if len(together) > node.slots:
         return f"one GPU takes {node.slots} pods (gpuSharing.replicas)"
-    for what, asked, allocatable, unit, size in (
-        ("CPU", sum(m.cpu_millis for m in together), t.allocatable_cpu_millis, "CPU", 1000),
-        ("memory", sum(m.memory_bytes for m in together), t.allocatable_memory_mib * 2**20, "GiB", GIB),
-    ):
+    for field, asked, allocatable, unit, size in _requests(node, together):
         if asked > allocatable:
             return (
-                f"their {what} requests ({', '.join(getattr(m, what.lower()) for m in together)}) add up to "
-                f"{asked / size:.2f} {unit}, more than the {allocatable / size:.2f} {unit} one {t.name} node has allocatable"
+                f"their {field if field == 'memory' else 'CPU'} requests ({', '.join(getattr(m, field) for m in together)}) "
+                f"add up to {asked / size:.2f} {unit}, more than the {allocatable / size:.2f} {unit} one {t.name} node has "
+                "allocatable"
             )
     try:
         plan_memory(node.gpu, [m.request for m in together], assumptions)
