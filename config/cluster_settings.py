@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal, cast
 
-from config.facts import GPU_OPERATOR_CHARTS, newest_chart_for
+from config.charts import GPU_OPERATOR_CHARTS, newest_chart_for
 from config.instances import InstanceType
 from config.validation import MISSING, ConfigError, Section
 
@@ -110,11 +110,16 @@ def load_node_group(
     disk: int,
     labels: dict[str, str],
     taint: bool | None,
+    never_empty: str | None = None,
 ) -> NodeGroupSettings:
+    """One node group's section; ``never_empty`` is why the group must keep a node (its minSize
+    is then at least 1), or None when it may scale to zero."""
     itype = section.str("instanceType", instance_type)
     if itype not in types:
         raise ConfigError(section.key("instanceType"), itype, f"{what}: " + ", ".join(types))
     lo = section.int("minSize", min_size, min=0)
+    if never_empty is not None and lo < 1:
+        raise ConfigError(section.key("minSize"), lo, f"at least 1: {never_empty}")
     hi = section.int("maxSize", max_size, min=1)
     if lo > hi:
         raise ConfigError(section.key("minSize"), lo, f"at most maxSize ({hi})")
@@ -173,7 +178,7 @@ def load_gpu_operator(section: Section, kubernetes_version: str) -> GpuOperatorS
         raise ConfigError(
             section.key("chartVersion"),
             version,
-            "a GPU Operator release whose facts are recorded in config/facts.py: " + ", ".join(GPU_OPERATOR_CHARTS),
+            "a GPU Operator release whose facts are recorded in config/charts.py: " + ", ".join(GPU_OPERATOR_CHARTS),
         )
     if not chart.supports(kubernetes_version):
         fitting = [c.version for c in GPU_OPERATOR_CHARTS.values() if c.supports(kubernetes_version)]

@@ -1,10 +1,11 @@
 """Facts about things this project does not build, each with its source and the version checked.
 
-What the program declares depends on artifacts it does not control: the TGI image, the NVIDIA
-GPU Operator chart, the EKS-optimised AMIs, the Kubernetes versions EKS offers, AWS's partitions
+What the program declares depends on artifacts it does not control: the TGI image, the Helm
+charts it installs, the EKS-optimised AMIs, the Kubernetes versions EKS offers, AWS's partitions
 and the EC2 instance types. Every such fact the code relies on lives here, once, next to where it
-was read (the instance types and their GPUs in ``config.instances``); the settings validate
-against these tables and the components read their constants from here.
+was read (the Helm charts in ``config.charts``, the instance types and their GPUs in
+``config.instances``); the settings validate against these tables and the components read their
+constants from here.
 ``tests/config/test_facts.py`` fails when a version the stack pins (image tag, chart version,
 Kubernetes version) has no entry, so a version bump forces a look at its facts.
 
@@ -28,9 +29,6 @@ __all__ = [
     "DEFAULT_TGI_VERSION",
     "tgi_image_of",
     "image_pinned",
-    "GpuOperatorChart",
-    "GPU_OPERATOR_CHARTS",
-    "newest_chart_for",
     "EksKubernetesVersion",
     "EKS_KUBERNETES_VERSIONS",
     "DEFAULT_KUBERNETES_VERSION",
@@ -45,6 +43,7 @@ __all__ = [
     "VPC_PRIVATE_RANGES",
     "is_private_vpc_cidr",
     "RESERVED_NAMESPACES",
+    "EKS_TAINT_EFFECTS",
     "EKS_CLUSTER_ADMIN_POLICY",
 ]
 
@@ -149,80 +148,6 @@ def tgi_image_of(image: str) -> tuple[bool, TgiImage | None]:
     return True, TGI_IMAGES.get(tag)
 
 
-# --- the NVIDIA GPU Operator chart --------------------------------------------------------
-
-_GPU_OPERATOR_DOCS = "NVIDIA/cloud-native-docs"
-# The chart values this program sets, as the chart reads them (deployments/gpu-operator/
-# values.yaml and templates/clusterpolicy.yaml of each version below): driver.enabled and
-# toolkit.enabled (false: the AL2023 NVIDIA AMI brings both, the "Pre-Installed NVIDIA GPU
-# Drivers and NVIDIA Container Toolkit" case of gpu-operator/getting-started.rst), and
-# devicePlugin.config.{create,name,default} (create=false points the device plugin at our
-# ConfigMap; templates/validations.yaml only checks name/data when create=true). The chart's
-# daemonsets.tolerations default tolerates the nvidia.com/gpu:NoSchedule taint.
-
-
-@dataclass(frozen=True, kw_only=True)
-class GpuOperatorChart:
-    version: str  # as the Helm repository names it (helm.ngc.nvidia.com/nvidia)
-    released: str
-    # Kubernetes minor versions NVIDIA lists for Amazon EKS in the release's support matrix
-    # (gpu-operator/platform-support.rst, "Cloud Service Providers"; the rows are Ubuntu: NVIDIA
-    # does not list Amazon Linux 2023, which runs here with the preinstalled driver and toolkit).
-    kubernetes: tuple[str, str]
-    device_plugin: str
-    sources: tuple[str, ...]
-
-    def supports(self, kubernetes_version: str) -> bool:
-        lo, hi = (_minor(v) for v in self.kubernetes)
-        return lo <= _minor(kubernetes_version) <= hi
-
-
-def _chart(version: str, released: str, kubernetes: tuple[str, str], device_plugin: str, *sources: str) -> GpuOperatorChart:
-    return GpuOperatorChart(
-        version=version, released=released, kubernetes=kubernetes, device_plugin=device_plugin, sources=sources
-    )
-
-
-# (version, release date, Kubernetes on EKS, device plugin, sources)
-GPU_OPERATOR_CHARTS: Final[Mapping[str, GpuOperatorChart]] = _mapping(
-    {
-        c.version: c
-        for c in (
-            _chart(
-                "v26.3.1", "2026-04-17", ("1.32", "1.35"), "v0.19.x",
-                "NVIDIA/gpu-operator tag v26.3.1",
-                f"{_GPU_OPERATOR_DOCS}@adfe9224:gpu-operator/platform-support.rst (26.3 docs: EKS 1.32-1.35)",
-            ),
-            _chart(
-                "v26.3.2", "2026-05-27", ("1.32", "1.36"), "v0.19.2",
-                "NVIDIA/gpu-operator tag v26.3.2",
-                f"{_GPU_OPERATOR_DOCS}@de99f9d3:gpu-operator/platform-support.rst (EKS 1.32-1.36)",
-                f'{_GPU_OPERATOR_DOCS}:gpu-operator/release-notes.rst 26.3.2 ("Added support for Kubernetes 1.36")',
-            ),
-            _chart(
-                "v26.3.3", "2026-06-23", ("1.32", "1.36"), "v0.19.3",
-                "NVIDIA/gpu-operator tag v26.3.3",
-                f"{_GPU_OPERATOR_DOCS}@922e549f:gpu-operator/platform-support.rst (EKS 1.32-1.36)",
-            ),
-            _chart(
-                "v26.7.0", "2026-08-20", ("1.33", "1.36"), "v0.20.0",
-                "NVIDIA/gpu-operator@v26.7.0:deployments/gpu-operator/values.yaml (driver, toolkit, "
-                "devicePlugin.config, daemonsets.tolerations) and tests/plugin-config.yaml (a timeSlicing "
-                "config with replicas 10, the format we render)",
-                f"{_GPU_OPERATOR_DOCS}@52dcb7b8:gpu-operator/platform-support.rst (26.7 docs: EKS 1.33-1.36)",
-                f"{_GPU_OPERATOR_DOCS}@52dcb7b8:gpu-operator/release-notes.rst 26.7.0",
-            ),
-        )
-    }
-)  # fmt: skip
-
-
-def newest_chart_for(kubernetes_version: str) -> GpuOperatorChart | None:
-    """The newest chart release whose support matrix lists ``kubernetes_version``."""
-    fitting = [c for c in GPU_OPERATOR_CHARTS.values() if c.supports(kubernetes_version)]
-    return max(fitting, key=lambda c: c.released) if fitting else None
-
-
 # --- Kubernetes versions on EKS ---------------------------------------------------------
 
 
@@ -260,11 +185,6 @@ EKS_KUBERNETES_VERSIONS: Final[Mapping[str, EksKubernetesVersion]] = _mapping(
     }
 )
 DEFAULT_KUBERNETES_VERSION: Final = "1.35"  # in standard support until 2027-03-27
-
-
-def _minor(version: str) -> tuple[int, int]:
-    major, minor = version.split(".")[:2]
-    return int(major), int(minor)
 
 
 # --- EKS-optimised AMIs -----------------------------------------------------------------
@@ -366,3 +286,8 @@ EKS_CLUSTER_ADMIN_POLICY: Final = "arn:{partition}:eks::aws:cluster-access-polic
 # (kubernetes.io/docs/concepts/overview/working-with-objects/namespaces). Declaring one of them
 # as a new Namespace would fight the cluster over it (and relabel its Pod Security level).
 RESERVED_NAMESPACES: Final = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+# A node group taint's effect as the EKS API spells it (Taint.effect) -> as Kubernetes does.
+EKS_TAINT_EFFECTS: Final[Mapping[str, str]] = MappingProxyType(
+    {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute", "PREFER_NO_SCHEDULE": "PreferNoSchedule"}
+)

@@ -16,6 +16,7 @@ from typing import Final
 from config.facts import EKS_AMI_SOURCE
 
 __all__ = [
+    "ACCELERATOR_LABEL",
     "GpuSpec",
     "InstanceType",
     "INSTANCE_TYPES",
@@ -42,15 +43,18 @@ class GpuSpec:
     usable_gib: float
     bandwidth_gb_s: float  # memory bandwidth, GB/s (10^9), for decode-speed estimates
     measured: bool  # usable_gib measured on a real card (True) or estimated (False)
+    # The GPU nodes' ACCELERATOR_LABEL value: the Cluster Autoscaler's name for the card.
+    accelerator: str
 
 
 _DRIVER_RESERVED_GIB = 46068 / 1024 - 44.39  # L40S: nvidia-smi total minus the guide's measured free
 
 
-def _card(model: str, total_mib: int, bandwidth: float, *, usable_gib: float | None = None) -> GpuSpec:
+def _card(model: str, total_mib: int, bandwidth: float, accelerator: str, *, usable_gib: float | None = None) -> GpuSpec:
     total = total_mib / 1024
     return GpuSpec(
         gpu_model=model,
+        accelerator=accelerator,
         gpus_per_node=1,
         total_gib=round(total, 2),
         usable_gib=usable_gib if usable_gib is not None else round(total - _DRIVER_RESERVED_GIB, 2),
@@ -59,10 +63,18 @@ def _card(model: str, total_mib: int, bandwidth: float, *, usable_gib: float | N
     )
 
 
-# NVIDIA product briefs (memory size, bandwidth); nvidia-smi totals.
-_L40S = _card("NVIDIA L40S", 46068, 864.0, usable_gib=44.39)
-_A10G = _card("NVIDIA A10G", 23028, 600.0)
-_L4 = _card("NVIDIA L4", 23034, 300.0)
+# The node label the Cluster Autoscaler's AWS provider reads as "this node has a GPU": a node that
+# carries it but advertises no GPU yet (the device plugin starts after the node is Ready) is
+# counted as unready instead of as a node the pending GPU pods do not fit, which would scale up
+# again (kubernetes/autoscaler@cluster-autoscaler-1.35.2: cloudprovider/aws/aws_cloud_provider.go
+# GPULabel and availableGPUTypes, processors/customresources/gpu_processor.go
+# FilterOutNodesWithUnreadyResources; cloudprovider/aws/README.md "Special note on GPU instances").
+ACCELERATOR_LABEL: Final = "k8s.amazonaws.com/accelerator"
+
+# NVIDIA product briefs (memory size, bandwidth); nvidia-smi totals; the autoscaler's GPU type names.
+_L40S = _card("NVIDIA L40S", 46068, 864.0, "nvidia-l40s", usable_gib=44.39)
+_A10G = _card("NVIDIA A10G", 23028, 600.0, "nvidia-a10g")
+_L4 = _card("NVIDIA L4", 23034, 300.0, "nvidia-l4")
 
 # What kubelet keeps from the pods on an AL2023 node (nodeadm/internal/kubelet/config.go):
 # kube-reserved CPU 6% of the first core, 1% of the second, 0.5% of the next two and 0.25% of

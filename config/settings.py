@@ -8,8 +8,9 @@ program reads ``pulumi.Config``. Every key and its default is listed in the READ
 "Configuration" section; the defaults reproduce the reference deployment.
 
 It composes the cluster's part (``config.cluster_settings``) and the workloads' part
-(``workloads.settings``), read from one root section, then checks what crosses the two: the
-enabled models must fit one GPU node's CPU, memory and disk.
+(``workloads.settings``), read from one root section, then checks what crosses the two: the GPUs
+the enabled models are placed on must be within the GPU node group's ``maxSize``, and each GPU
+node's disk must hold its models' weights.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
+from config.charts import CLUSTER_AUTOSCALER_CHART, AutoscalerRelease, autoscaler_for
 from config.cluster_settings import (
     AccessSettings,
     GpuOperatorSettings,
@@ -41,9 +43,10 @@ from config.facts import (
     is_private_vpc_cidr,
     partition_of,
 )
-from config.instances import CPU_NODE_TYPES, GPU_NODE_TYPES, NODEFS_EVICTION_FRACTION, GpuSpec, InstanceType
+from config.instances import CPU_NODE_TYPES, GPU_NODE_TYPES, NODEFS_EVICTION_FRACTION, GpuSpec
 from config.validation import MISSING, ConfigError, SecretText, Section
-from workloads.settings import WorkloadSettings, checkpoint_bytes, cpu_millis, load_workloads, memory_bytes
+from workloads.placement import GpuNode
+from workloads.settings import WorkloadSettings, checkpoint_bytes, load_workloads
 
 __all__ = [
     "PROJECT",
@@ -80,6 +83,7 @@ class Settings:
     gpu: GpuSpec  # the GPU of gpu_nodes.instance_type
     gpu_sharing: GpuSharingSettings
     gpu_operator: GpuOperatorSettings
+    autoscaler: AutoscalerRelease  # the Cluster Autoscaler of the cluster's Kubernetes minor
     hardening: HardeningSettings
     access: AccessSettings
     workloads: WorkloadSettings
@@ -127,6 +131,14 @@ def load_settings(raw: Mapping[str, Any], *, stack: str = DEV_STACK) -> Settings
         DEFAULT_KUBERNETES_VERSION,
         choices=EKS_KUBERNETES_VERSIONS,
     )
+    autoscaler = autoscaler_for(kubernetes_version)
+    if autoscaler is None:
+        raise ConfigError(
+            root.key("kubernetesVersion"),
+            kubernetes_version,
+            f"a version the Cluster Autoscaler chart {CLUSTER_AUTOSCALER_CHART.version} is pinned for "
+            f"(config/charts.py): {', '.join(CLUSTER_AUTOSCALER_CHART.releases)}",
+        )
     if stack != DEV_STACK and not root.has("publicAccessCidrs"):
         raise ConfigError(
             root.key("publicAccessCidrs"),
@@ -160,6 +172,8 @@ def load_settings(raw: Mapping[str, Any], *, stack: str = DEV_STACK) -> Settings
         disk=20,
         labels={},
         taint=None,
+        never_empty="the Cluster Autoscaler, CoreDNS and the GPU Operator run on the CPU nodes: with none, "
+        "nothing would be left to add a node",
     )
     gpu_section = root.section("gpuNodes", {})
     gpu_nodes = load_node_group(
@@ -181,7 +195,8 @@ def load_settings(raw: Mapping[str, Any], *, stack: str = DEV_STACK) -> Settings
     hardening = load_hardening(root.section("hardening", {}))
     access = load_access(root, partition_of(region))
 
-    workloads = load_workloads(root, gpu=gpu, gpu_slots=_gpu_slots(sharing, gpu, gpu_nodes))
+    max_gpus = gpu.gpus_per_node * gpu_nodes.max_size
+    workloads = load_workloads(root, node=GpuNode(type=gpu_type, gpu=gpu, slots=sharing.replicas), max_gpus=max_gpus)
     root.done()
     if operator.namespace == workloads.namespace:
         raise ConfigError(
@@ -190,7 +205,7 @@ def load_settings(raw: Mapping[str, Any], *, stack: str = DEV_STACK) -> Settings
             f"a namespace other than the models' (gpu-sharing:namespace is {workloads.namespace!r}): "
             "each namespace is declared by the component that owns it",
         )
-    _check_gpu_node_fits(workloads, gpu_type, f"{prefix}models")
+    _check_gpu_count(workloads, max_gpus, gpu_section.key("maxSize"))
     _check_gpu_disk(workloads, gpu_nodes.disk_size_gib, gpu_section.key("diskSizeGib"))
     return Settings(
         cluster_name=cluster_name,
@@ -205,6 +220,7 @@ def load_settings(raw: Mapping[str, Any], *, stack: str = DEV_STACK) -> Settings
         gpu=gpu,
         gpu_sharing=sharing,
         gpu_operator=operator,
+        autoscaler=autoscaler,
         hardening=hardening,
         access=access,
         workloads=workloads,
@@ -242,46 +258,43 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def _check_gpu_node_fits(workloads: WorkloadSettings, node: InstanceType, models_key: str) -> None:
-    """The enabled models share the one GPU of the memory plan, hence one node: their CPU
-    and memory requests must fit that node's allocatable (kubelet's reservations, from the
-    instance facts), or the last pods stay Pending."""
-    # field -> (allocatable, how a request of the field is counted, unit, unit size)
-    resources = {
-        "memory": (node.allocatable_memory_mib * 2**20, memory_bytes, "GiB", _GIB),
-        "cpu": (node.allocatable_cpu_millis, cpu_millis, "CPU", 1000),
-    }
-    asked = {field: 0 for field in resources}
-    for i, m in enumerate(workloads.enabled_models):
-        for field, (allocatable, count, unit, size) in resources.items():
-            value = getattr(m, field)
-            if asked[field] + count(value) > allocatable:
-                before = [f"{models_key}.{p.key}.{field} {getattr(p, field)}" for p in workloads.enabled_models[:i]]
-                raise ConfigError(
-                    f"{models_key}.{m.key}.{field}",
-                    value,
-                    f"at most {(allocatable - asked[field]) / size:.2f} {unit}: one {node.name} node "
-                    f"({node.vcpus} vCPUs, {node.memory_gib:g} GiB) has {allocatable / size:.2f} {unit} allocatable "
-                    f"after kubelet's reservations, and the enabled models before it ask for "
-                    f"{', '.join(before) or 'none'}; lower it, disable a model, or pick a larger "
-                    "gpu-sharing:gpuNodes.instanceType",
-                )
-            asked[field] += count(value)
+def _check_gpu_count(workloads: WorkloadSettings, max_gpus: int, key: str) -> None:
+    """Each GPU group that holds an enabled model needs a GPU, hence a node, of its own: no more of
+    them than the GPU node group can hold (groups of disabled models only need none)."""
+    p = workloads.placement
+    needed = {g: [k for k in p.keys(g) if workloads.models[k].enabled] for g in p.plans}
+    needed = {g: keys for g, keys in needed.items() if keys}
+    if len(needed) <= max_gpus:
+        return
+    gpus = [
+        f"GPU {g} {', '.join(keys)}" + "".join(f" ({k}: {p.why[k]})" for k in keys if k in p.why)
+        for g, keys in needed.items()
+    ]
+    raise ConfigError(
+        key,
+        max_gpus,
+        f"at least {len(needed)}: the enabled models need {len(needed)} GPUs, a node each: {'; '.join(gpus)}; raise it "
+        "(the Cluster Autoscaler adds GPU nodes up to it), disable models, or make them fit fewer GPUs",
+    )
 
 
 def _check_gpu_disk(workloads: WorkloadSettings, disk_gib: int, disk_key: str) -> None:
-    """The GPU node's root volume holds the TGI images and every enabled model's weights (the
-    hostPath cache); kubelet evicts pods when less than 10% of it is free."""
-    images = {m.image: m.image_disk_gib for m in workloads.enabled_models}
-    weights = {m.key: checkpoint_bytes(m) / _GIB for m in workloads.enabled_models}
-    need = sum(images.values()) + sum(weights.values())
-    usable = disk_gib * (1 - NODEFS_EVICTION_FRACTION)
-    if need > usable:
-        raise ConfigError(
-            disk_key,
-            disk_gib,
-            f"at least {need / (1 - NODEFS_EVICTION_FRACTION):.0f} GiB: the enabled models' weights ("
-            + ", ".join(f"{k} {gib:.1f} GiB" for k, gib in weights.items())
-            + f") and their images ({sum(images.values()):.0f} GiB) must fit in the {1 - NODEFS_EVICTION_FRACTION:.0%} "
-            "of the disk kubelet lets pods fill (evictionHard nodefs.available 10%)",
-        )
+    """A GPU node's root volume holds the TGI images and the weights of its GPU's enabled models
+    (the hostPath cache); kubelet evicts pods when less than 10% of it is free."""
+    p = workloads.placement
+    for g in p.plans:
+        models = [workloads.models[k] for k in p.keys(g) if workloads.models[k].enabled]
+        images = {m.image: m.image_disk_gib for m in models}
+        weights = {m.key: checkpoint_bytes(m) / _GIB for m in models}
+        need = sum(images.values()) + sum(weights.values())
+        usable = disk_gib * (1 - NODEFS_EVICTION_FRACTION)
+        if need > usable:
+            raise ConfigError(
+                disk_key,
+                disk_gib,
+                f"at least {need / (1 - NODEFS_EVICTION_FRACTION):.0f} GiB: the enabled models' weights ("
+                + ", ".join(f"{k} {gib:.1f} GiB" for k, gib in weights.items())
+                + f") and their images ({sum(images.values()):.0f} GiB) must fit in the {1 - NODEFS_EVICTION_FRACTION:.0%} "
+                "of the disk kubelet lets pods fill (evictionHard nodefs.available 10%)"
+                + (f", on the node of GPU {g}" if len(p.plans) > 1 else ""),
+            )

@@ -1,5 +1,6 @@
 """The EKS cluster (pulumi-eks), its node IAM role, the two managed node groups with their
-launch templates, the CoreDNS add-on and the access entries.
+launch templates and the Cluster Autoscaler's node-template tags on their Auto Scaling groups,
+the CoreDNS add-on and the access entries.
 
 Following pulumi-eks's examples (examples/tests/managed-ng-os-py): API authentication
 mode with an ``EC2_LINUX`` access entry for the node role, no default node group, and
@@ -9,8 +10,8 @@ managed node groups that take the cluster itself.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -19,6 +20,8 @@ import pulumi_kubernetes as k8s
 
 from config.cluster_settings import AccessSettings, HardeningSettings, NodeGroupSettings
 from config.facts import CPU_AMI_TYPE, EKS_AMIS, EKS_CLUSTER_ADMIN_POLICY, GPU_AMI_TYPE, partition_of, service_host
+from config.instances import ACCELERATOR_LABEL
+from infra.autoscaler import NODE_TEMPLATE, node_template_tags
 
 __all__ = ["ClusterArgs", "Cluster", "CONTROL_PLANE_LOG_TYPES", "GPU_TAINT_EFFECT", "GPU_TAINT_KEY", "GPU_TAINT_VALUE",
            "NODE_POLICY_ARNS"]
@@ -66,6 +69,8 @@ class ClusterArgs:
     gpu_subnet_ids: Sequence[pulumi.Input[str]]  # the private subnets in zones offering the GPU type
     cpu_nodes: NodeGroupSettings
     gpu_nodes: NodeGroupSettings
+    gpu_accelerator: str  # the GPU's name for the k8s.amazonaws.com/accelerator node label
+    gpu_node_resources: Mapping[str, str]  # extended resources a GPU node offers: {"nvidia.com/gpu": "10"}
     hardening: HardeningSettings
     access: AccessSettings
     benchmark_group: str  # the Kubernetes group benchmark users' access entries map to
@@ -76,11 +81,14 @@ class Cluster(pulumi.ComponentResource):
 
     ``provider`` is a Kubernetes provider for the cluster (built from its kubeconfig):
     pass ``opts=ResourceOptions(provider=cluster.provider)`` to Kubernetes resources.
-    ``node_groups`` are the managed node groups, for ``depends_on``.
+    ``node_groups`` are the managed node groups, for ``depends_on``; ``oidc_provider_arn`` and
+    ``oidc_issuer`` the cluster's IAM OIDC provider, for IAM roles of service accounts.
     """
 
     name: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
+    oidc_provider_arn: pulumi.Output[str]
+    oidc_issuer: pulumi.Output[str]
     provider: k8s.Provider
     node_groups: tuple[eks.ManagedNodeGroup, ...]
 
@@ -208,7 +216,12 @@ class Cluster(pulumi.ComponentResource):
         )
 
         def node_group(
-            suffix: str, spec: NodeGroupSettings, ami_type: str, subnet_ids: Sequence[pulumi.Input[str]]
+            suffix: str,
+            spec: NodeGroupSettings,
+            ami_type: str,
+            subnet_ids: Sequence[pulumi.Input[str]],
+            labels: Mapping[str, str],
+            resources: Mapping[str, str],
         ) -> eks.ManagedNodeGroup:
             taints = (
                 [aws.eks.NodeGroupTaintArgs(key=GPU_TAINT_KEY, value=GPU_TAINT_VALUE, effect="NO_SCHEDULE")]
@@ -248,7 +261,7 @@ class Cluster(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
-            return eks.ManagedNodeGroup(
+            group = eks.ManagedNodeGroup(
                 f"{name}-{suffix}",
                 cluster=cluster,
                 node_role=node_role,
@@ -258,17 +271,33 @@ class Cluster(pulumi.ComponentResource):
                     desired_size=spec.desired_size, min_size=spec.min_size, max_size=spec.max_size
                 ),
                 subnet_ids=list(subnet_ids),
-                labels=dict(spec.labels),
+                labels=dict(labels),
                 taints=taints,
                 launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
                     id=template.id, version=template.latest_version.apply(str)
                 ),
+                # The Cluster Autoscaler owns the size between minSize and maxSize: desiredSize
+                # applies at creation, and a later `pulumi up` does not reset what it scaled to.
+                ignore_scaling_changes=True,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=attachments),
             )
+            asg = _auto_scaling_group(group)
+            for tag, value in node_template_tags(labels, taint, resources).items():
+                aws.autoscaling.Tag(
+                    f"{name}-{suffix}-asg-{tag.removeprefix(NODE_TEMPLATE + '/').replace('/', '-')}",
+                    autoscaling_group_name=asg,
+                    tag=aws.autoscaling.TagTagArgs(key=tag, value=value, propagate_at_launch=False),
+                    opts=child,
+                )
+            return group
 
+        # GPU nodes carry the label the autoscaler knows a GPU node by: until the device plugin
+        # advertises the GPU, such a node counts as unready rather than as one more node the
+        # pending GPU pods do not fit (config/instances.py, ACCELERATOR_LABEL).
+        gpu_labels = {**args.gpu_nodes.labels, ACCELERATOR_LABEL: args.gpu_accelerator}
         self.node_groups = (
-            node_group("cpu", args.cpu_nodes, CPU_AMI_TYPE, args.private_subnet_ids),
-            node_group("gpu", args.gpu_nodes, GPU_AMI_TYPE, args.gpu_subnet_ids),
+            node_group("cpu", args.cpu_nodes, CPU_AMI_TYPE, args.private_subnet_ids, args.cpu_nodes.labels, {}),
+            node_group("gpu", args.gpu_nodes, GPU_AMI_TYPE, args.gpu_subnet_ids, gpu_labels, args.gpu_node_resources),
         )
         # CoreDNS managed by EKS like kube-proxy and the VPC CNI (which pulumi-eks declares), once
         # nodes can run it; OVERWRITE takes over the self-managed CoreDNS EKS bootstraps at
@@ -283,8 +312,21 @@ class Cluster(pulumi.ComponentResource):
         )
         self.name = pulumi.Output.from_input(args.cluster_name)
         self.kubeconfig = pulumi.Output.secret(cluster.kubeconfig_json)
+        self.oidc_provider_arn = cluster.oidc_provider_arn
+        self.oidc_issuer = cluster.oidc_issuer
         self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.kubeconfig, opts=child)
         self.register_outputs({"name": self.name, "kubeconfig": self.kubeconfig})
+
+
+def _auto_scaling_group(group: eks.ManagedNodeGroup) -> pulumi.Output[str]:
+    """The name of the Auto Scaling group EKS made for a managed node group (aws.eks.NodeGroup
+    ``resources[0].autoscaling_groups[0].name``; one per node group)."""
+
+    def first(resources: Sequence[aws.eks.outputs.NodeGroupResource]) -> str:
+        groups = resources[0].autoscaling_groups or []
+        return groups[0].name or ""
+
+    return group.node_group.apply(lambda ng: ng.resources).apply(first)
 
 
 def _key_policy(region: str, ebs: bool, opts: pulumi.ResourceOptions) -> pulumi.Output[str]:

@@ -56,7 +56,7 @@ def config_map_name(sharing: GpuSharingSettings) -> str:
 
 def helm_values(config_map: str, config_key: str) -> dict[str, Any]:
     """The chart values we set (chart deployments/gpu-operator/values.yaml; the same keys in
-    every release config/facts.py records, GPU_OPERATOR_CHARTS)."""
+    every release config/charts.py records, GPU_OPERATOR_CHARTS)."""
     return {
         "driver": {"enabled": False},
         "toolkit": {"enabled": False},

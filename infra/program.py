@@ -13,6 +13,7 @@ import pulumi_aws as aws
 
 from config.settings import Settings
 from config.validation import ConfigError
+from infra.autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
 from infra.cluster import GPU_TAINT_EFFECT, GPU_TAINT_KEY, GPU_TAINT_VALUE, Cluster, ClusterArgs
 from infra.gpu_operator import GpuOperator, GpuOperatorArgs
 from infra.network import Network, NetworkArgs
@@ -53,11 +54,30 @@ class Stack:
                 gpu_subnet_ids=[self.network.private_subnet_ids[zones.index(z)] for z in gpu_zones],
                 cpu_nodes=settings.cpu_nodes,
                 gpu_nodes=settings.gpu_nodes,
+                gpu_accelerator=settings.gpu.accelerator,
+                # What a GPU node offers pods: the sharing replicas of each of its GPUs.
+                gpu_node_resources={
+                    settings.gpu_sharing.resource_name: str(settings.gpu_sharing.replicas * settings.gpu.gpus_per_node)
+                },
                 hardening=settings.hardening,
                 access=settings.access,
                 benchmark_group=BENCHMARK_GROUP,
             ),
             pulumi.ResourceOptions(providers=[self.aws_provider]),
+        )
+        # Keeps each node group between its minSize and maxSize: GPU nodes for the models'
+        # pending pods, none when no model is enabled and minSize is 0.
+        self.autoscaler = ClusterAutoscaler(
+            "cluster-autoscaler",
+            ClusterAutoscalerArgs(
+                cluster_name=settings.cluster_name,
+                region=settings.region,
+                release=settings.autoscaler,
+                oidc_provider_arn=self.cluster.oidc_provider_arn,
+                oidc_issuer=self.cluster.oidc_issuer,
+                node_groups=self.cluster.node_groups,
+            ),
+            pulumi.ResourceOptions(providers=[self.aws_provider, self.cluster.provider]),
         )
         self.gpu_operator = GpuOperator(
             "gpu-operator",
@@ -99,12 +119,14 @@ def build(settings: Settings) -> dict[str, Any]:
 
 def gpu_facts(settings: Settings) -> dict[str, Any]:
     """The ``gpu`` part of the stack-outputs contract (``workloads.contract``; the README's
-    "Deploying" lists the stack outputs): the GPU node's instance type, its card and how it is shared."""
+    "Deploying" lists the stack outputs): the GPU node's instance type, its card, how it is shared,
+    and how many GPU nodes the group may have (the Cluster Autoscaler keeps it in that range)."""
     return {
         "instance_type": settings.gpu_nodes.instance_type,
         "gpu_model": settings.gpu.gpu_model,
         "memory_gib": settings.gpu.total_gib,
         "sharing": {"strategy": settings.gpu_sharing.strategy, "replicas": settings.gpu_sharing.replicas},
+        "nodes": {"min": settings.gpu_nodes.min_size, "max": settings.gpu_nodes.max_size},
     }
 
 

@@ -23,6 +23,11 @@ at what was declared before it did.
 What the mocks answer (each as Pulumi's mock runtime needs it to run this program offline):
 - ``eks:index:Cluster`` (a remote component: its children are never seen) with camelCase
   outputs including ``kubeconfig``/``kubeconfigJson``; resource-valued outputs are None.
+- ``eks:index:ManagedNodeGroup`` with ``nodeGroup`` a reference to the ``aws:eks/nodeGroup:NodeGroup``
+  pulumi-eks makes (the one resource-valued output the program reads, for the node group's Auto
+  Scaling group): the monitor answers it from a registration of its own, with
+  ``resources[0].autoscalingGroups[0].name`` = ``asg_name(<node group name>)``; it is not one of
+  the recorded resources (the program never declares it).
 - ``aws:index/getAvailabilityZones:getAvailabilityZones`` with four us-west-2 zones, plus an
   opted-in Local Zone (``us-west-2-lax-1a``, which sorts first) unless the call filters on
   ``zone-type: availability-zone``, as EC2 does; and
@@ -47,9 +52,12 @@ from typing import Any
 import pulumi
 import yaml
 from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
 from pulumi.runtime.proto import resource_pb2
 
-__all__ = ["ACCOUNT", "Call", "Recorded", "RecordedResource", "dev_config", "run_program", "LOCAL_ZONE", "ZONES"]
+__all__ = [
+    "ACCOUNT", "Call", "Recorded", "RecordedResource", "asg_name", "dev_config", "run_program", "LOCAL_ZONE", "ZONES",
+]  # fmt: skip
 
 ROOT = Path(__file__).resolve().parent.parent
 ZONES = ("us-west-2a", "us-west-2b", "us-west-2c", "us-west-2d")
@@ -125,10 +133,16 @@ def _ints(value: Any) -> Any:
     return value
 
 
+def asg_name(node_group: str) -> str:
+    """The Auto Scaling group name the mocks give a managed node group (EKS: ``eks-<name>-<uuid>``)."""
+    return f"eks-{node_group}-asg"
+
+
 class _Mocks(pulumi.runtime.Mocks):
     def __init__(self, into: Recorded, gpu_zones: tuple[str, ...]) -> None:
         self.rec = into
         self.gpu_zones = gpu_zones
+        self.monitor: pulumi_mocks.MockMonitor | None = None  # set by the monitor
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         inputs = _ints(dict(args.inputs))
@@ -151,7 +165,7 @@ class _Mocks(pulumi.runtime.Mocks):
             }
         elif args.typ == "eks:index:ManagedNodeGroup":
             resource_id = None
-            outputs = {**inputs, "nodeGroup": None}
+            outputs = {**inputs, "nodeGroup": self._node_group(args.name)}
         elif args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
             outputs = {**inputs, "id": resource_id, "arn": f"arn:aws:mock:::{args.name}", "latestVersion": 1}
         else:
@@ -174,6 +188,16 @@ class _Mocks(pulumi.runtime.Mocks):
         )
         return resource_id, outputs
 
+    def _node_group(self, name: str) -> dict[str, Any]:
+        """A reference to the aws.eks.NodeGroup of a ManagedNodeGroup, registered with the monitor
+        so that the SDK can read it back (``pulumi:pulumi:getResource``)."""
+        assert self.monitor is not None
+        typ = "aws:eks/nodeGroup:NodeGroup"
+        urn = f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::eks:index:ManagedNodeGroup${typ}::{name}"
+        state = {"nodeGroupName": name, "resources": [{"autoscalingGroups": [{"name": asg_name(name)}]}]}
+        self.monitor.resources[urn] = pulumi_mocks.MockMonitor.ResourceRegistration(urn, f"{name}-id", state)
+        return {rpc._special_sig_key: rpc._special_resource_sig, "urn": urn, "id": f"{name}-id"}
+
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         self.rec.calls.append(Call(args.token, _ints(dict(args.args)), args.provider or ""))
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
@@ -195,6 +219,7 @@ class _NoResourceReferencesMonitor(pulumi_mocks.MockMonitor):
     def __init__(self, mocks: _Mocks) -> None:
         super().__init__(mocks)
         self.rec = mocks.rec
+        mocks.monitor = self
 
     def RegisterResource(self, request: Any) -> Any:
         self.rec._providers[(request.type, request.name)] = dict(request.providers)

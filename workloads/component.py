@@ -29,7 +29,15 @@ from pulumi_kubernetes.rbac.v1 import PolicyRuleArgs, RoleRefArgs, SubjectArgs
 
 from workloads.contract import PORT
 from workloads.planner import ModelPlan
-from workloads.pod import MODEL_COMPONENT, PART_OF, START_ORDER_CONFIG_MAP, checkov_skips, model_labels, pod_spec
+from workloads.pod import (
+    MODEL_COMPONENT,
+    PART_OF,
+    START_ORDER_CONFIG_MAP,
+    checkov_skips,
+    gpu_group_labels,
+    model_labels,
+    pod_spec,
+)
 from workloads.settings import ModelSettings, WorkloadSettings
 
 __all__ = [
@@ -84,8 +92,11 @@ class InferenceModelArgs:
     model: ModelSettings
     model_plan: ModelPlan  # the model's part of the memory plan: the CUDA memory fraction TGI gets
     namespace: pulumi.Input[str]
-    before: Sequence[str]  # catalog keys that start before this model, in order
+    before: Sequence[str]  # keys of its GPU's models that start before this model, in order
     total_startup_minutes: int  # this model's and its predecessors' startup budgets
+    # Its GPU group, for the pod affinity that keeps a GPU's models together and the groups
+    # apart; None when the GPU node group holds one node (one GPU: nothing to keep apart).
+    gpu_group: int | None
     node_selector: Mapping[str, str]
     tolerate_gpu_taint: bool
     gpu_resource: str  # the extended resource one GPU share is advertised as
@@ -127,7 +138,7 @@ class InferenceModel(pulumi.ComponentResource):
                 revision_history_limit=3,
                 selector=LabelSelectorArgs(match_labels=selector),
                 template=PodTemplateSpecArgs(
-                    metadata=ObjectMetaArgs(labels=labels),
+                    metadata=ObjectMetaArgs(labels={**labels, **gpu_group_labels(args.gpu_group)}),
                     spec=pod_spec(
                         m,
                         args.model_plan,
@@ -135,6 +146,7 @@ class InferenceModel(pulumi.ComponentResource):
                         node_selector=args.node_selector,
                         tolerate_gpu_taint=args.tolerate_gpu_taint,
                         gpu_resource=args.gpu_resource,
+                        gpu_group=args.gpu_group,
                         hf_token_secret=args.hf_token_secret,
                     ),
                 ),
@@ -181,9 +193,10 @@ class ModelWorkloads(pulumi.ComponentResource):
         super().__init__("gpu-sharing:workloads:ModelWorkloads", name, None, opts)
         s = args.settings
         child = pulumi.ResourceOptions(parent=self)
-        # The memory plan, at every preview: what each TGI process will get, in start order.
-        pulumi.log.info(s.memory_plan.describe(), resource=self)
-        for warning in s.memory_plan.warnings:
+        # The memory plan, at every preview: each GPU's models and what each TGI process will
+        # get, in start order.
+        pulumi.log.info(s.placement.describe(), resource=self)
+        for warning in s.placement.warnings:
             pulumi.log.warn(warning, resource=self)
 
         ns = k8s.core.v1.Namespace(
@@ -240,17 +253,21 @@ class ModelWorkloads(pulumi.ComponentResource):
         pod_inputs.append(start_order)
         # Pods mount the start-order list and read the token: create those first.
         for_models = pulumi.ResourceOptions(parent=self, depends_on=[ns, *pod_inputs])
-        ordered = list(s.models.values())
         self.models = {}
-        for i, m in enumerate(ordered):
+        for m in s.models.values():
+            # The start order is per GPU: a model waits for the earlier models of its own GPU.
+            group = s.placement.group(m.key)
+            mates = s.placement.keys(group)
+            before = mates[: mates.index(m.key)]
             self.models[m.key] = InferenceModel(
                 f"{name}-{m.key}",
                 InferenceModelArgs(
                     model=m,
-                    model_plan=s.memory_plan.model(m.key),
+                    model_plan=s.placement.model(m.key),
                     namespace=s.namespace,
-                    before=[p.key for p in ordered[:i]],
-                    total_startup_minutes=sum(p.startup_minutes for p in ordered[: i + 1]),
+                    before=before,
+                    total_startup_minutes=sum(s.models[k].startup_minutes for k in [*before, m.key]),
+                    gpu_group=group if s.max_gpus > 1 else None,
                     node_selector=args.node_selector,
                     tolerate_gpu_taint=args.tolerate_gpu_taint,
                     gpu_resource=args.gpu_resource,

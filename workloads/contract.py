@@ -8,17 +8,24 @@ know and refuses a version it does not (a silent misreading would benchmark the 
 
 ```
 {"version": 1, "cluster": {"name", "region"}, "namespace",
- "gpu": {"instance_type", "gpu_model", "memory_gib", "sharing": {"strategy", "replicas"}},
+ "gpu": {"instance_type", "gpu_model", "memory_gib", "sharing": {"strategy", "replicas"},
+         "nodes": {"min", "max"}},
  "models": {"<key>": {"model_id", "deployment", "service", "port", "enabled", "replicas",
                       "start_order", "api", "max_input_tokens", "max_total_tokens",
                       "max_batch_total_tokens", "cuda_memory_fraction", "planned_kv_tokens",
                       "max_batch_prefill_tokens", "max_concurrent_requests", "image",
-                      "planned_kv_tokens_first_start"}},
+                      "planned_kv_tokens_first_start", "gpu_group"}},
  "gpu_nodes": {"labels", "taint": {"key", "value", "effect"} | null, "resource", "gpus_per_node"},
  "gpu_operator": {"namespace"}, "access": {"benchmark_group"}}
 ```
-(the models' last four fields and the last three sections were added within version 1: optional
-for a reader, which then cannot check what they describe.)
+(the models' last five fields, ``gpu.nodes`` and the last three sections were added within
+version 1: optional for a reader, which then cannot check what they describe.)
+
+Several GPUs: the models of one ``gpu_group`` share one GPU, hence one node (each GPU node has
+one GPU), and start in ``start_order`` among themselves; models of different groups run on
+different nodes and do not share a GPU. ``gpu.nodes`` is the GPU node group's size range: with
+``min`` 0 the Cluster Autoscaler may have no GPU node up until a model's pod asks for one. A
+contract without ``gpu_group`` comes from a stack with one GPU: every model is in group 1.
 """
 
 from __future__ import annotations
@@ -60,6 +67,12 @@ class ModelContract:
     max_concurrent_requests: int | None = None
     image: str | None = None
     planned_kv_tokens_first_start: int | None = None  # the plan's KV tokens when it starts first in order
+    gpu_group: int | None = None  # the GPU it shares with the models of the same group; None: 1
+
+    @property
+    def gpu(self) -> int:
+        """The GPU group, 1 for a contract written before several GPUs."""
+        return self.gpu_group if self.gpu_group is not None else 1
 
     @property
     def active(self) -> bool:
@@ -74,6 +87,7 @@ class ModelContract:
             "planned_kv_tokens": self.planned_kv_tokens, "max_batch_prefill_tokens": self.max_batch_prefill_tokens,
             "max_concurrent_requests": self.max_concurrent_requests, "image": self.image,
             "planned_kv_tokens_first_start": self.planned_kv_tokens_first_start,
+            "gpu_group": self.gpu_group,
         }  # fmt: skip
 
     @classmethod
@@ -97,6 +111,7 @@ class ModelContract:
             max_concurrent_requests=_get(raw, "max_concurrent_requests", int, where, optional=True),
             image=_get(raw, "image", str, where, optional=True),
             planned_kv_tokens_first_start=_get(raw, "planned_kv_tokens_first_start", int, where, optional=True),
+            gpu_group=_get(raw, "gpu_group", int, where, optional=True),
         )
 
 
@@ -162,6 +177,13 @@ class Contract:
     def active_models(self) -> list[ModelContract]:
         """The enabled models with replicas, in the stack's start order."""
         return sorted((m for m in self.models.values() if m.active), key=lambda m: (m.start_order, m.key))
+
+    def gpu_groups(self) -> dict[int, list[ModelContract]]:
+        """The active models of each GPU group (the models sharing one GPU), in start order."""
+        groups: dict[int, list[ModelContract]] = {}
+        for m in self.active_models():
+            groups.setdefault(m.gpu, []).append(m)
+        return dict(sorted(groups.items()))
 
     @classmethod
     def from_dict(cls, data: Any) -> Contract:

@@ -17,7 +17,7 @@ __all__ = ["contract_of", "contract_output"]
 def contract_of(*, cluster_name: str, region: str, gpu: Mapping[str, Any], workloads: WorkloadSettings,
                 gpu_nodes: GpuNodes | None = None, gpu_operator_namespace: str | None = None,
                 benchmark_group: str | None = None) -> Contract:  # fmt: skip
-    """The contract of these settings: the memory plan gives each model the CUDA memory fraction
+    """The contract of these settings: the memory plan gives each model its GPU group, the CUDA memory fraction
     TGI is started with and its planned KV tokens (after a restart, and on the first start in
     order); ``gpu_nodes``, ``gpu_operator_namespace`` and ``benchmark_group`` tell ``doctor``
     what the cluster should look like."""
@@ -29,9 +29,10 @@ def contract_of(*, cluster_name: str, region: str, gpu: Mapping[str, Any], workl
             cuda_memory_fraction=planned.cuda_memory_fraction, planned_kv_tokens=planned.kv_tokens,
             max_batch_prefill_tokens=m.max_batch_prefill_tokens, max_concurrent_requests=m.max_concurrent_requests,
             image=m.image, planned_kv_tokens_first_start=planned.kv_tokens_first_start,
+            gpu_group=workloads.placement.group(m.key),
         )
         for m in workloads.models.values()
-        for planned in (workloads.memory_plan.model(m.key),)
+        for planned in (workloads.placement.model(m.key),)
     }  # fmt: skip
     return Contract(cluster_name=cluster_name, region=region, namespace=workloads.namespace, gpu=gpu, models=models,
                     gpu_nodes=gpu_nodes, gpu_operator_namespace=gpu_operator_namespace,

@@ -45,6 +45,7 @@ __all__ = [
     "MemoryPlan",
     "PlanError",
     "plan_memory",
+    "check_fraction_mode",
     "block_size",
     "GIB",
     "TGI_WIGGLE_ROOM",
@@ -109,22 +110,14 @@ def plan_memory(gpu: GpuSpec, models: Sequence[ModelRequest], assumptions: Assum
     numbers, where a model gets fewer KV tokens than its ``max_batch_total_tokens``.
     """
     a = assumptions or Assumptions()
-    autos = [m.cuda_memory_fraction is None for m in models]
-    if any(autos) and not all(autos):
-        first = models[autos.index(not autos[0])]
-        raise PlanError(
-            first.key,
-            "cudaMemoryFraction",
-            first.cuda_memory_fraction if first.cuda_memory_fraction is not None else "auto",
-            "the same mode for every model: all 'auto' or all numbers (fractions are cumulative "
-            "over the start order, so one model's number depends on all the others)",
-        )
+    check_fraction_mode(models)
+    auto = bool(models) and models[0].cuda_memory_fraction is None
     shapes = [shape_of(gpu, m, a) for m in models]
-    if models and autos[0]:
+    if auto:
         check_minimal_fit(gpu, models, shapes)
     fractions = (
         _auto_fractions(gpu, models, shapes, a)
-        if models and autos[0]
+        if auto
         else [f for m in models if (f := m.cuda_memory_fraction) is not None]
     )
     restart = simulate(gpu, models, shapes, fractions, predecessors_busy=True)
@@ -185,6 +178,21 @@ def plan_memory(gpu: GpuSpec, models: Sequence[ModelRequest], assumptions: Assum
         models=tuple(plans),
         warnings=tuple(warnings),
     )
+
+
+def check_fraction_mode(models: Sequence[ModelRequest]) -> None:
+    """Every model 'auto', or every model a number: a number is cumulative over the start order,
+    so it depends on all the others (``PlanError`` names the first model of the other mode)."""
+    autos = [m.cuda_memory_fraction is None for m in models]
+    if any(autos) and not all(autos):
+        first = models[autos.index(not autos[0])]
+        raise PlanError(
+            first.key,
+            "cudaMemoryFraction",
+            first.cuda_memory_fraction if first.cuda_memory_fraction is not None else "auto",
+            "the same mode for every model: all 'auto' or all numbers (fractions are cumulative "
+            "over the start order, so one model's number depends on all the others)",
+        )
 
 
 def _auto_fractions(

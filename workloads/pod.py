@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from pulumi_kubernetes.core.v1 import (
+    AffinityArgs,
     CapabilitiesArgs,
     ConfigMapVolumeSourceArgs,
     ContainerArgs,
@@ -20,6 +21,9 @@ from pulumi_kubernetes.core.v1 import (
     EnvVarSourceArgs,
     HostPathVolumeSourceArgs,
     HTTPGetActionArgs,
+    PodAffinityArgs,
+    PodAffinityTermArgs,
+    PodAntiAffinityArgs,
     PodSecurityContextArgs,
     PodSpecArgs,
     ProbeArgs,
@@ -31,6 +35,7 @@ from pulumi_kubernetes.core.v1 import (
     VolumeArgs,
     VolumeMountArgs,
 )
+from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, LabelSelectorRequirementArgs
 
 from workloads.contract import PORT
 from workloads.planner import ModelPlan
@@ -41,9 +46,12 @@ __all__ = [
     "START_ORDER_CONFIG_MAP",
     "MODEL_COMPONENT",
     "PART_OF",
+    "GPU_GROUP_LABEL",
     "WAIT_SCRIPT",
     "WAIT_COMMAND",
     "model_labels",
+    "gpu_group_labels",
+    "gpu_affinity",
     "tgi_args",
     "checkov_skips",
     "pod_spec",
@@ -89,6 +97,53 @@ def model_labels(model: ModelSettings) -> dict[str, str]:
         "app.kubernetes.io/part-of": PART_OF,
         "app.kubernetes.io/managed-by": "pulumi",
     }
+
+
+# The GPU group a model's pods belong to (workloads.placement): the models planned on one GPU.
+GPU_GROUP_LABEL = "gpu-sharing/gpu-group"
+_NODE = "kubernetes.io/hostname"  # one GPU per node: a GPU group's topology domain is the node
+
+
+def gpu_group_labels(group: int | None) -> dict[str, str]:
+    """The pod label of a GPU group; none on a single GPU node, where every model shares the GPU."""
+    return {} if group is None else {GPU_GROUP_LABEL: str(group)}
+
+
+def gpu_affinity(group: int) -> AffinityArgs:
+    """Pods of one GPU group on one node, and no pod of another group there.
+
+    Both rules are *required*: the memory plan holds only so. Models planned together were given
+    cumulative fractions for one card (and the benchmark's shared phase measures them sharing it);
+    models planned apart do not fit one card together, so two groups on one node would run out of
+    GPU memory. A preferred rule would let the scheduler break either under pressure, silently.
+    The first pod of a group schedules because it matches its own affinity term (kube-scheduler,
+    interpodaffinity filtering.go: "This pod may be the first pod in a series that have affinity
+    to themselves"), and the Cluster Autoscaler simulates the same filters when it adds a node
+    for a group. The anti-affinity selects pods that carry the label with another value: pods
+    without it (anything else in the namespace) do not repel models.
+    """
+    return AffinityArgs(
+        pod_affinity=PodAffinityArgs(
+            required_during_scheduling_ignored_during_execution=[
+                PodAffinityTermArgs(
+                    label_selector=LabelSelectorArgs(match_labels=gpu_group_labels(group)), topology_key=_NODE
+                )
+            ]
+        ),
+        pod_anti_affinity=PodAntiAffinityArgs(
+            required_during_scheduling_ignored_during_execution=[
+                PodAffinityTermArgs(
+                    label_selector=LabelSelectorArgs(
+                        match_expressions=[
+                            LabelSelectorRequirementArgs(key=GPU_GROUP_LABEL, operator="Exists"),
+                            LabelSelectorRequirementArgs(key=GPU_GROUP_LABEL, operator="NotIn", values=[str(group)]),
+                        ]
+                    ),
+                    topology_key=_NODE,
+                )
+            ]
+        ),
+    )
 
 
 def _image_tag(image: str) -> str:
@@ -166,11 +221,14 @@ def pod_spec(
     node_selector: Mapping[str, str],
     tolerate_gpu_taint: bool,
     gpu_resource: str,
+    gpu_group: int | None,
     hf_token_secret: str | None,
 ) -> PodSpecArgs:
-    """The pod of ``model``: ``before`` are the catalog keys that start before it, in order;
+    """The pod of ``model``: ``before`` are the keys of its GPU that start before it, in order;
     ``node_selector`` and ``tolerate_gpu_taint`` place it on the GPU node group, where it asks
-    for one ``gpu_resource``; ``hf_token_secret`` names the Secret holding the Hub token, if any."""
+    for one ``gpu_resource``, and ``gpu_group`` (None on a single GPU node) beside the models of
+    its GPU and away from the others; ``hf_token_secret`` names the Secret holding the Hub
+    token, if any."""
     m = model
     # Every hardening the stock image tolerates, as root included: no privilege escalation,
     # every capability dropped (TGI needs none: its writes go to root-owned volumes, and
@@ -230,6 +288,7 @@ def pod_spec(
         )
     return PodSpecArgs(
         node_selector=dict(node_selector),
+        affinity=gpu_affinity(gpu_group) if gpu_group is not None else None,
         tolerations=(
             [TolerationArgs(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")]
             if tolerate_gpu_taint

@@ -2,8 +2,9 @@
 
 Read by ``config.settings.load_settings`` from the same root config section, so the
 whole stack config is validated in one pass before any resource is declared. Every
-model of the catalog (enabled or not) is planned on the GPU here, so a memory plan TGI would
-crash on is a ``ConfigError`` at ``pulumi preview``, with the numbers.
+model of the catalog (enabled or not) is placed on a GPU and planned there here
+(``workloads.placement``), so a memory plan TGI would crash on is a ``ConfigError`` at
+``pulumi preview``, with the numbers.
 
 Catalog entry keys (``gpu-sharing:models.<key>.*``) and defaults: see ``_model``; the
 README's "Models and GPU memory" section lists them for users.
@@ -18,10 +19,10 @@ from types import MappingProxyType
 from typing import Final
 
 from config.facts import DEFAULT_TGI_VERSION, TGI_IMAGES, TGI_REPOSITORY, image_pinned, tgi_image_of
-from config.instances import GpuSpec
 from config.validation import MISSING, ConfigError, Section
 from workloads.catalog import DTYPE_BYTES, DTYPE_CHOICES, GATED_MODELS, KNOWN_MODELS, QUANTIZE_CHOICES, ModelFacts
-from workloads.planner import MemoryPlan, ModelRequest, PlanError, plan_memory
+from workloads.placement import Candidate, GpuNode, Placement, place
+from workloads.planner import ModelRequest, PlanError
 
 __all__ = [
     "ModelSettings",
@@ -70,6 +71,7 @@ class ModelSettings:
     run_as_user: int | None
     facts: ModelFacts
     start_order: int  # 1-based position in the start order (the memory plan's order)
+    gpu_group: int | None  # models.<key>.gpuGroup: the GPU it is pinned to, or None (the placement chooses)
     max_input_tokens: int
     max_total_tokens: int
     max_batch_prefill_tokens: int
@@ -77,7 +79,7 @@ class ModelSettings:
     max_concurrent_requests: int
     max_waiting_tokens: int
     # As configured: a number, or None for 'auto'. What TGI is started with is the memory plan's
-    # (memory_plan.model(key).cuda_memory_fraction): this number, or the one the planner chose.
+    # (placement.model(key).cuda_memory_fraction): this number, or the one the planner chose.
     cuda_memory_fraction: float | None
     quantize: str | None
     dtype: str | None  # --dtype; None lets TGI use the checkpoint's
@@ -96,7 +98,9 @@ class ModelSettings:
 class WorkloadSettings:
     namespace: str
     models: Mapping[str, ModelSettings]  # in start order
-    memory_plan: MemoryPlan  # every catalog model, enabled or not, on the GPU in start order
+    # Every catalog model, enabled or not, on a GPU, each GPU's models planned in start order.
+    placement: Placement
+    max_gpus: int  # the GPUs the GPU node group can hold: gpuNodes.maxSize x GPUs per node
     hf_token: str | None = field(repr=False)  # a Pulumi secret config value; never print it
     model_access_cidrs: tuple[str, ...]
 
@@ -105,12 +109,12 @@ class WorkloadSettings:
         return [m for m in self.models.values() if m.enabled]
 
 
-def load_workloads(root: Section, *, gpu: GpuSpec, gpu_slots: int) -> WorkloadSettings:
+def load_workloads(root: Section, *, node: GpuNode, max_gpus: int) -> WorkloadSettings:
     """Read the workload keys of the project's root config section.
 
-    ``gpu`` is the GPU node's card; ``gpu_slots`` how many pods asking for one
-    ``nvidia.com/gpu`` the GPU node group can hold in all (sharing replicas per GPU x
-    GPUs per node x the node group's max size).
+    ``node`` is what one GPU node offers (its card, the pods that share it, its allocatable CPU
+    and memory); ``max_gpus`` how many GPUs the GPU node group can hold (GPUs per node x the
+    node group's max size).
     """
     namespace = root.namespace("namespace", "llm-testing")
     token = root.raw("hfToken", None)
@@ -122,7 +126,7 @@ def load_workloads(root: Section, *, gpu: GpuSpec, gpu_slots: int) -> WorkloadSe
     catalog = root.section("models", REFERENCE_MODELS)
     if not catalog.keys():
         raise ConfigError(catalog.path, {}, "at least one model entry")
-    entries = [_model(catalog, key) for key in catalog.keys()]
+    entries = [_model(catalog, key, max_gpus) for key in catalog.keys()]
     catalog.done()
 
     # Start order: models with an explicit startOrder first, then the rest by key; no ties.
@@ -150,6 +154,7 @@ def load_workloads(root: Section, *, gpu: GpuSpec, gpu_slots: int) -> WorkloadSe
         seen_ids[m.model_id] = m.key
 
     enabled = [m.key for m in ordered if m.enabled]
+    gpu_slots = node.slots * max_gpus
     if len(enabled) > gpu_slots:
         raise ConfigError(
             catalog.path,
@@ -158,26 +163,10 @@ def load_workloads(root: Section, *, gpu: GpuSpec, gpu_slots: int) -> WorkloadSe
             "(gpuSharing.replicas x GPUs per node x gpuNodes.maxSize)",
         )
 
-    # Every catalog model is planned, enabled or not: toggling one then changes only its
-    # replicas, and any subset started in this order gets at least its planned KV cache.
+    # Every catalog model is placed and planned, enabled or not: toggling one then changes only
+    # its replicas, and any subset started in this order gets at least its planned KV cache.
     try:
-        memory_plan = plan_memory(
-            gpu,
-            [
-                ModelRequest(
-                    key=m.key,
-                    facts=m.facts,
-                    quantize=m.quantize,
-                    dtype=m.dtype,
-                    max_input_tokens=m.max_input_tokens,
-                    max_total_tokens=m.max_total_tokens,
-                    max_batch_prefill_tokens=m.max_batch_prefill_tokens,
-                    max_batch_total_tokens=m.max_batch_total_tokens,
-                    cuda_memory_fraction=m.cuda_memory_fraction,
-                )
-                for m in ordered
-            ],
-        )
+        placement = place(node, [_candidate(m) for m in ordered])
     except PlanError as e:
         raise ConfigError(f"{catalog.key(e.key)}.{e.setting}", e.value, str(e)) from e
 
@@ -195,13 +184,37 @@ def load_workloads(root: Section, *, gpu: GpuSpec, gpu_slots: int) -> WorkloadSe
     return WorkloadSettings(
         namespace=namespace,
         models=MappingProxyType({m.key: m for m in ordered}),
-        memory_plan=memory_plan,
+        placement=placement,
+        max_gpus=max_gpus,
         hf_token=token,
         model_access_cidrs=cidrs,
     )
 
 
-def _model(catalog: Section, key: str) -> tuple[int | None, ModelSettings]:
+def _candidate(m: ModelSettings) -> Candidate:
+    """A model as the placement sees it."""
+    request = ModelRequest(
+        key=m.key,
+        facts=m.facts,
+        quantize=m.quantize,
+        dtype=m.dtype,
+        max_input_tokens=m.max_input_tokens,
+        max_total_tokens=m.max_total_tokens,
+        max_batch_prefill_tokens=m.max_batch_prefill_tokens,
+        max_batch_total_tokens=m.max_batch_total_tokens,
+        cuda_memory_fraction=m.cuda_memory_fraction,
+    )
+    return Candidate(
+        request=request,
+        pinned=m.gpu_group,
+        cpu=m.cpu,
+        cpu_millis=cpu_millis(m.cpu),
+        memory=m.memory,
+        memory_bytes=memory_bytes(m.memory),
+    )
+
+
+def _model(catalog: Section, key: str, max_gpus: int) -> tuple[int | None, ModelSettings]:
     """One catalog entry, validated on its own: (explicit startOrder or None, settings).
 
     ``start_order`` is filled in once the whole catalog is read.
@@ -217,6 +230,13 @@ def _model(catalog: Section, key: str) -> tuple[int | None, ModelSettings]:
     revision = s.str("revision", what="a Hub revision (branch, tag or commit)") if s.has("revision") else None
     image, image_disk_gib, run_as_user = _image(s)
     order = s.int("startOrder", min=1) if s.has("startOrder") else None
+    gpu_group = s.int("gpuGroup", min=1) if s.has("gpuGroup") else None
+    if gpu_group is not None and gpu_group > max_gpus:
+        raise ConfigError(
+            s.key("gpuGroup"),
+            gpu_group,
+            f"an integer from 1 to {max_gpus}: the GPUs the GPU node group can hold (gpuNodes.maxSize x GPUs per node)",
+        )
 
     max_input = s.int("maxInputTokens", 256, min=1)
     max_total = s.int("maxTotalTokens", 512, min=2)
@@ -281,6 +301,7 @@ def _model(catalog: Section, key: str) -> tuple[int | None, ModelSettings]:
         run_as_user=run_as_user,
         facts=facts,
         start_order=0,
+        gpu_group=gpu_group,
         max_input_tokens=max_input,
         max_total_tokens=max_total,
         max_batch_prefill_tokens=prefill,

@@ -95,7 +95,8 @@ class ModelRequest:
 
 
 class PlanError(ValueError):
-    """A memory plan TGI would crash on; names the model, the setting to change and the numbers."""
+    """A memory plan TGI would crash on, or a model that fits no GPU (``workloads.placement``);
+    names the model, the setting to change and the numbers."""
 
     def __init__(self, key: str, setting: str, value: object, message: str) -> None:
         self.key = key

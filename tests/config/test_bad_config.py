@@ -34,6 +34,7 @@ BAD = [
     (_with("gpuSharing", strategy="none"), "gpu-sharing:gpuSharing.replicas", "10"),
     (_with("gpuSharing", strategy="mps"), "gpu-sharing:gpuSharing.failRequestsGreaterThanOne", "False"),
     (_with("cpuNodes", minSize=5), "gpu-sharing:cpuNodes.minSize", "5"),
+    (_with("cpuNodes", minSize=0, desiredSize=0), "gpu-sharing:cpuNodes.minSize", "0"),
     (_with("gpuNodes", desiredSize=3), "gpu-sharing:gpuNodes.desiredSize", "3"),
     (_with("cpuNodes", maxSize="four"), "gpu-sharing:cpuNodes.maxSize", "'four'"),
     (_with("gpuNodes", taint="yes"), "gpu-sharing:gpuNodes.taint", "'yes'"),
@@ -145,13 +146,18 @@ ACCEPTED_BEFORE = [
     (_models(phi35_mini={"cpu": "0"}), "gpu-sharing:models.phi35-mini.cpu", "'0'", "above zero"),
     (_models(phi35_mini={"shmSize": "64Gi"}), "gpu-sharing:models.phi35-mini.shmSize", "'64Gi'", "below memory (24Gi)"),
     (_with("gpuNodes", diskSizeGib=20), "gpu-sharing:gpuNodes.diskSizeGib", "20", "the enabled models' weights (phi35-mini 7.1 GiB, deepseek-r1-8b 15.0 GiB)"),
-    # A third model at 24Gi: 3 x 24 GiB > the 58.23 GiB a g6e.2xlarge has allocatable.
-    (_models(qwen={"modelId": "Qwen/Qwen2.5-1.5B-Instruct"}), "gpu-sharing:models.qwen.memory", "'24Gi'", "58.23 GiB allocatable"),
-    (_models(qwen={"modelId": "Qwen/Qwen2.5-1.5B-Instruct", "memory": "4Gi", "cpu": "4"}), "gpu-sharing:models.qwen.cpu", "'4'", "7.91 CPU allocatable"),
+    # A third model at 24Gi: 3 x 24 GiB > the 58.23 GiB a g6e.2xlarge has allocatable, so it needs a
+    # second GPU node, which gpuNodes.maxSize 1 does not allow; a model that fits no node even alone
+    # names its own request.
+    (_models(qwen={"modelId": "Qwen/Qwen2.5-1.5B-Instruct"}), "gpu-sharing:gpuNodes.maxSize", "1", "72.00 GiB, more than the 58.23 GiB one g6e.2xlarge node has allocatable"),
+    (_models(qwen={"modelId": "Qwen/Qwen2.5-1.5B-Instruct", "memory": "4Gi", "cpu": "4"}), "gpu-sharing:gpuNodes.maxSize", "1", "8.00 CPU, more than the 7.91 CPU"),
+    (_models(qwen={"modelId": "Qwen/Qwen2.5-1.5B-Instruct", "memory": "64Gi"}), "gpu-sharing:models.qwen.memory", "'64Gi'", "58.23 GiB allocatable"),
+    (_models(qwen={"modelId": "Qwen/Qwen2.5-1.5B-Instruct", "memory": "4Gi", "cpu": "8", "cpuLimit": "8"}), "gpu-sharing:models.qwen.cpu", "'8'", "7.91 CPU allocatable"),
     # Misleading before: the model's weights, not its maxBatchTotalTokens; the first model's
-    # fraction, not the second model's maxBatchPrefillTokens.
+    # fraction, not the second model's maxBatchPrefillTokens (the pair then needs two GPUs, and
+    # the error says why they do not share one).
     (_set("gpu-sharing:models", json.dumps({"big": {"modelId": "acme/big-30b", "architecture": _ARCH_30B}})), "gpu-sharing:models.big.modelId", "30000000000", "55.88 GiB weights"),
-    (_models(phi35_mini={"cudaMemoryFraction": 0.7}, deepseek_r1_8b={"cudaMemoryFraction": 0.7}), "gpu-sharing:models.phi35-mini.cudaMemoryFraction", "0.7", "lower phi35-mini's cudaMemoryFraction"),
+    (_models(phi35_mini={"cudaMemoryFraction": 0.7}, deepseek_r1_8b={"cudaMemoryFraction": 0.7}), "gpu-sharing:gpuNodes.maxSize", "1", "lower phi35-mini's cudaMemoryFraction"),
     # Related: facts the settings now check.
     (_models(phi35_mini={"image": "ghcr.io/huggingface/text-generation-inference:3.0.1"}), "gpu-sharing:models.phi35-mini.image", "'ghcr.io/huggingface/text-generation-inference:3.0.1'", "whose facts config/facts.py records (3.3.6, 3.3.7)"),
     (_models(phi35_mini={"runAsUser": 10001}), "gpu-sharing:models.phi35-mini.runAsUser", "10001", "huggingface/text-generation-inference#3082"),
@@ -184,5 +190,41 @@ def test_what_the_checks_accept_still_deploys() -> None:
 
 def test_without_a_chart_version_the_newest_chart_for_the_kubernetes_version_is_pinned() -> None:
     config = {k: v for k, v in dev_config().items() if k != "gpu-sharing:gpuOperator"}
-    release = run_program({**config, "gpu-sharing:kubernetesVersion": "1.32"}).one("kubernetes:helm.sh/v3:Release")
+    release = run_program({**config, "gpu-sharing:kubernetesVersion": "1.32"}).one("kubernetes:helm.sh/v3:Release", "gpu-operator-release")
     assert release.inputs["version"] == "v26.3.3"  # v26.7.0 lists 1.33-1.36 for EKS; 26.3.x 1.32-1.36
+
+
+# Several GPU nodes (issue 15): every combination the placement cannot honour stops the preview,
+# naming the key.
+_QWEN7 = {"modelId": "Qwen/Qwen2.5-7B-Instruct"}
+_GROW = {"minSize": 0, "desiredSize": 0, "maxSize": 2}
+SEVERAL_GPUS = [
+    (_models(phi35_mini={"gpuGroup": 2}), "gpu-sharing:models.phi35-mini.gpuGroup", "2", "an integer from 1 to 1"),
+    (_models(phi35_mini={"gpuGroup": 0}), "gpu-sharing:models.phi35-mini.gpuGroup", "0", "an integer of at least 1"),
+    (_models(phi35_mini={"gpuGroup": "two"}), "gpu-sharing:models.phi35-mini.gpuGroup", "'two'", "an integer of at least 1"),
+    ({**_models(phi35_mini={"gpuGroup": 3}), "gpu-sharing:gpuNodes": json.dumps(_GROW)}, "gpu-sharing:models.phi35-mini.gpuGroup", "3", "an integer from 1 to 2"),
+    # Three models that do not fit one GPU on a group of one node.
+    (_models(qwen7=_QWEN7), "gpu-sharing:gpuNodes.maxSize", "1", "GPU 1 deepseek-r1-8b, qwen7; GPU 2 phi35-mini (phi35-mini: not beside"),
+    # Three models pinned to one GPU whose node holds two of them.
+    (_models(phi35_mini={"gpuGroup": 1}, deepseek_r1_8b={"gpuGroup": 1}, qwen7={**_QWEN7, "gpuGroup": 1}) | {"gpu-sharing:gpuNodes": json.dumps(_GROW)}, "gpu-sharing:models.qwen7.gpuGroup", "1", "on GPU 1 with phi35-mini, deepseek-r1-8b, their memory requests (24Gi, 24Gi, 24Gi) add up to 72.00 GiB"),
+    # Three models at 30Gi: one per g6e.2xlarge node, on a group of two nodes.
+    (_models(phi35_mini={"memory": "30Gi"}, deepseek_r1_8b={"memory": "30Gi"}, qwen7={**_QWEN7, "memory": "30Gi"}) | {"gpu-sharing:gpuNodes": json.dumps(_GROW)}, "gpu-sharing:gpuNodes.maxSize", "2", "at least 3: the enabled models need 3 GPUs"),
+]
+
+
+@pytest.mark.parametrize(("config", "key", "quoted", "shows"), SEVERAL_GPUS, ids=[f"{k}={q}" for _, k, q, _ in SEVERAL_GPUS])
+def test_what_several_gpus_cannot_hold_stops_the_preview(config: dict[str, Any], key: str, quoted: str, shows: str) -> None:
+    error = _refused(config, key, quoted)
+    assert shows in error.allowed, str(error)
+
+
+def test_the_gpu_group_may_scale_to_zero_with_or_without_enabled_models() -> None:
+    grow = {"gpu-sharing:gpuNodes": json.dumps({**json.loads(dev_config()["gpu-sharing:gpuNodes"]), **_GROW})}
+    for models in ({}, {"phi35_mini": {"enabled": False}, "deepseek_r1_8b": {"enabled": False}}):
+        rec = run_program({**_models(**models), **grow})
+        scaling = rec.one("eks:index:ManagedNodeGroup", "cluster-gpu").inputs["scalingConfig"]
+        assert scaling == {"minSize": 0, "desiredSize": 0, "maxSize": 2}
+    # Two models pinned to the two GPUs of a group of two nodes fit.
+    pinned = _models(phi35_mini={"gpuGroup": 2}, deepseek_r1_8b={"gpuGroup": 1})
+    groups = {k: m["gpu_group"] for k, m in run_program({**pinned, **grow}).outputs["contract"]["models"].items()}
+    assert groups == {"phi35-mini": 2, "deepseek-r1-8b": 1}

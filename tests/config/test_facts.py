@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from config import facts, instances
+from config import charts, facts, instances
 from config.settings import load_settings
 from tests.pulumi_mocks import ROOT, dev_config
 from workloads.settings import DEFAULT_IMAGE
@@ -37,7 +37,7 @@ def test_every_version_a_stack_pins_has_facts(name: str, config: dict[str, Any])
     for version in pins["kubernetes"]:
         assert version in facts.EKS_KUBERNETES_VERSIONS, f"{name}: Kubernetes {version} has no entry in config/facts.py"
     for version in pins["chart"]:
-        assert version in facts.GPU_OPERATOR_CHARTS, f"{name}: GPU Operator {version} has no entry in config/facts.py"
+        assert version in charts.GPU_OPERATOR_CHARTS, f"{name}: GPU Operator {version} has no entry in config/charts.py"
     for image in pins["image"]:
         stock, tgi = facts.tgi_image_of(image)
         assert not stock or tgi is not None, f"{name}: {image} has no entry in config/facts.py TGI_IMAGES"
@@ -46,7 +46,7 @@ def test_every_version_a_stack_pins_has_facts(name: str, config: dict[str, Any])
 def test_every_version_the_code_defaults_to_has_facts() -> None:
     s = load_settings({})
     assert s.kubernetes_version == facts.DEFAULT_KUBERNETES_VERSION in facts.EKS_KUBERNETES_VERSIONS
-    assert s.gpu_operator.chart_version in facts.GPU_OPERATOR_CHARTS
+    assert s.gpu_operator.chart_version in charts.GPU_OPERATOR_CHARTS
     stock, tgi = facts.tgi_image_of(DEFAULT_IMAGE)
     assert stock and tgi is not None and tgi.version == facts.DEFAULT_TGI_VERSION
     assert all(m.image == DEFAULT_IMAGE for m in s.workloads.models.values())
@@ -54,17 +54,17 @@ def test_every_version_the_code_defaults_to_has_facts() -> None:
 
 def test_the_pinned_chart_is_the_newest_release_that_supports_the_stacks_kubernetes() -> None:
     dev = load_settings(dev_config())
-    chart = facts.GPU_OPERATOR_CHARTS[dev.gpu_operator.chart_version]
+    chart = charts.GPU_OPERATOR_CHARTS[dev.gpu_operator.chart_version]
     assert chart.supports(dev.kubernetes_version)
-    newer = [c for c in facts.GPU_OPERATOR_CHARTS.values() if c.released > chart.released]
+    newer = [c for c in charts.GPU_OPERATOR_CHARTS.values() if c.released > chart.released]
     assert not newer, f"{[c.version for c in newer]} are newer than the pinned {chart.version}"
-    assert facts.newest_chart_for(dev.kubernetes_version) == chart
+    assert charts.newest_chart_for(dev.kubernetes_version) == chart
 
 
 def test_every_fact_names_its_source() -> None:
     entries: list[Any] = [
         *facts.TGI_IMAGES.values(),
-        *facts.GPU_OPERATOR_CHARTS.values(),
+        *charts.GPU_OPERATOR_CHARTS.values(),
         *facts.EKS_AMIS.values(),
     ]
     for entry in entries:
@@ -97,3 +97,19 @@ def test_an_image_is_pinned_by_a_digest_or_a_tag_other_than_latest() -> None:
         assert facts.image_pinned(pinned), pinned
     for unpinned in (facts.TGI_REPOSITORY, facts.TGI_REPOSITORY + ":latest", "registry.example.com:5000/team/tgi", "tgi:"):
         assert not facts.image_pinned(unpinned), unpinned
+
+
+def test_every_kubernetes_version_eks_offers_gets_the_cluster_autoscaler_of_its_minor() -> None:
+    # The autoscaler's minor must be the cluster's (cluster-autoscaler/README.md, "Releases").
+    chart = charts.CLUSTER_AUTOSCALER_CHART
+    for version in facts.EKS_KUBERNETES_VERSIONS:
+        release = charts.autoscaler_for(version)
+        assert release is not None, f"Kubernetes {version} has no Cluster Autoscaler release in config/charts.py"
+        assert charts.minor(release.version) == charts.minor(version), (version, release.version)
+        assert len(release.source) > 20 and release.released <= facts.CHECKED
+    assert charts.autoscaler_for("1.31") is None
+    assert chart.kubernetes == ("1.32", "1.35")
+    assert charts.minor(chart.app_version) == charts.minor(chart.kubernetes[1])  # the chart's default is its newest
+    assert chart.sources and all(len(s) > 20 for s in chart.sources)
+    assert chart.released <= facts.CHECKED
+    assert load_settings({}).autoscaler == charts.autoscaler_for(facts.DEFAULT_KUBERNETES_VERSION)

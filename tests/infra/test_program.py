@@ -10,7 +10,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from config.facts import GPU_OPERATOR_CHARTS
+from config.charts import GPU_OPERATOR_CHARTS
+from config.instances import ACCELERATOR_LABEL
 from config.settings import load_settings
 from config.validation import ConfigError
 from tests.pulumi_mocks import ACCOUNT, LOCAL_ZONE, ZONES, Recorded, RecordedResource, dev_config, run_program
@@ -182,7 +183,8 @@ def test_node_groups_in_private_subnets_with_reference_sizes(dev: Recorded) -> N
     assert gpu["instanceTypes"] == ["g6e.2xlarge"]
     assert gpu["scalingConfig"] == {"desiredSize": 1, "minSize": 1, "maxSize": 1}
     assert gpu["amiType"] == "AL2023_x86_64_NVIDIA"
-    assert gpu["labels"] == {"eks-node": "gpu"}
+    # Besides the configured labels, the one the Cluster Autoscaler knows a GPU node by.
+    assert gpu["labels"] == {"eks-node": "gpu", ACCELERATOR_LABEL: "nvidia-l40s"}
     assert gpu["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
     # The disk size lives in the launch template: EKS refuses diskSize together with one.
     assert "diskSize" not in gpu and "diskSize" not in cpu
@@ -194,7 +196,7 @@ def test_gpu_node_group_taint_labels_disk_from_config() -> None:
     rec = run_program(_with("gpuNodes", taint=False, labels={"pool": "l40s"}, diskSizeGib=500, maxSize=2))
     gpu = rec.one(NODE_GROUP, "cluster-gpu").inputs
     assert not gpu.get("taints")
-    assert gpu["labels"] == {"pool": "l40s"}
+    assert gpu["labels"] == {"pool": "l40s", ACCELERATOR_LABEL: "nvidia-l40s"}
     assert _root_volume(rec, "cluster-gpu")["volumeSize"] == 500
     assert gpu["scalingConfig"]["maxSize"] == 2
 
@@ -242,7 +244,8 @@ def test_each_hardened_default_can_be_turned_off() -> None:
     }  # fmt: skip
     rec = run_program(_with("hardening", **off))
     cluster = rec.one("eks:index:Cluster").inputs
-    assert not rec.of_type("aws:kms/key:Key") and not rec.of_type("aws:iam/rolePolicy:RolePolicy")
+    assert not rec.of_type("aws:kms/key:Key")
+    assert "cluster-service-kms" not in [r.name for r in rec.of_type("aws:iam/rolePolicy:RolePolicy")]
     assert not rec.of_type("aws:cloudwatch/logGroup:LogGroup")
     for key in ("encryptionConfigKeyArn", "enabledClusterLogTypes", "vpcCniOptions"):
         assert cluster.get(key) is None, key
@@ -365,6 +368,7 @@ def test_exports(dev: Recorded) -> None:
         "gpu_model": "NVIDIA L40S",
         "memory_gib": pytest.approx(44.99, abs=0.01),
         "sharing": {"strategy": "time-slicing", "replicas": 10},
+        "nodes": {"min": 1, "max": 1},
     }
     assert json.loads(out["kubeconfig"])["kind"] == "Config"
     assert "kubeconfig" in dev.secret_outputs

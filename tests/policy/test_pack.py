@@ -90,3 +90,19 @@ def test_the_dev_stack_gets_only_the_public_endpoint_advice(analyzer: analyzer_p
         )
         expected = {"eks-public-endpoint-open": "advisory"} if r.type == "eks:index:Cluster" else {}
         assert _diagnostics(response) == expected, r.name
+
+
+def test_a_stack_of_several_gpu_nodes_passes_the_pack(analyzer: analyzer_pb2_grpc.AnalyzerStub) -> None:
+    from tests.workloads.test_several_gpus import several_gpus
+
+    rec = run_program(several_gpus())
+    resources = [
+        analyzer_pb2.AnalyzerResource(
+            type=r.type, name=r.name, urn=f"urn:pulumi:dev::gpu-sharing::{r.type}::{r.name}", properties=_struct(r.outputs)
+        )
+        for r in rec.resources
+    ]
+    assert _diagnostics(analyzer.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=resources))) == {}
+    for r in resources:
+        response = analyzer.Analyze(analyzer_pb2.AnalyzeRequest(type=r.type, name=r.name, urn=r.urn, properties=r.properties))
+        assert set(_diagnostics(response).values()) <= {"advisory"}, r.name

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from config.instances import gpu_for_instance_type
 from policy.rules import RULES, Resource, Rule, rule
 from tests.pulumi_mocks import ROOT, Recorded, dev_config, run_program
 
@@ -73,6 +74,10 @@ def _is_type(t: str) -> Callable[[Resource], bool]:
     return lambda r: r.type == t
 
 
+def _release(chart: str) -> Callable[[Resource], bool]:
+    return lambda r: r.type == "kubernetes:helm.sh/v3:Release" and r.props["chart"] == chart
+
+
 # Per rule: changes to one recorded resource, each of which must make the rule fire with a
 # message containing the given text.
 VIOLATIONS: dict[str, list[tuple[Callable[[Resource], bool], Mutation, str]]] = {
@@ -92,8 +97,9 @@ VIOLATIONS: dict[str, list[tuple[Callable[[Resource], bool], Mutation, str]]] = 
     "pinned-versions": [
         (_deployment("phi35-mini"), lambda p: _tgi(p).update(image="ghcr.io/huggingface/text-generation-inference:latest"), "not pinned"),
         (_deployment("phi35-mini"), lambda p: _tgi(p).update(image="ghcr.io/huggingface/text-generation-inference"), "not pinned"),
-        (_is_type("kubernetes:helm.sh/v3:Release"), lambda p: p.pop("version"), "'gpu-operator'"),
-        (_is_type("kubernetes:helm.sh/v3:Release"), lambda p: p.update(version="latest"), "'latest'"),
+        (_release("gpu-operator"), lambda p: p.pop("version"), "'gpu-operator'"),
+        (_release("gpu-operator"), lambda p: p.update(version="latest"), "'latest'"),
+        (_release("cluster-autoscaler"), lambda p: p.update(version="9.59"), "'cluster-autoscaler'"),
     ],
     "no-plain-secret-env": [
         (_deployment("phi35-mini"), lambda p: _set_env(p, "HF_TOKEN", TOKEN), "sets HF_TOKEN as a plain value"),
@@ -109,7 +115,7 @@ VIOLATIONS: dict[str, list[tuple[Callable[[Resource], bool], Mutation, str]]] = 
         (
             lambda r: r.type == "kubernetes:core/v1:ConfigMap" and r.name == "gpu-operator-device-plugin-config",
             lambda p: p["data"].update({k: v.replace("replicas: 10", "replicas: 1") for k, v in p["data"].items()}),
-            "offers 1 (1 sharing replicas x 1 node(s))",
+            "offers 1 (1 sharing replicas x 1 GPU(s) per node x 1 node(s))",
         ),
         (
             lambda r: r.type == "eks:index:ManagedNodeGroup" and r.name == "cluster-gpu",
@@ -212,3 +218,30 @@ def test_secret_env_names_are_matched_by_whole_words(dev: Recorded) -> None:
     for name in plain + secret:
         changed = _changed(_resources(dev), _deployment("phi35-mini"), lambda p, n=name: _set_env(p, n, "some-value"))
         assert bool(violations(rule("no-plain-secret-env"), changed)) == (name in secret), name
+
+
+def test_the_slot_rule_counts_several_gpu_nodes_and_the_pods_kept_on_one() -> None:
+    from tests.workloads.test_several_gpus import several_gpus
+
+    rec = run_program(several_gpus())
+    resources = _resources(rec)
+    slots = rule("gpu-pods-within-sharing-replicas")
+    for r in RULES:
+        if r.enforcement == "mandatory":
+            assert violations(r, resources) == [], r.name
+    # 12 shares fit the 30 of three nodes, but qwen7 and deepseek-r1-8b are kept on one node of 10.
+    crowded = _changed(resources, _deployment("qwen7"), lambda p: p["spec"].update(replicas=10))
+    (message,) = violations(slots, crowded)
+    assert message.startswith("11 GPU shares asked for by pods kept on one node (gpu-sharing/gpu-group=1:")
+    assert "one GPU node offers 10" in message
+    # Two GPU groups, each kept on a node of its own, on a node group of one node.
+    one_node = _changed(resources, lambda r: r.name == "cluster-gpu", lambda p: p["scalingConfig"].update(maxSize=1))
+    (message,) = violations(slots, one_node)
+    assert message.startswith("2 sets of pods each kept on a node of their own") and "at most 1 node(s)" in message
+    # The whole group's offer: replicas x GPUs per node (the instance type's, config/instances.py) x maxSize.
+    gpus = gpu_for_instance_type("g6e.2xlarge")
+    assert gpus is not None and gpus.gpus_per_node == 1
+    flooded = _changed(resources, _deployment("phi35-mini"), lambda p: p["spec"].update(replicas=29))
+    total, one_node_of_phi = violations(slots, flooded)
+    assert total.startswith("31 GPU shares asked for") and "offers 30 (10 sharing replicas x 1 GPU(s) per node x 3 node(s))" in total
+    assert one_node_of_phi.startswith("29 GPU shares asked for by pods kept on one node (gpu-sharing/gpu-group=2:")

@@ -15,18 +15,21 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.pulumi_mocks import ROOT, dev_config, run_program
+from tests.pulumi_mocks import ROOT, run_program
+from tests.workloads.test_several_gpus import several_gpus
 
 CHECKOV = Path(os.environ.get("CHECKOV", ROOT / ".venv-scan" / "bin" / "checkov"))
 
 
 def _manifests() -> dict[str, dict[str, Any]]:
     """Every Kubernetes object of the dev stack with every optional object on (the token
-    Secret, extra model access CIDRs) and both ways to run TGI (phi35-mini from a derived image
+    Secret, extra model access CIDRs), both ways to run TGI (phi35-mini from a derived image
     as uid 1000, with its cache-owner init container; deepseek-r1-8b from the stock image, as
-    root), as it would be applied. The GPU Operator's Helm release is not a manifest: its chart
-    cannot be fetched offline (only its values are tested)."""
-    config = dev_config()
+    root) and several GPU nodes (a third model, Qwen2.5-7B, that does not fit the pair's GPU:
+    the pod affinities), as it would be applied. The GPU Operator's and the Cluster Autoscaler's
+    Helm releases are not manifests: their charts cannot be fetched offline (only their values
+    are tested)."""
+    config = several_gpus()
     models = json.loads(config["gpu-sharing:models"])
     models["phi35-mini"].update(image="registry.example.com/ml/tgi-nonroot:3.3.6-1", runAsUser=1000)
     rec = run_program(
@@ -43,6 +46,7 @@ def _manifests() -> dict[str, dict[str, Any]]:
         if r.type.startswith("kubernetes:") and not r.type.startswith(("kubernetes:helm.sh", "pulumi:providers"))
     }
     assert {o["kind"] for o in objects.values()} >= {"Namespace", "Deployment", "Service", "ConfigMap", "Secret", "NetworkPolicy"}
+    assert all("affinity" in o["spec"]["template"]["spec"] for o in objects.values() if o["kind"] == "Deployment")
     return objects
 
 

@@ -41,8 +41,8 @@ def test_defaults_are_the_reference_pair_in_llm_testing_with_the_guides_launcher
         assert m.enabled and m.replicas == 1 and m.cuda_memory_fraction is None  # 'auto'
         assert m.image.startswith("ghcr.io/huggingface/text-generation-inference:3.3.")
         # The dev defaults are a memory plan in which every model gets its maxBatchTotalTokens.
-        assert w.memory_plan.model(m.key).kv_tokens >= m.max_batch_total_tokens
-    assert w.memory_plan.warnings == ()
+        assert w.placement.model(m.key).kv_tokens >= m.max_batch_total_tokens
+    assert w.placement.warnings == ()
 
 
 def test_disabling_a_model_changes_only_its_replicas():
@@ -51,8 +51,8 @@ def test_disabling_a_model_changes_only_its_replicas():
     assert off.models["phi"].replicas == 0 and both.models["phi"].replicas == 1
     # Same fractions, order and limits for everyone: the memory plan covers the whole catalog.
     assert off.models["r1"] == both.models["r1"]
-    assert off.memory_plan.model("phi").cuda_memory_fraction == both.memory_plan.model("phi").cuda_memory_fraction
-    assert off.memory_plan == both.memory_plan
+    assert off.placement.model("phi").cuda_memory_fraction == both.placement.model("phi").cuda_memory_fraction
+    assert off.placement == both.placement
 
 
 def test_models_without_start_order_follow_the_ordered_ones_by_key():
@@ -142,4 +142,4 @@ def test_a_catalog_too_big_for_auto_names_the_largest_kv_demand():
 def test_every_known_model_plans_alone_on_the_l40s():
     for model_id in KNOWN_MODELS:
         w = load({"m": {"modelId": model_id}}, hfToken="hf_not_a_real_token")  # some are gated
-        assert w.memory_plan.model("m").kv_tokens >= 8192, model_id
+        assert w.placement.model("m").kv_tokens >= 8192, model_id
