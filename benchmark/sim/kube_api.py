@@ -4,6 +4,8 @@ the demo run the real ``kubernetes`` client code path (kubeconfig, auth header, 
 
 Served (``apps/v1`` and ``v1``; answers shaped like the API server's):
   GET   /apis/apps/v1/namespaces/{ns}/deployments/{name}            Deployment
+  PATCH /apis/apps/v1/namespaces/{ns}/deployments/{name}            merge / strategic-merge / JSON patch of
+                                                                    metadata.annotations only (null removes)
   GET   /apis/apps/v1/namespaces/{ns}/deployments/{name}/status     Deployment
   GET   /apis/apps/v1/namespaces/{ns}/deployments/{name}/scale      autoscaling/v1 Scale
   PATCH /apis/apps/v1/namespaces/{ns}/deployments/{name}/scale      merge / strategic-merge / JSON patch
@@ -24,7 +26,7 @@ channel protocol the client speaks (data channel 0, error channel 1, each opened
 carrying the port number, little-endian: kubernetes ``stream/ws_client.py`` ``PortForward``).
 
 Only bearer-token auth is checked (``kubeconfig()`` hands out a matching config).
-``errors`` maps an operation name (``read``, ``read_scale``, ``scale``, ``list_pods``,
+``errors`` maps an operation name (``read``, ``patch``, ``read_scale``, ``scale``, ``list_pods``,
 ``portforward``) to an HTTP status the server answers it with, to test API failures.
 ``calls`` logs ``(method, path)`` of every request.
 """
@@ -70,6 +72,7 @@ class FakeDeployment:
     after: list[str] = field(default_factory=list)
     failed_pods: int = 0  # finished pods the selector still lists (e.g. evicted), phase Failed
     labels: dict[str, str] = field(default_factory=dict)  # selector labels; default app=<name>
+    annotations: dict[str, str] = field(default_factory=dict)  # the Deployment's metadata.annotations
     pods: list[_Pod] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -113,6 +116,7 @@ class FakeKubeApi:
         app = web.Application(middlewares=[self._middleware])
         deps = "/apis/apps/v1/namespaces/{ns}/deployments/{name}"
         app.router.add_get(deps, self._get_deployment)
+        app.router.add_patch(deps, self._patch_deployment)
         app.router.add_get(deps + "/status", self._get_deployment)
         app.router.add_get(deps + "/scale", self._get_scale)
         app.router.add_patch(deps + "/scale", self._set_scale)
@@ -237,7 +241,8 @@ class FakeKubeApi:
             status |= {"readyReplicas": ready, "availableReplicas": ready}
         return {
             "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": dep.name, "namespace": self.namespace, "generation": 1, "labels": dict(dep.labels)},
+            "metadata": {"name": dep.name, "namespace": self.namespace, "generation": 1, "labels": dict(dep.labels),
+                         **({"annotations": dict(dep.annotations)} if dep.annotations else {})},
             "spec": {
                 "replicas": dep.replicas,
                 "selector": {"matchLabels": dict(dep.labels)},
@@ -276,6 +281,33 @@ class FakeKubeApi:
         dep = self._lookup(request, "read")
         if isinstance(dep, web.Response):
             return dep
+        return web.json_response(await self._deployment_object(dep))
+
+    async def _patch_deployment(self, request: web.Request) -> web.Response:
+        dep = self._lookup(request, "patch")
+        if isinstance(dep, web.Response):
+            return dep
+        body = await request.json()
+        prefix = "/metadata/annotations/"
+        changes: dict[str, Any] = {}
+        if isinstance(body, list):  # JSON patch: add / replace / remove of single annotations
+            for op in body:
+                path = str(op.get("path", ""))
+                if not path.startswith(prefix) or op.get("op") not in ("add", "replace", "remove"):
+                    return self._status(422, "Invalid", f"the fake API patches only {prefix}<key>, got {op!r}")
+                key = path[len(prefix):].replace("~1", "/").replace("~0", "~")
+                changes[key] = None if op["op"] == "remove" else op.get("value")
+        elif isinstance(body, dict) and set(body) == {"metadata"} and set(body["metadata"] or {}) == {"annotations"}:
+            changes = dict(body["metadata"]["annotations"] or {})
+        else:
+            return self._status(422, "Invalid", f"the fake API patches only metadata.annotations, got {body!r}")
+        if not all(v is None or isinstance(v, str) for v in changes.values()):
+            return self._status(422, "Invalid", f"metadata.annotations: values must be strings, got {changes!r}")
+        for key, value in changes.items():
+            if value is None:
+                dep.annotations.pop(key, None)
+            else:
+                dep.annotations[key] = value
         return web.json_response(await self._deployment_object(dep))
 
     async def _get_scale(self, request: web.Request) -> web.Response:

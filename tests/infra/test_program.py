@@ -436,12 +436,27 @@ def test_extra_admins_and_benchmark_users_get_access_entries() -> None:
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
     granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
     assert granted == {
-        ("apps", "deployments", "get"), ("apps", "deployments/status", "get"),
+        ("apps", "deployments", "get"), ("apps", "deployments", "patch"), ("apps", "deployments/status", "get"),
         ("apps", "deployments/scale", "get"), ("apps", "deployments/scale", "patch"),
         ("", "pods", "list"), ("", "pods/portforward", "create"), ("", "pods/portforward", "get"),
     }  # fmt: skip
+    # patch on deployments is for the benchmark's annotation only: an admission policy refuses this
+    # group any update of a Deployment that changes its spec, in the models' namespace
+    guard = rec.one("kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicy").inputs
+    guard_binding = rec.one("kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicyBinding").inputs
+    spec = guard["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    (rule,) = spec["matchConstraints"]["resourceRules"]
+    assert (rule["apiGroups"], rule["resources"], rule["operations"]) == (["apps"], ["deployments"], ["UPDATE"])
+    (condition,) = spec["matchConditions"]
+    assert condition["expression"] == f"request.userInfo.groups.exists(g, g == '{subject['name']}')"
+    assert [v["expression"] for v in spec["validations"]] == ["object.spec == oldObject.spec"]
+    assert guard_binding["spec"]["policyName"] == guard["metadata"]["name"]
+    assert guard_binding["spec"]["validationActions"] == ["Deny"]
+    assert guard_binding["spec"]["matchResources"]["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": "llm-testing"}}
     for version in SCHEMA_VERSIONS:
-        for obj in (role, binding):
+        for obj in (role, binding, guard, guard_binding):
             kubernetes_validate.validate({k: v for k, v in obj.items() if v is not None}, version, strict=True)
 
 
