@@ -36,8 +36,8 @@ from benchmark.engine.patterns import LoadPattern
 from benchmark.engine.progress import Progress
 from benchmark.engine.protocols import Adapter, adapter_for
 from benchmark.engine.records import RequestRecord, RunClock
-from benchmark.engine.selfcheck import SelfCheck, TargetCheck, sample_loop_lag
-from benchmark.engine.send import send, stamping_connector
+from benchmark.engine.selfcheck import CONNECT_BOUND, STALL_BOUND, GcPauses, SelfCheck, TargetCheck, sample_loop_lag
+from benchmark.engine.send import connect_trace, send, stamping_connector
 
 __all__ = ["START_LEAD", "Target", "Writer", "drive_targets", "run_on_uvloop"]
 
@@ -95,6 +95,7 @@ class _Driver:
         self.sends: list[float] = []
         self.intended: list[float] = []
         self.spans: list[tuple[float, float, float]] = []  # (sent, last byte arrived, record written)
+        self.connects: list[float] = []  # s, each new connection a recorded request opened
         self.failed = 0
         self.warmup_failed = 0
         self.stop_issuing = 0.0  # run clock, when the last request was issued
@@ -125,6 +126,8 @@ class _Driver:
             self.sends.append(sent)
             self.intended.append(intended)
             self.spans.append((sent, intended + (rec.e2e or 0.0), ctx.clock.now()))
+            if rec.connect is not None:
+                self.connects.append(rec.connect)
             self.failed += not rec.success
             if ctx.progress is not None:
                 ctx.progress.record(self.target.model, rec.success)
@@ -243,6 +246,7 @@ class _Driver:
             return sum(max(0.0, min(s[end], stop) - max(s[0], start)) for s in self.spans) / window
 
         span = (max(self.sends) - min(self.sends)) if len(self.sends) > 1 else 0.0
+        connects = np.asarray(self.connects)
         return TargetCheck(
             model=self.target.model, api=self.adapter.name, load=load.describe(),
             requested_concurrency=self.concurrency if load.kind == "closed" else None,
@@ -253,6 +257,9 @@ class _Driver:
             schedule_lag_p50=float(np.percentile(lag, 50)) if lag.size else float("nan"),
             schedule_lag_p99=float(np.percentile(lag, 99)) if lag.size else float("nan"),
             filler_sent=self.filler_sent, filler_failed=self.filler_failed, filler_cancelled=self.filler_cancelled,
+            connections=connects.size, connect_p50=float(np.percentile(connects, 50)) if connects.size else float("nan"),
+            connect_max=float(connects.max()) if connects.size else float("nan"),
+            slow_connects=int(np.sum(connects > CONNECT_BOUND)),
         )
 
 
@@ -308,7 +315,7 @@ async def drive_targets(
     # read_bufsize: how much the response reader buffers before pausing the socket (default 64 KiB)
     # no cookie jar and no Accept-Encoding (TGI streams uncompressed): less work per request
     async with aiohttp.ClientSession(connector=connector, read_bufsize=2**20, cookie_jar=aiohttp.DummyCookieJar(),
-                                     skip_auto_headers=("Accept-Encoding",)) as session:
+                                     skip_auto_headers=("Accept-Encoding",), trace_configs=[connect_trace()]) as session:
         await asyncio.gather(*(d.warmup(session, clock) for d in drivers))
         # A full garbage collection froze the loop for ~50 ms at concurrency 64-256, stamping every
         # event that arrived meanwhile late: collect now, and keep what exists out of later
@@ -335,7 +342,8 @@ async def drive_targets(
             helpers.append(asyncio.create_task(bar.run()))
         cpu0, wall0 = time.process_time(), time.perf_counter()
         try:
-            await asyncio.gather(*(drive(d) for d in drivers))
+            with GcPauses() as collections:
+                await asyncio.gather(*(drive(d) for d in drivers))
         finally:
             gc.unfreeze()
             for h in helpers:
@@ -344,11 +352,14 @@ async def drive_targets(
                 bar.finish()
         wall = time.perf_counter() - wall0
         lags = np.asarray(lag) if lag else np.zeros(1)
+        pauses = [seconds for _, seconds in collections.seen]
         return SelfCheck(
             scenario=scenario, started_at=clock.epoch_origin + start, duration_s=wall,
             client_cpu=(time.process_time() - cpu0) / wall if wall > 0 else 0.0,
             loop_lag_p50=float(np.percentile(lags, 50)), loop_lag_p99=float(np.percentile(lags, 99)),
             loop_lag_max=float(lags.max()), targets=[d.report(start) for d in drivers], keep_busy=keep_busy,
+            loop_stalls=int(np.sum(lags > STALL_BOUND)), gc_collections=len(pauses),
+            gc_full=sum(generation == 2 for generation, _ in collections.seen), gc_pause_max=max(pauses, default=0.0),
         )
 
 

@@ -53,6 +53,9 @@ class RequestRecord:
     success: bool = False
     error_kind: ErrorKind | None = None
     error: str | None = None
+    # s this request spent opening a new connection (DNS, TCP handshake, TLS) after its send was
+    # stamped, inside its TTFT and E2E; None: it reused a pooled connection (or none was made)
+    connect: float | None = None
 
     @property
     def tpot(self) -> float | None:

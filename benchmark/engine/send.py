@@ -1,6 +1,7 @@
 """The one request loop every protocol adapter shares: the HTTP exchange, the SSE decoding, the
-timing and the classification of failures (``send``), and the connector that stamps each
-response chunk on arrival (``stamping_connector``).
+timing and the classification of failures (``send``), the connector that stamps each
+response chunk on arrival (``stamping_connector``), and the trace hooks that time each new
+connection a request opens (``connect_trace``: ``RequestRecord.connect``).
 
 Each event is stamped with the ``time.perf_counter()`` taken when aiohttp buffered the chunk
 holding its last byte (in the connection's ``data_received``, see ``stamping_connector``), not
@@ -25,7 +26,7 @@ from benchmark.engine.protocols import Adapter, StreamFailure, clip, status_kind
 from benchmark.engine.records import RequestRecord
 from benchmark.engine.sse import SSEDecoder
 
-__all__ = ["send", "stamping_connector"]
+__all__ = ["connect_trace", "send", "stamping_connector"]
 
 
 class _StampedBuffer(collections.deque[bytes]):
@@ -69,6 +70,26 @@ def stamping_connector(**kwargs: Any) -> aiohttp.TCPConnector:
         factory: functools.partial[ResponseHandler] = functools.partial(_StampingResponseHandler, loop=asyncio.get_running_loop())
         connector._factory = factory  # noqa: SLF001
     return connector
+
+
+def connect_trace() -> aiohttp.TraceConfig:
+    """aiohttp trace hooks (a session's ``trace_configs``) that put in ``rec.connect`` the time
+    a request spent opening a new connection, for requests sent by ``send`` (which passes its
+    record as ``trace_request_ctx``). A connect the kernel had to retry (a full listen backlog
+    drops the SYN; it is sent again after 1 s) shows here, not as schedule lag."""
+
+    async def start(session: aiohttp.ClientSession, ctx: Any, params: Any) -> None:
+        ctx.connect_started = perf_counter()
+
+    async def end(session: aiohttp.ClientSession, ctx: Any, params: Any) -> None:
+        rec = ctx.trace_request_ctx
+        if isinstance(rec, RequestRecord) and hasattr(ctx, "connect_started"):
+            rec.connect = perf_counter() - ctx.connect_started
+
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_create_start.append(start)
+    trace.on_connection_create_end.append(end)
+    return trace
 
 
 def _install(content: aiohttp.StreamReader, arrived: float) -> collections.deque[tuple[float, int]] | None:
@@ -137,7 +158,7 @@ async def send(
     token_arrivals: list[tuple[float, int]] = []  # (arrival stamp, token events completed by that chunk)
     end = 0.0
     try:
-        async with session.post(url, data=body, headers=headers, timeout=timeout) as resp:
+        async with session.post(url, data=body, headers=headers, timeout=timeout, trace_request_ctx=rec) as resp:
             rec.http_status = resp.status
             if resp.status != 200:
                 text = await resp.read()

@@ -110,8 +110,8 @@ async def run_sharded(targets: Sequence[Target], scenario: str, writer: ResultsW
 
 
 def _merge(reports: Sequence[SelfCheck], targets: Sequence[Target]) -> SelfCheck:
-    """One self-check from the workers': counts, concurrency, rate and CPU add up; lags are the
-    worst worker's."""
+    """One self-check from the workers': counts, concurrency, rate, connections, collections and
+    CPU add up; lags, stalls and connect times are the worst worker's (a p50 included)."""
     merged: list[TargetCheck] = []
     for i, target in enumerate(targets):
         parts = [r.targets[i] for r in reports]
@@ -127,12 +127,17 @@ def _merge(reports: Sequence[SelfCheck], targets: Sequence[Target]) -> SelfCheck
             achieved_rate=float(np.nansum([p.achieved_rate for p in parts if p.sent])),
             schedule_lag_p50=max((p.schedule_lag_p50 for p in parts if p.sent), default=float("nan")),
             schedule_lag_p99=max((p.schedule_lag_p99 for p in parts if p.sent), default=float("nan")),
+            connections=sum(p.connections for p in parts), slow_connects=sum(p.slow_connects for p in parts),
+            connect_p50=max((p.connect_p50 for p in parts if p.connections), default=float("nan")),
+            connect_max=max((p.connect_max for p in parts if p.connections), default=float("nan")),
         ))
     return SelfCheck(
         scenario=reports[0].scenario, started_at=reports[0].started_at,
         duration_s=max(r.duration_s for r in reports), client_cpu=sum(r.client_cpu for r in reports),
         loop_lag_p50=max(r.loop_lag_p50 for r in reports), loop_lag_p99=max(r.loop_lag_p99 for r in reports),
         loop_lag_max=max(r.loop_lag_max for r in reports), targets=merged, workers=len(reports),
+        loop_stalls=sum(r.loop_stalls for r in reports), gc_collections=sum(r.gc_collections for r in reports),
+        gc_full=sum(r.gc_full for r in reports), gc_pause_max=max(r.gc_pause_max for r in reports),
     )
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,6 +160,9 @@ class Session:
                 finished=rundir.utc_now(), metrics=metrics, self_check=check.to_dict()))  # fmt: skip
             for line in check.lines():
                 self.log(line)
+        # The engine collects and freezes what exists before each clock starts; this frees what
+        # the scenario left (its records, its tunnels) before the next one scales and warms up.
+        gc.collect()
 
     async def reach(self, scenario: Scenario, tunnels: contextlib.AsyncExitStack) -> dict[str, tuple[str, AccessPath]]:
         """Each model's (URL, access path), healthy; port-forwards are closed with ``tunnels``."""
