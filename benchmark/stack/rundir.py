@@ -327,18 +327,42 @@ class LoadedRun:
 
 
 def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
-    """Read a results directory's raw files (``run.json``, ``requests.jsonl``, ``baseline.jsonl``)."""
+    """Read a results directory's raw files (``run.json``, ``requests.jsonl``, ``baseline.jsonl``).
+
+    A directory with records but no ``run.json`` is an older ``load``'s: its metadata is rebuilt
+    from the records (one scenario per label, in first-seen order) and its ``self_check.json``.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise BenchmarkError(f"results directory {str(run_dir)!r} does not exist")
-    meta = read_run_meta(run_dir)
     requests = run_dir / REQUESTS
+    legacy_load = not (run_dir / RUN_JSON).exists() and requests.is_file()
+    meta = None if legacy_load else read_run_meta(run_dir)
     if not requests.is_file():
         raise BenchmarkError(f"{requests}: missing: the run recorded no requests")
+    records = read_records(requests)
     baseline = run_dir / BASELINE
     return LoadedRun(
         run_dir=run_dir,
-        meta=meta,
-        records=read_records(requests),
+        meta=meta or _load_meta(run_dir, records),
+        records=records,
         baseline=read_records(baseline) if baseline.is_file() else [],
     )
+
+
+def _load_meta(run_dir: Path, records: Sequence[RequestRecord]) -> RunMeta:
+    """The metadata an older ``load`` did not write, from what it did: its records and self-check."""
+    try:
+        check = json.loads((run_dir / "self_check.json").read_text())
+    except (OSError, ValueError):
+        check = {}
+    models: dict[str, list[str]] = {}
+    for r in records:
+        models.setdefault(r.scenario, [])
+        if r.model not in models[r.scenario]:
+            models[r.scenario].append(r.model)
+    written = datetime.fromtimestamp((run_dir / REQUESTS).stat().st_mtime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return RunMeta(label="load", created=written, scenarios=[
+        ScenarioMeta(scenario=s, models=m, self_check=check if isinstance(check, dict) and check.get("scenario") == s else {})
+        for s, m in models.items()
+    ])  # fmt: skip
