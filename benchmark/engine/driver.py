@@ -13,7 +13,8 @@ instant and record every request (``drive_targets``); ``benchmark.engine.runner`
 - ``keep_busy=True`` (shared runs): a target that has finished its recorded requests keeps
   sending its pattern's requests, unrecorded (counted as ``filler_sent``, written to
   ``filler_writer`` if given, never to the writer), until every target has finished its
-  recorded ones; then the fillers in flight are cancelled (not written, not failures). So every
+  recorded ones; then the fillers in flight are cancelled (not failures; written with what
+  had arrived, as stopped, so a timeline shows what the GPU was doing to the end). So every
   recorded request ran while all the targets were loaded. A filler that fails ends its lane
   (no hot loop against a broken server).
 """
@@ -35,14 +36,15 @@ from yarl import URL
 from benchmark.engine.patterns import LoadPattern
 from benchmark.engine.progress import Progress
 from benchmark.engine.protocols import Adapter, adapter_for
-from benchmark.engine.records import RequestRecord, RunClock
+from benchmark.engine.records import FILLER_SUFFIX, RequestRecord, RunClock
 from benchmark.engine.selfcheck import CONNECT_BOUND, STALL_BOUND, GcPauses, SelfCheck, TargetCheck, sample_loop_lag
 from benchmark.engine.send import connect_trace, send, stamping_connector
 
-__all__ = ["START_LEAD", "Target", "Writer", "drive_targets", "run_on_uvloop"]
+__all__ = ["START_LEAD", "STOPPED", "Target", "Writer", "drive_targets", "run_on_uvloop"]
 
 T = TypeVar("T")
 START_LEAD = 0.05  # s between computing the start instant and the first send
+STOPPED = "stopped in flight"  # the error text of a filler cancelled once every recorded request was done
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,8 +76,10 @@ class Target:
 class _Driver:
     """Issues one target's requests; keeps what the self-check needs."""
 
-    def __init__(self, target: Target, scenario: str, run_id: str, shard: int = 0, shards: int = 1) -> None:
+    def __init__(self, target: Target, scenario: str, run_id: str, shard: int = 0, shards: int = 1,
+                 round: int = 1) -> None:  # fmt: skip
         self.target = target
+        self.round = round
         load = target.load
         # a closed loop is shared by at most `concurrency` shards; the others idle
         self.shards = min(shards, load.concurrency) if load.kind == "closed" else shards
@@ -105,7 +109,7 @@ class _Driver:
         load = self.target.load
         return RequestRecord(
             request_id=(prefix or self.prefix) + str(index), model=self.target.model, scenario=self.scenario,
-            prompt_id=load.prompt(index).id, api=self.adapter.name, intended_send=intended, sent=sent,
+            round=self.round, prompt_id=load.prompt(index).id, api=self.adapter.name, intended_send=intended, sent=sent,
         )
 
     async def warmup(self, session: aiohttp.ClientSession, clock: RunClock) -> None:
@@ -195,7 +199,7 @@ class _Driver:
         self.filler_sent += 1
         now = ctx.clock.now()
         rec = self._record(index, now, now, prefix=self.prefix + "filler-")
-        rec.scenario = f"{self.scenario}-filler"
+        rec.scenario = self.scenario + FILLER_SUFFIX
         try:
             await send(ctx.session, self.url, self.adapter, self.bodies[index % len(self.bodies)], rec,
                        ctx.clock.origin, self.timeout)
@@ -205,6 +209,9 @@ class _Driver:
                     ctx.filler_writer.write(rec)
         except asyncio.CancelledError:
             self.filler_cancelled += 1
+            if ctx.filler_writer is not None:  # what it got until then (all of it, if it had finished)
+                rec.error = None if rec.success else f"{STOPPED}: every recorded request was done"
+                ctx.filler_writer.write(rec)
             raise
         self.filler_failed += not rec.success
         return rec.success
@@ -307,10 +314,10 @@ def _connector_limit(targets: Sequence[Target]) -> int:
 async def drive_targets(
     targets: Sequence[Target], scenario: str, writer: Writer, clock: RunClock, bar: Progress | None,
     run_id: str, shard: int, shards: int, when: Callable[[], Awaitable[float]],
-    *, keep_busy: bool = False, filler_writer: Writer | None = None,
+    *, keep_busy: bool = False, filler_writer: Writer | None = None, round: int = 1,
 ) -> SelfCheck:
     """One event loop's part of a run: warm up, get the start instant from ``when``, drive."""
-    drivers = [_Driver(t, scenario, run_id, shard, shards) for t in targets]
+    drivers = [_Driver(t, scenario, run_id, shard, shards, round) for t in targets]
     connector = stamping_connector(limit=_connector_limit(targets), limit_per_host=0, ttl_dns_cache=300)
     # read_bufsize: how much the response reader buffers before pausing the socket (default 64 KiB)
     # no cookie jar and no Accept-Encoding (TGI streams uncompressed): less work per request

@@ -152,7 +152,9 @@ async def send(
 ) -> None:
     """Send one request and fill ``rec`` (timings on the clock whose origin is ``origin``).
 
-    Never raises for a failed request: the failure is classified into ``rec.error_kind``.
+    Never raises for a failed request: the failure is classified into ``rec.error_kind``. A
+    cancelled one leaves what arrived until then in ``rec`` (``success`` False, no error kind)
+    and re-raises the cancellation.
     """
     headers = {"Content-Type": "application/json", "X-Request-Id": rec.request_id}
     token_arrivals: list[tuple[float, int]] = []  # (arrival stamp, token events completed by that chunk)
@@ -203,11 +205,17 @@ async def send(
         rec.error_kind, rec.error = "connection", f"{type(e).__name__}: {e}"
     except aiohttp.ClientError as e:
         rec.error_kind, rec.error = "protocol", f"{type(e).__name__}: {e}"
-    if rec.error_kind is not None or not end:
-        end = perf_counter()
+    except asyncio.CancelledError:
+        _timing(rec, token_arrivals, perf_counter(), origin)
+        raise
+    _timing(rec, token_arrivals, end if rec.error_kind is None and end else perf_counter(), origin)
+    rec.success = rec.error_kind is None
+
+
+def _timing(rec: RequestRecord, token_arrivals: list[tuple[float, int]], end: float, origin: float) -> None:
+    """E2E, TTFT and the ITLs of ``rec`` from its arrivals, on the clock whose origin is ``origin``."""
     start = origin + rec.intended_send
     rec.e2e = end - start
     if token_arrivals:
         rec.ttft = token_arrivals[0][0] - start
         rec.itl = _gaps(token_arrivals)
-    rec.success = rec.error_kind is None

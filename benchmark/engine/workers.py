@@ -39,7 +39,7 @@ class _PipeWriter:
 
 
 def _worker_main(conn: Connection, targets: list[Target], scenario: str, run_id: str, shard: int, shards: int,
-                 origin: float, epoch_origin: float) -> None:
+                 origin: float, epoch_origin: float, round: int) -> None:  # fmt: skip
     """A worker process: its shard of every target; b"ready", then the start instant from the
     parent; records as they complete; finally b"S" + its SelfCheck as JSON."""
     clock = RunClock()
@@ -49,17 +49,19 @@ def _worker_main(conn: Connection, targets: list[Target], scenario: str, run_id:
         conn.send_bytes(b"ready")
         return float(await asyncio.to_thread(conn.recv))
 
-    report = run_on_uvloop(drive_targets(targets, scenario, _PipeWriter(conn), clock, None, run_id, shard, shards, when))
+    report = run_on_uvloop(drive_targets(targets, scenario, _PipeWriter(conn), clock, None, run_id, shard, shards, when,
+                                         round=round))
     conn.send_bytes(b"S" + orjson.dumps(report.to_dict()))
     conn.close()
 
 
 async def run_sharded(targets: Sequence[Target], scenario: str, writer: ResultsWriter, clock: RunClock,
-                       progress: bool, workers: int, run_id: str) -> SelfCheck:
+                      progress: bool, workers: int, run_id: str, round: int = 1) -> SelfCheck:
     context = multiprocessing.get_context("spawn")  # no fork of a process with a running event loop
     pipes = [context.Pipe() for _ in range(workers)]
     procs = [context.Process(target=_worker_main, daemon=True, name=f"benchmark worker {i}",
-                             args=(child, list(targets), scenario, run_id, i, workers, clock.origin, clock.epoch_origin))
+                             args=(child, list(targets), scenario, run_id, i, workers, clock.origin, clock.epoch_origin,
+                                   round))
              for i, (_, child) in enumerate(pipes)]
     bar = Progress([t.model for t in targets]) if progress else None
     lock = threading.Lock()
