@@ -1,7 +1,8 @@
 """The scenario schedule and the scaling it takes: each model alone, then all together, then the
 cluster as it was (``--scenarios all``).
 
-``all_scenarios`` lists the scenarios; ``Orchestrator.prepare`` scales the catalog's Deployments
+``all_scenarios`` lists the scenarios, ``in_rounds`` repeats them (``--repeats``) as rounds whose
+order is rotated, or shuffled with ``--seed``; ``Orchestrator.prepare`` scales the catalog's Deployments
 so that exactly a scenario's models run (every other one at 0 replicas, its pods gone: a
 terminating TGI pod still holds its GPU memory), starting them one by one in the stack's
 start order and waiting until each is ready, because under time-slicing TGI sizes its KV
@@ -23,6 +24,8 @@ those instead of taking the scaled-down replicas it finds for the originals.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import random
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -34,7 +37,7 @@ from workloads.contract import ModelContract
 if TYPE_CHECKING:  # the kubernetes client only where a cluster is reached
     from benchmark.stack.kube import Kube
 
-__all__ = ["ORIGINAL_REPLICAS", "Scenario", "Orchestrator", "all_scenarios", "run_scenarios"]
+__all__ = ["ORIGINAL_REPLICAS", "Scenario", "Orchestrator", "all_scenarios", "in_rounds", "run_scenarios"]
 
 T = TypeVar("T")
 ORIGINAL_REPLICAS = "gpu-sharing/benchmark-original-replicas"  # annotation: replicas before a run changed them
@@ -42,14 +45,36 @@ ORIGINAL_REPLICAS = "gpu-sharing/benchmark-original-replicas"  # annotation: rep
 
 @dataclass(frozen=True)
 class Scenario:
-    """Models that run together, under a label that goes into every record."""
+    """Models that run together, under a label that goes into every record, in one round of
+    ``rounds`` (the records carry the round; the label stays the scenario's)."""
 
     name: str  # "alone" | "shared"
     models: tuple[str, ...]  # model keys, in start order
+    round: int = 1
+    rounds: int = 1
 
     @property
     def title(self) -> str:
-        return f"{self.name}: {' + '.join(self.models)}"
+        return f"{self.name}: {' + '.join(self.models)}" + (f" (round {self.round} of {self.rounds})" if self.rounds > 1 else "")
+
+
+def in_rounds(scenarios: Sequence[Scenario], repeats: int, seed: int | None = None) -> list[Scenario]:
+    """``scenarios`` run ``repeats`` times, as rounds of all of them, so that drift between runs
+    hits every scenario alike. Without ``seed`` the order is rotated: round r starts r - 1
+    places later (with as many rounds as scenarios, each scenario runs once in each place of a
+    round); with ``seed`` each round is shuffled (``random.Random(seed)``, reproducible)."""
+    if repeats < 1:
+        raise ValueError(f"repeats: got {repeats!r}; allowed: an integer >= 1")
+    rng = random.Random(seed)
+    out: list[Scenario] = []
+    for r in range(repeats):
+        order = list(scenarios)
+        if seed is None:
+            order = order[r % len(order):] + order[: r % len(order)]
+        else:
+            rng.shuffle(order)
+        out += [dataclasses.replace(s, round=r + 1, rounds=repeats) for s in order]
+    return out
 
 
 def all_scenarios(models: Sequence[ModelContract]) -> list[Scenario]:
