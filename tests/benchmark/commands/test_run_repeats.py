@@ -105,3 +105,42 @@ def test_the_order_within_rounds_is_rotated_or_shuffled_reproducibly(seed: int |
         assert [r[0] for r in rounds] == base * 2
     else:
         assert len({tuple(r) for r in rounds}) > 1  # shuffled: the rounds' orders differ
+
+
+def test_a_plain_run_series_repeats_its_scenario_and_compares_rounds_with_baselines_from_other_runs(
+    tmp_path: Path,
+) -> None:
+    """Plain runs (no --scenarios): each model alone, then both, each run with --repeats 2. The
+    shared run's baselines ran at other times, so its interval over rounds is Welch's, not
+    interleaved, and says so."""
+
+    async def main() -> tuple[Path, dict[str, Path]]:
+        async with simulated_stack(time_scale=1.0, specs=SPECS) as sim:
+            stack = parse_outputs(sim.outputs, source="test")
+            base = RunOptions(repeats=2, iterations=1, max_new_tokens=10, warmup=0, results_dir=tmp_path, ready_timeout=20,
+                              poll=0.02, progress=False, endpoints=[f"{k}={m.base_url}" for k, m in sim.models.items()])
+            alone = {}
+            for only in ("small", "large"):
+                for key in sim.models:
+                    await sim.api.scale(sim.api.deployments[key], 1 if key == only else 0)
+                alone[only] = await benchmark_stack(stack, dataclasses.replace(base, models=[only]), log=lambda s: None)
+            for key in sim.models:
+                await sim.api.scale(sim.api.deployments[key], 1)
+            return await benchmark_stack(stack, base, log=lambda s: None), alone
+
+    shared, alone = asyncio.run(main())
+    for run_dir in (*alone.values(), shared):
+        meta = rundir.read_run_meta(run_dir)
+        assert meta.repeats == 2 and [s.round for s in meta.scenarios] == [1, 2]
+    meta = rundir.read_run_meta(shared)
+    assert meta.label == "shared" and meta.baselines == {k: d.name for k, d in alone.items()}
+    assert sorted((s.scenario, s.models[0], s.round) for s in meta.baseline_scenarios) == [
+        ("alone", m, r) for m in ("large", "small") for r in (1, 2)]  # both rounds of each baseline
+    data = json.loads((shared / "summary.json").read_text())
+    (impact,) = data["impact"]
+    assert impact["rounds"]["interleaved"] is False and not impact["rounds"]["single_pass"]
+    for b in impact["rounds"]["between"]:
+        assert b["per_round"] == {} and b["rounds"] == 2 and b["ci_low"] < b["estimate"] < b["ci_high"]
+    md = (shared / "report.md").read_text()
+    assert "Impact on small over rounds (shared vs alone, 2 or more rounds each, not interleaved)" in md
+    assert "Welch's t-interval" in md and "not interleaved: drift between those runs and this one is not covered" in md
