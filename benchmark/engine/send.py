@@ -62,6 +62,14 @@ class _StampingResponseHandler(ResponseHandler):
         if payload is not None:
             _install(payload, arrived)
 
+    def resume_reading(self, resume_parser: bool = True) -> None:
+        """Nothing to resume unless reading was paused. aiohttp calls this after every chunk its
+        reader hands out, and then feeds the parser an empty ``data_received`` and asks the
+        transport to resume: at 256 streams of a batching server, about a third of the client's
+        work per event, all of it in the loop pass that reads a batch's events."""
+        if self._reading_paused or getattr(self, "_buffer_paused", True) or getattr(self, "_tail", b""):
+            super().resume_reading(resume_parser)
+
 
 def stamping_connector(**kwargs: Any) -> aiohttp.TCPConnector:
     """A ``TCPConnector`` whose connections stamp response chunks on arrival (see ``send``)."""
