@@ -10,7 +10,7 @@ both together, each with the guide's standard suite at 4 iterations (5 prompts x
 requests per model and scenario over the rounds, more than the guide's 50), so the report
 shows each round, the drift between rounds and an impact interval over them. The simulated
 GPU runs ``--time-scale`` times the presets' estimated step times (0.1: ten times faster
-than the estimate), so the demo ends in about a minute and a half.
+than the estimate), so the demo ends in about 75 s.
 Whether the figures are simulated, and their time scale, are read from the servers'
 ``/info`` (``"simulated": true``, ``"simulation": {"time_scale": ...}``), not assumed, and
 said on the console and in the report.
