@@ -223,11 +223,8 @@ class Cluster(pulumi.ComponentResource):
             labels: Mapping[str, str],
             resources: Mapping[str, str],
         ) -> eks.ManagedNodeGroup:
-            taints = (
-                [aws.eks.NodeGroupTaintArgs(key=GPU_TAINT_KEY, value=GPU_TAINT_VALUE, effect="NO_SCHEDULE")]
-                if spec.taint
-                else None
-            )
+            taint = [(GPU_TAINT_KEY, GPU_TAINT_VALUE, "NO_SCHEDULE")] if spec.taint else []  # the EKS API's effect
+            taints = [aws.eks.NodeGroupTaintArgs(key=k, value=v, effect=e) for k, v, e in taint] or None
             encrypt = key is not None and hardening.node_volume_encryption
             # Our own launch template: pulumi-eks's (made for enableIMDSv2 or diskSize) sets only
             # the root volume's size, so the volume is neither gp3 nor encrypted (the AL2023

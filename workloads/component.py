@@ -1,6 +1,7 @@
 """The models on the cluster: one ``InferenceModel`` (TGI Deployment + Service) per catalog
 entry, inside a ``ModelWorkloads`` component that also owns the namespace, the optional
-Hugging Face token Secret, the start-order list and the NetworkPolicy.
+Hugging Face token Secret, the start-order list, the NetworkPolicy, and what benchmark users
+may do (a Role, and an admission policy that keeps their Deployment patches to annotations).
 
 Pass the cluster's Kubernetes provider through ``opts`` (``providers=[provider]``);
 children inherit it. Kubernetes object names are the catalog keys (deterministic, so
@@ -15,6 +16,14 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pulumi_kubernetes.admissionregistration.v1 import (
+    MatchConditionArgs,
+    MatchResourcesArgs,
+    NamedRuleWithOperationsArgs,
+    ValidatingAdmissionPolicyBindingSpecArgs,
+    ValidatingAdmissionPolicySpecArgs,
+    ValidationArgs,
+)
 from pulumi_kubernetes.apps.v1 import DeploymentSpecArgs, DeploymentStrategyArgs
 from pulumi_kubernetes.core.v1 import PodTemplateSpecArgs, ServicePortArgs, ServiceSpecArgs
 from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
@@ -49,6 +58,8 @@ __all__ = [
     "BENCHMARK_NODE_RULES",
     "BENCHMARK_OPERATOR_ROLE_RULES",
     "BENCHMARK_ROLE",
+    "BENCHMARK_GUARD",
+    "BENCHMARK_GUARD_CEL",
     "BENCHMARK_ROLE_RULES",
 ]
 
@@ -69,10 +80,16 @@ HF_TOKEN_SECRET = "hf-token"
 # pods/portforward also needs `get`: the kubernetes client opens the port-forward as a
 # WebSocket, an HTTP GET, which the API server authorizes as `get` and, since Kubernetes 1.35,
 # also as `create` (kubernetes/kubernetes#134577, AuthorizePodWebsocketUpgradeCreatePermission).
+# `patch` on deployments: before it scales anything the benchmark records the replicas it found
+# on each Deployment (annotation gpu-sharing/benchmark-original-replicas, removed after its
+# restore), so the next run restores them after a killed one. A patch of a Deployment could
+# change its pod template (in a namespace that Pod Security lets run privileged pods), so the
+# admission policy BENCHMARK_GUARD refuses this group any change of a Deployment's spec.
 BENCHMARK_GROUP = "gpu-sharing-benchmark"
 BENCHMARK_ROLE = "model-benchmark"
 BENCHMARK_ROLE_RULES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("apps", ("deployments", "deployments/status"), ("get",)),
+    ("apps", ("deployments",), ("patch",)),
     ("apps", ("deployments/scale",), ("get", "patch")),
     ("", ("pods",), ("list",)),
     ("", ("pods/portforward",), ("create", "get")),
@@ -85,6 +102,8 @@ BENCHMARK_ROLE_RULES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] =
 # ClusterRole lets every authenticated user create one (kubernetes/kubernetes#116274).
 BENCHMARK_OPERATOR_ROLE_RULES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (("", ("pods",), ("list",)),)
 BENCHMARK_NODE_RULES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (("", ("nodes",), ("list",)),)
+BENCHMARK_GUARD = "model-benchmark-metadata-only"  # a ValidatingAdmissionPolicy (cluster-wide name)
+BENCHMARK_GUARD_CEL = "object.spec == oldObject.spec"  # the scale subresource is not matched: replicas still change
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -249,6 +268,7 @@ class ModelWorkloads(pulumi.ComponentResource):
         # EKS access entries) may do: the benchmark's calls in this namespace, and doctor's reads
         # of the GPU Operator's pods and of the nodes.
         _benchmark_access(name, s.namespace, args.operator_namespace, pulumi.ResourceOptions(parent=self, depends_on=[ns]))
+        _benchmark_guard(name, s.namespace, pulumi.ResourceOptions(parent=self))
 
         pod_inputs.append(start_order)
         # Pods mount the start-order list and read the token: create those first.
@@ -317,3 +337,39 @@ def _benchmark_access(name: str, namespace: str, operator_namespace: str, opts: 
         subjects=group,
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[cluster_role])),
     )
+
+
+def _benchmark_guard(name: str, namespace: str, opts: pulumi.ResourceOptions) -> None:
+    """A ValidatingAdmissionPolicy: ``BENCHMARK_GROUP`` may patch a Deployment in ``namespace``
+    only to annotate it (the benchmark's record of the original replicas), not change its spec.
+    Cluster-scoped, so named after the models' namespace: two stacks in one cluster do not collide."""
+    policy = f"{BENCHMARK_GUARD}-{namespace}"
+    # Benchmark users may patch a Deployment only to annotate it (see BENCHMARK_ROLE_RULES):
+    # an update of theirs that changes the spec (the pod template) is refused. Matches the
+    # deployments resource only, not deployments/scale.
+    guard = k8s.admissionregistration.v1.ValidatingAdmissionPolicy(
+        f"{name}-benchmark-guard",
+        metadata=ObjectMetaArgs(name=policy, labels={"app.kubernetes.io/part-of": PART_OF}),
+        spec=ValidatingAdmissionPolicySpecArgs(
+            failure_policy="Fail",
+            match_constraints=MatchResourcesArgs(resource_rules=[NamedRuleWithOperationsArgs(
+                api_groups=["apps"], api_versions=["v1"], operations=["UPDATE"], resources=["deployments"])]),
+            match_conditions=[MatchConditionArgs(
+                name="benchmark-users", expression=f"request.userInfo.groups.exists(g, g == '{BENCHMARK_GROUP}')")],
+            validations=[ValidationArgs(
+                expression=BENCHMARK_GUARD_CEL, reason="Forbidden",
+                message=f"group {BENCHMARK_GROUP} may annotate a Deployment (the benchmark's record of its "
+                        "replicas), not change its spec")],
+        ),
+        opts=opts,
+    )  # fmt: skip
+    k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding(
+        f"{name}-benchmark-guard-binding",
+        metadata=ObjectMetaArgs(name=policy, labels={"app.kubernetes.io/part-of": PART_OF}),
+        spec=ValidatingAdmissionPolicyBindingSpecArgs(
+            policy_name=policy, validation_actions=["Deny"],
+            match_resources=MatchResourcesArgs(namespace_selector=LabelSelectorArgs(
+                match_labels={"kubernetes.io/metadata.name": namespace})),
+        ),
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[guard])),
+    )  # fmt: skip

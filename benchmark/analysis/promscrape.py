@@ -22,7 +22,7 @@ PromQL's ``histogram_quantile`` interpolates them.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmark.errors import BenchmarkError
 
-__all__ = ["Histogram", "Scrape", "parse_metrics", "attribute", "breakdown", "scrape"]
+__all__ = ["Histogram", "Scrape", "parse_metrics", "attribute", "attribute_rounds", "breakdown", "scrape"]
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -83,6 +83,13 @@ class Histogram:
             sum=self.sum - before.sum,
             buckets=tuple((le, c - earlier.get(le, 0.0)) for le, c in self.buckets),
         )
+
+    def __add__(self, other: Histogram) -> Histogram:
+        """The observations of both (e.g. two rounds' deltas)."""
+        buckets = dict(self.buckets)
+        for le, c in other.buckets:
+            buckets[le] = buckets.get(le, 0.0) + c
+        return Histogram(count=self.count + other.count, sum=self.sum + other.sum, buckets=tuple(sorted(buckets.items())))
 
     @property
     def mean(self) -> float | None:
@@ -154,25 +161,26 @@ def attribute(before: str, after: str, *, planned_kv_tokens: int | None) -> dict
     formed), ``kv_tokens_found`` (``tgi_batch_max_total_tokens``), ``kv_tokens_planned``
     and ``kv_found_vs_planned`` (found / planned - 1).
     """
-    b, a = parse_metrics(before), parse_metrics(after)
+    return attribute_rounds([(before, after)], planned_kv_tokens=planned_kv_tokens)
 
-    def delta(name: str) -> Histogram | None:
-        h_after, h_before = a.histogram(name), b.histogram(name)
-        if h_after is None:
-            return None
-        return h_after - h_before if h_before is not None else h_after
 
-    queue = delta("tgi_request_queue_duration")
-    inference = delta("tgi_request_inference_duration")
-    batch = delta("tgi_batch_next_size")
-    success_after, success_before = a.value("tgi_request_success"), b.value("tgi_request_success")
-    requests = None
-    if success_after is not None:
-        requests = success_after - (success_before or 0.0)
-        if requests < 0:  # restarted in between
-            requests = success_after
+def attribute_rounds(pairs: Sequence[tuple[str, str]], *, planned_kv_tokens: int | None) -> dict[str, Any]:
+    """``attribute`` over several runs of a scenario (its rounds), each a (before, after) pair of
+    scrapes: the observations of every round together; the KV budget as the last one found it."""
+    queue = inference = batch = None
+    requests: float | None = None
+    kv_found = None
+    for before, after in pairs:
+        b, a = parse_metrics(before), parse_metrics(after)
+        queue = _add(queue, _delta(b, a, "tgi_request_queue_duration"))
+        inference = _add(inference, _delta(b, a, "tgi_request_inference_duration"))
+        batch = _add(batch, _delta(b, a, "tgi_batch_next_size"))
+        success_after, success_before = a.value("tgi_request_success"), b.value("tgi_request_success")
+        if success_after is not None:
+            served = success_after - (success_before or 0.0)
+            requests = (requests or 0.0) + (served if served >= 0 else success_after)  # < 0: restarted in between
+        kv_found = a.value("tgi_batch_max_total_tokens")
     busy = (queue.sum if queue else 0.0) + (inference.sum if inference else 0.0)
-    kv_found = a.value("tgi_batch_max_total_tokens")
     return {
         "requests": requests,
         "queue_mean_s": queue.mean if queue else None,
@@ -188,6 +196,20 @@ def attribute(before: str, after: str, *, planned_kv_tokens: int | None) -> dict
             kv_found / planned_kv_tokens - 1.0 if kv_found is not None and planned_kv_tokens else None
         ),
     }
+
+
+def _delta(before: Scrape, after: Scrape, name: str) -> Histogram | None:
+    """``name``'s observations between two scrapes (all of the later one's without an earlier)."""
+    h_after, h_before = after.histogram(name), before.histogram(name)
+    if h_after is None:
+        return None
+    return h_after - h_before if h_before is not None else h_after
+
+
+def _add(total: Histogram | None, part: Histogram | None) -> Histogram | None:
+    if total is None or part is None:
+        return total or part
+    return total + part
 
 
 def breakdown(

@@ -6,7 +6,8 @@ Definitions (the README's "Metric definitions" and every report repeat them):
   ``successes``/``failures``; ``success_rate = successes / count``.
 - ``duration_s``: the wall span of the group, from the earliest *intended* send to the latest
   completion (``intended_send + e2e``), failed requests included, so time lost to failures
-  stays in the denominator of every rate below.
+  stays in the denominator of every rate below. A group that ran in several rounds
+  (``--repeats``) spans the sum of its rounds' spans, not the time between them.
 - ``requests_per_min = 60 * successes / duration_s``; ``attempts_per_min = 60 * count / duration_s``.
 - ``output_tokens_per_s = output_tokens_total / duration_s``, where ``output_tokens_total``
   sums the server-reported output tokens of the successful requests.
@@ -83,8 +84,10 @@ def _floats(g: pd.DataFrame, name: str) -> np.ndarray:
 def _summarize_group(model: str, scenario: str, g: pd.DataFrame) -> dict[str, object]:
     success = np.array(g["success"].tolist(), dtype=bool)
     count, successes = len(success), int(success.sum())
-    done = _floats(g, "done")
-    duration = float(np.nanmax(done) - np.nanmin(_floats(g, "intended_send"))) if (~np.isnan(done)).any() else float("nan")
+    done, sent, rounds = _floats(g, "done"), _floats(g, "intended_send"), np.asarray(g["round"].tolist())
+    spans = [float(np.nanmax(done[rounds == r]) - np.nanmin(sent[rounds == r]))
+             for r in np.unique(rounds) if (~np.isnan(done[rounds == r])).any()]
+    duration = sum(spans) if spans else float("nan")
     out_tokens = _floats(g, "output_tokens")[success]
     in_tokens = _floats(g, "input_tokens")[success]
     tokens_total = float(np.nansum(out_tokens))

@@ -1,10 +1,12 @@
 """``python -m benchmark compare DIR_A DIR_B``: the impact of run B against run A, per model.
 
 Typically A is an alone run and B a shared one, but any two runs of the same models compare
-(e.g. before and after a change of the GPU sharing settings). Each side uses one scenario of
-its directory: the only one it holds, or the one named by ``--a-scenario``/``--b-scenario``
-(a ``--scenarios all`` directory holds ``alone`` and ``shared``). Prints the impact lines and
-writes them with the detail table to ``DIR_B/compare-<DIR_A's name>.md`` (or ``--out``).
+(e.g. before and after a change of the GPU sharing settings), ``load`` directories included.
+Each side uses one scenario of its directory, all its rounds: the only one it holds, or the one
+named by ``--a-scenario``/``--b-scenario`` (a ``--scenarios all`` directory holds ``alone`` and
+``shared``). Prints the impact lines and what the rounds say (two directories' rounds are not
+interleaved: Welch's interval over them, when each side ran at least two), and writes them with
+the detail tables to ``DIR_B/compare-<DIR_A's name>.md`` (or ``--out``).
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from benchmark.analysis.impact import compute_impact
+from benchmark.analysis.comparison import compare_records
 from benchmark.engine.records import RequestRecord
 from benchmark.errors import BenchmarkError
 from benchmark.report.markdown import impact_markdown
-from benchmark.report.text import impact_lines, simulated_banner, time_scale_note
+from benchmark.report.text import impact_lines, rounds_lines, simulated_banner, time_scale_note
 from benchmark.stack.rundir import LoadedRun, load_run
 
 
@@ -47,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
     a, b = load_run(args.dir_a), load_run(args.dir_b)
     a_scenario, a_records = _side(a, args.a_scenario, "--a-scenario")
     b_scenario, b_records = _side(b, args.b_scenario, "--b-scenario")
-    impact = compute_impact(a_records, b_records)
+    # rounds of one directory ran interleaved (--scenarios all --repeats N); two directories' did not
+    same = a.run_dir.resolve() == b.run_dir.resolve()
+    impact, rounds = compare_records(a_records, b_records, interleaved=same)
     if not impact.models:
         raise BenchmarkError(
             f"no model in common: {a.run_dir} measured {', '.join(impact.only_baseline) or 'none'}, "
@@ -65,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         notes.append(f"note: the simulated runs ran at different time scales (A: {time_scale_note(a.meta.time_scale)} "
                      f"B: {time_scale_note(b.meta.time_scale)}); their latencies are not comparable")
     header = [f"A = {a.run_dir} ({a_scenario}), B = {b.run_dir} ({b_scenario})"] + notes
-    lines = impact_lines(impact, other=other, baseline=baseline)
+    lines = impact_lines(impact, other=other, baseline=baseline) + rounds_lines(rounds, other=other, baseline=baseline)
     for model in impact.only_baseline:
         lines.append(f"{model} ran only in A: not compared")
     banner = [f"*** {banner_text.replace('**', '')} ***"] if simulated else []
@@ -74,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or b.run_dir / f"compare-{a.run_dir.resolve().name}.md"
     md = [f"# Comparison: {b.run_dir.name} ({b_scenario}) vs {a.run_dir.name} ({a_scenario})", ""]
     md += ([f"> {banner_text}", ""] if simulated else []) + [f"- {h}" for h in header] + [""]
-    md += impact_markdown(impact, other=other, baseline=baseline)
+    md += impact_markdown(impact, rounds, other=other, baseline=baseline)
     md += [f"- {model} ran only in A: not compared" for model in impact.only_baseline]
     out.write_text("\n".join(md) + "\n")
     print(f"\nwritten: {out}")

@@ -4,10 +4,13 @@ It starts the reference pair as simulated TGI servers sharing one simulated L40S
 (``benchmark.sim``), a fake Kubernetes API whose Deployments drive them
 (``benchmark.sim.kube_api``), writes a stack-outputs file for them (the contract, with a
 kubeconfig for the fake API), and then runs exactly what a user runs against a stack:
-``python -m benchmark run --outputs FILE --scenarios all --endpoint KEY=URL ...`` (the same
-parser and the same code path), with the guide's standard suite (5 prompts x 10 iterations
-per model). The simulated GPU runs ``--time-scale`` times the presets' estimated step
-times (0.1: ten times faster than the estimate), so the demo ends in about a minute.
+``python -m benchmark run --outputs FILE --scenarios all --repeats 3 --endpoint KEY=URL ...``
+(the same parser and the same code path): three interleaved rounds of each model alone and
+both together, each with the guide's standard suite at 4 iterations (5 prompts x 4: 60
+requests per model and scenario over the rounds, more than the guide's 50), so the report
+shows each round, the drift between rounds and an impact interval over them. The simulated
+GPU runs ``--time-scale`` times the presets' estimated step times (0.1: ten times faster
+than the estimate), so the demo ends in about 75 s.
 Whether the figures are simulated, and their time scale, are read from the servers'
 ``/info`` (``"simulated": true``, ``"simulation": {"time_scale": ...}``), not assumed, and
 said on the console and in the report.
@@ -50,8 +53,10 @@ GUIDE_LIMITS = {"max_input_tokens": 256, "max_total_tokens": 512, "max_batch_tot
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--iterations", type=positive_int(), default=10,
-                        help="repeats of the 5 standard prompts per model (default 10, the guide's)")
+    parser.add_argument("--iterations", type=positive_int(), default=4,
+                        help="repeats of the 5 standard prompts per model, scenario and round (default 4)")
+    parser.add_argument("--repeats", type=positive_int(), default=3,
+                        help="interleaved rounds of the scenarios (default 3; 1: the guide's single pass)")
     parser.add_argument("--time-scale", type=positive_float(), default=0.1,
                         help="simulated step time multiplier (default 0.1: 10x faster than the L40S estimate)")
     parser.add_argument("--results-dir", type=Path, default=Path("results"), help="root of the results directories")
@@ -92,9 +97,11 @@ class SimulatedStack:
 
 
 @contextlib.asynccontextmanager
-async def simulated_stack(*, time_scale: float = 0.1, specs: list[ModelSpec] | None = None) -> AsyncIterator[SimulatedStack]:
-    """The reference pair (or ``specs``) on one simulated GPU, behind a fake Kubernetes API."""
-    gpu = SimulatedGpu(time_scale=time_scale)
+async def simulated_stack(*, time_scale: float = 0.1, specs: list[ModelSpec] | None = None,
+                          drift_per_s: float = 0.0) -> AsyncIterator[SimulatedStack]:  # fmt: skip
+    """The reference pair (or ``specs``) on one simulated GPU (slowing down by ``drift_per_s``
+    per second, ``SimulatedGpu``), behind a fake Kubernetes API."""
+    gpu = SimulatedGpu(time_scale=time_scale, drift_per_s=drift_per_s)
     specs = specs or [dataclasses.replace(preset(key), **GUIDE_LIMITS) for key in REFERENCE_PAIR]
     async with contextlib.AsyncExitStack() as stack:
         sims = {spec.key: await stack.enter_async_context(SimulatedModel(spec, gpu)) for spec in specs}
@@ -130,16 +137,16 @@ class _ServedInThread:
             self.background.close()
 
 
-def demo(*, iterations: int = 10, time_scale: float = 0.1, results_dir: Path = Path("results"),
+def demo(*, iterations: int = 4, repeats: int = 3, time_scale: float = 0.1, results_dir: Path = Path("results"),
          progress: bool = True) -> Path:  # fmt: skip
     """Serve the simulated pair and the fake API, then run ``python -m benchmark run --outputs
-    FILE --scenarios all --endpoint ...`` against them; returns its results directory."""
+    FILE --scenarios all --repeats N --endpoint ...`` against them; returns its results directory."""
     with _ServedInThread(time_scale) as sim:
         results_dir.mkdir(parents=True, exist_ok=True)
         outputs_file = results_dir / "demo-stack-outputs.json"
         outputs_file.write_text(json.dumps(sim.outputs, indent=2) + "\n")
-        argv = ["--outputs", str(outputs_file), "--scenarios", "all", "--iterations", str(iterations),
-                "--results-dir", str(results_dir), "--ready-timeout", "60"]  # fmt: skip
+        argv = ["--outputs", str(outputs_file), "--scenarios", "all", "--repeats", str(repeats),
+                "--iterations", str(iterations), "--results-dir", str(results_dir), "--ready-timeout", "60"]  # fmt: skip
         argv += [arg for key, model in sim.models.items() for arg in ("--endpoint", f"{key}={model.base_url}")]
         if not progress:
             argv.append("--no-progress")
@@ -152,8 +159,8 @@ def demo(*, iterations: int = 10, time_scale: float = 0.1, results_dir: Path = P
 
 
 def run(args: argparse.Namespace) -> int:
-    run_dir = demo(iterations=args.iterations, time_scale=args.time_scale, results_dir=args.results_dir,
-                   progress=not args.no_progress)  # fmt: skip
+    run_dir = demo(iterations=args.iterations, repeats=args.repeats, time_scale=args.time_scale,
+                   results_dir=args.results_dir, progress=not args.no_progress)  # fmt: skip
     scale = read_run_meta(run_dir).time_scale  # as the servers' /info reported it
     print(f"\nSIMULATED demo done. {time_scale_note(scale)}\nReport: {run_dir / 'report.md'} (plots, CSV and JSON beside it)")
     return 0

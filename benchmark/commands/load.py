@@ -6,22 +6,27 @@
         --rate 5 --arrival poisson --requests 500
 
 Every endpoint gets the same pattern and all run at once on one clock. Without a pattern flag
-the guide's standard suite runs (5 prompts x ``--iterations``, sequential). Writes
-``requests.jsonl`` (as requests complete), ``summary.csv`` and ``self_check.json`` into
-``--out`` and prints the summary and the client self-check. With ``--api openai-chat`` the
-``model`` field is ``--model-name`` (``NAME`` for every endpoint, or ``KEY=NAME``), else the one
-model the endpoint lists at ``GET /v1/models``, else ``tgi`` (TGI accepts any name). Exits 3
-when an endpoint's success rate is below ``--min-success``, after printing its errors.
+the guide's standard suite runs (5 prompts x ``--iterations``, sequential). Writes ``run.json``
+first (``benchmark.stack.rundir``: the settings, the endpoints, whether their ``/info`` says
+simulated, the scenario and, at the end, its self-check), ``requests.jsonl`` as requests
+complete, then ``summary.csv`` and ``self_check.json`` into ``--out``, and prints the summary
+and the client self-check; ``report`` and ``compare`` read such a directory like a ``run``'s,
+also one whose load was interrupted. With ``--api openai-chat`` the ``model`` field is
+``--model-name`` (``NAME`` for every endpoint, or ``KEY=NAME``), else the one model the
+endpoint lists at ``GET /v1/models``, else ``tgi`` (TGI accepts any name). Exits 3 when an
+endpoint's success rate is below ``--min-success``, after printing its errors.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pandas as pd
@@ -29,13 +34,14 @@ import pandas as pd
 from benchmark.analysis.summary import error_samples, summarize
 from benchmark.commands.flags import fraction, parse_endpoints, parse_model_names, positive_float, positive_int
 from benchmark.engine.patterns import LoadPattern, closed_loop, open_loop, standard_suite
-from benchmark.engine.probes import served_models
+from benchmark.engine.probes import read_info, served_models
 from benchmark.engine.protocols import ADAPTERS
 from benchmark.engine.results import ResultsWriter, read_records
 from benchmark.engine.runner import Target, run_load_sync
 from benchmark.errors import EXIT_STATUSES, BenchmarkError
 from benchmark.report.failures import DEFAULT_MIN_SUCCESS, failure_lines, min_success_verdict
 from benchmark.stack.rundir import REQUESTS as REQUESTS_FILE
+from benchmark.stack.rundir import AccessMeta, RunDirectory, RunMeta, ScenarioMeta, utc_now
 
 __all__ = ["configure", "run", "pattern_from_args", "format_summary"]
 DEFAULT_MODEL_NAME = "tgi"  # what TGI's own examples send; TGI ignores the field
@@ -73,22 +79,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EXIT_STATUSES
 
 
-def model_names(args: argparse.Namespace, endpoints: dict[str, str]) -> tuple[dict[str, str], dict[str, list[str] | None]]:
-    """The OpenAI ``model`` field per endpoint (see the module docstring) and what each endpoint
-    lists at ``GET /v1/models`` (None: no such route); both empty unless the api is openai-chat."""
+def model_names(args: argparse.Namespace, endpoints: dict[str, str],
+                served: dict[str, list[str] | None]) -> dict[str, str]:  # fmt: skip
+    """The OpenAI ``model`` field per endpoint (see the module docstring), from the flags and what
+    each endpoint lists at ``GET /v1/models`` (``served``; None: no such route); empty unless the
+    api is openai-chat."""
     plain = [v for v in args.model_name if "=" not in v]
     if len(plain) > 1:
         raise BenchmarkError(f"--model-name: got {plain!r} without KEY=; allowed: one NAME for every endpoint, "
                              "or KEY=NAME per endpoint")
     names = parse_model_names([v for v in args.model_name if "=" in v], sorted(endpoints), "the --endpoint keys")
     if args.api != "openai-chat":
-        return {}, {}
-
-    async def listed() -> list[list[str] | None]:
-        async with aiohttp.ClientSession() as session:
-            return await asyncio.gather(*(served_models(session, url) for url in endpoints.values()))
-
-    served = dict(zip(endpoints, asyncio.run(listed())))
+        return {}
     for key, listing in served.items():
         if key in names:
             continue
@@ -100,7 +102,20 @@ def model_names(args: argparse.Namespace, endpoints: dict[str, str]) -> tuple[di
         where = ("the one model GET /v1/models lists" if one else "no GET /v1/models" if listing is None
                  else f"GET /v1/models lists {len(listing)}: pass --model-name {key}=NAME to choose")
         print(f"{key}: model name {names[key]!r} ({where})")
-    return names, served
+    return names
+
+
+def _ask(endpoints: dict[str, str], openai: bool) -> tuple[dict[str, dict[str, Any]], dict[str, list[str] | None]]:
+    """Each endpoint's ``GET /info`` ({} without one) and, for openai-chat, ``GET /v1/models``."""
+
+    async def ask() -> tuple[list[dict[str, Any]], list[list[str] | None]]:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            infos = await asyncio.gather(*(read_info(session, url) for url in endpoints.values()))
+            listed = await asyncio.gather(*(served_models(session, url) for url in endpoints.values())) if openai else []
+            return list(infos), list(listed)
+
+    infos, listed = asyncio.run(ask())
+    return dict(zip(endpoints, infos)), (dict(zip(endpoints, listed)) if openai else {})
 
 
 def pattern_from_args(args: argparse.Namespace) -> LoadPattern:
@@ -121,16 +136,34 @@ def pattern_from_args(args: argparse.Namespace) -> LoadPattern:
 def run(args: argparse.Namespace) -> int:
     endpoints = parse_endpoints(args.endpoint)
     load = pattern_from_args(args)
-    names, served = model_names(args, endpoints)
-    targets = [Target(model=k, base_url=u, load=load, api=args.api, warmup=args.warmup,
-                      model_name=names.get(k, DEFAULT_MODEL_NAME), timeout=args.timeout) for k, u in endpoints.items()]
     out: Path = args.out or Path("results") / (datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-load")
     if (out / REQUESTS_FILE).exists():
         raise BenchmarkError(f"--out {str(out)!r} already holds {REQUESTS_FILE}; choose a new directory")
+    infos, served = _ask(endpoints, args.api == "openai-chat")
+    names = model_names(args, endpoints, served)
+    targets = [Target(model=k, base_url=u, load=load, api=args.api, warmup=args.warmup,
+                      model_name=names.get(k, DEFAULT_MODEL_NAME), timeout=args.timeout) for k, u in endpoints.items()]
+    simulated = [info for info in infos.values() if info.get("simulated") is True]
+    scale = (simulated[0].get("simulation") or {}).get("time_scale") if simulated else None
+    run_dir = RunDirectory(out, RunMeta(
+        label="load", simulated=bool(simulated), time_scale=float(scale) if isinstance(scale, int | float) else None,
+        settings={"pattern": load.describe(), "api": args.api, "warmup": args.warmup, "timeout": args.timeout,
+                  "workers": args.workers},
+        access={k: AccessMeta(path="endpoint", url=u, model_name=names.get(k), served_models=served.get(k))
+                for k, u in endpoints.items()},
+    ))  # fmt: skip
+    started = ScenarioMeta(scenario=args.scenario, models=list(endpoints), started=utc_now())
+    run_dir.add_scenario(started)
     print(f"load: {load.describe()}, api {args.api}, {len(targets)} endpoint(s) -> {out}")
-    with ResultsWriter(out / REQUESTS_FILE) as writer:
-        report = run_load_sync(targets, scenario=args.scenario, writer=writer, progress=not args.no_progress,
-                               workers=args.workers)
+    try:
+        with ResultsWriter(out / REQUESTS_FILE) as writer:
+            report = run_load_sync(targets, scenario=args.scenario, writer=writer, progress=not args.no_progress,
+                                   workers=args.workers)
+    except KeyboardInterrupt:
+        print(f"interrupted: the requests recorded so far are in {out / REQUESTS_FILE}; "
+              f"`python -m benchmark report {out}` rebuilds the summary and the report from them", file=sys.stderr)
+        raise
+    run_dir.replace_scenario(dataclasses.replace(started, finished=utc_now(), self_check=report.to_dict()))
     records = read_records(out / REQUESTS_FILE)  # rebuilt from the file, as a later reader would
     summary = summarize(records)
     summary.to_csv(out / "summary.csv", index=False)
@@ -140,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
     errors = error_samples(records)
     if errors:
         print("errors:\n" + "\n".join(failure_lines(errors, served=served, sent=names)))
+    print(f"results: {out} (`python -m benchmark report {out}` writes the full report, with plots)")
     status, lines = min_success_verdict(summary, args.min_success)
     for line in lines:
         print(line, file=sys.stderr)

@@ -8,7 +8,11 @@
      ``alone``, several = ``shared``; a shared run imports the latest alone runs of the same
      models and settings under ``--results-dir`` as its baseline;
    - ``--scenarios all``: each model alone, then all together in the stack's start order,
-     scaling the Deployments (``benchmark.stack.scaling``) and always restoring their replicas.
+     scaling the Deployments (``benchmark.stack.scaling``) and always restoring their replicas;
+   - ``--repeats N``: the scenarios run N times, as rounds (with ``--scenarios all``: each model
+     alone and all together in every round, their order rotated, or shuffled with ``--seed``),
+     so that the report can show each round, the drift between rounds and an interval over
+     them.
    Without port-forwards or ``--scenarios all`` the Kubernetes client is not needed (nor
    imported).
 4. Write ``results/<UTC timestamp>-<label>/``: ``requests.jsonl`` as records arrive (an
@@ -36,7 +40,7 @@ from benchmark.errors import EXIT_STATUSES, BenchmarkError
 from benchmark.report.failures import DEFAULT_MIN_SUCCESS, min_success_verdict
 from benchmark.stack import rundir
 from benchmark.stack.outputs import StackOutputs, load_outputs
-from benchmark.stack.scaling import Orchestrator, Scenario, all_scenarios, run_scenarios
+from benchmark.stack.scaling import Orchestrator, Scenario, all_scenarios, in_rounds, run_scenarios
 from benchmark.stack.session import RunOptions, Session, comparable_settings, open_kube, running_models
 
 __all__ = ["benchmark_stack", "configure", "execute", "options_from_args", "run"]
@@ -61,7 +65,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="openai-chat: the 'model' field sent to model KEY (default: its model_id in the stack "
                              "outputs; servers pinned to one name refuse others) (repeatable)")
     parser.add_argument("--iterations", type=positive_int(), default=10,
-                        help="repeats of the 5 standard prompts per model (default 10)")
+                        help="repeats of the 5 standard prompts per model and scenario (default 10)")
+    parser.add_argument("--repeats", type=positive_int(), default=1, metavar="N",
+                        help="run the scenarios N times, as rounds (with --scenarios all each round holds every "
+                             "scenario): the report shows each round, the drift between rounds and an interval over "
+                             "them that covers drift (default 1: a single pass, whose interval does not)")
+    parser.add_argument("--seed", type=int, default=None, metavar="S",
+                        help="shuffle the order of the scenarios within each round with this seed (default: rotate "
+                             "it, each round starting one scenario later)")
     parser.add_argument("--max-new-tokens", type=positive_int(), default=100,
                         help="tokens generated per request (default 100)")
     parser.add_argument("--api", choices=sorted(ADAPTERS), default="tgi-stream", help="protocol (default tgi-stream)")
@@ -80,7 +91,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
     """The flags as options; a malformed ``--endpoint`` or ``--model-name`` fails here, before any I/O."""
     parse_endpoints(args.endpoint)
     return RunOptions(
-        scenarios=args.scenarios, models=args.models, endpoints=args.endpoint,
+        scenarios=args.scenarios, repeats=args.repeats, seed=args.seed, models=args.models, endpoints=args.endpoint,
         model_names=parse_model_names(args.model_name), iterations=args.iterations,
         max_new_tokens=args.max_new_tokens, api=args.api, warmup=args.warmup, results_dir=args.results_dir,
         ready_timeout=args.ready_timeout, progress=not args.no_progress,
@@ -130,7 +141,7 @@ async def benchmark_stack(stack: StackOutputs, options: RunOptions, *, log: Call
         if key not in stack.models:
             raise BenchmarkError(f"--model-name '{key}={name}': model {key!r} is not in the stack's catalog; "
                                  f"known models: {', '.join(sorted(stack.models))}")
-    schedule = all_scenarios(models) if options.scenarios == "all" else None
+    schedule = in_rounds(all_scenarios(models), options.repeats, options.seed) if options.scenarios == "all" else None
     needs_kube = schedule is not None or any(m.key not in endpoints for m in models)
     if needs_kube and stack.kubeconfig is None:
         raise BenchmarkError(
@@ -145,11 +156,11 @@ async def benchmark_stack(stack: StackOutputs, options: RunOptions, *, log: Call
         else:
             others = await running_models(stack, kube, log) - {m.key for m in models}
             label = "alone" if len(models) == 1 and not others else "shared"
-            schedule = [Scenario(label, tuple(m.key for m in models))]
+            schedule = in_rounds([Scenario(label, tuple(m.key for m in models))], options.repeats, options.seed)
             if others:
                 log(f"note: also running on the GPU, not measured: {', '.join(sorted(others))}")
         run_dir = rundir.RunDirectory.create(options.results_dir, rundir.RunMeta(
-            label=label, settings=comparable_settings(options, stack),
+            label=label, repeats=options.repeats, seed=options.seed, settings=comparable_settings(options, stack),
             contract={**dict(stack.raw), "models": {m.key: stack.raw["models"][m.key] for m in models}},
         ))  # fmt: skip
         log(f"results: {run_dir.path}")
@@ -162,7 +173,8 @@ async def benchmark_stack(stack: StackOutputs, options: RunOptions, *, log: Call
                 )
                 await run_scenarios(orchestrator, schedule, session.scenario)
             else:
-                await session.scenario(schedule[0])
+                for scenario in schedule:
+                    await session.scenario(scenario)
         except (KeyboardInterrupt, asyncio.CancelledError):
             log(f"interrupted: the requests recorded so far are in {run_dir.path / rundir.REQUESTS}")
             raise

@@ -3,7 +3,7 @@
 Models come from ``--model`` (a preset key or HuggingFace id, repeatable; default: the
 reference pair) or from ``--config FILE``, a JSON object::
 
-    {"gpu": {"time_scale": 1.0, "timeslice_s": 0.002, "context_switch_s": 0.0001},
+    {"gpu": {"time_scale": 1.0, "timeslice_s": 0.002, "context_switch_s": 0.0001, "drift_per_s": 0.0},
      "models": [{"preset": "phi35-mini", "port": 8080, "replicas": 1,
                  "eos_probability": 0.02, "faults": {"rates": {"stall": 0.1}}},
                 {"key": "tiny", "model_id": "example/tiny", "decode_base_s": 0.005}]}
@@ -31,7 +31,7 @@ from benchmark.sim.spec import ModelSpec
 
 __all__ = ["configure", "run", "load_config"]
 
-GPU_KEYS = ("time_scale", "timeslice_s", "context_switch_s")  # SimulatedGpu's keyword arguments
+GPU_KEYS = ("time_scale", "timeslice_s", "context_switch_s", "drift_per_s")  # SimulatedGpu's keyword arguments
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -13,7 +13,8 @@ instant and record every request (``drive_targets``); ``benchmark.engine.runner`
 - ``keep_busy=True`` (shared runs): a target that has finished its recorded requests keeps
   sending its pattern's requests, unrecorded (counted as ``filler_sent``, written to
   ``filler_writer`` if given, never to the writer), until every target has finished its
-  recorded ones; then the fillers in flight are cancelled (not written, not failures). So every
+  recorded ones; then the fillers in flight are cancelled (not failures; written with what
+  had arrived, as stopped, so a timeline shows what the GPU was doing to the end). So every
   recorded request ran while all the targets were loaded. A filler that fails ends its lane
   (no hot loop against a broken server).
 """
@@ -35,14 +36,15 @@ from yarl import URL
 from benchmark.engine.patterns import LoadPattern
 from benchmark.engine.progress import Progress
 from benchmark.engine.protocols import Adapter, adapter_for
-from benchmark.engine.records import RequestRecord, RunClock
-from benchmark.engine.selfcheck import SelfCheck, TargetCheck, sample_loop_lag
-from benchmark.engine.send import send, stamping_connector
+from benchmark.engine.records import FILLER_SUFFIX, RequestRecord, RunClock
+from benchmark.engine.selfcheck import CONNECT_BOUND, STALL_BOUND, GcPauses, SelfCheck, TargetCheck, sample_loop_lag
+from benchmark.engine.send import connect_trace, send, stamping_connector
 
-__all__ = ["START_LEAD", "Target", "Writer", "drive_targets", "run_on_uvloop"]
+__all__ = ["START_LEAD", "STOPPED", "Target", "Writer", "drive_targets", "run_on_uvloop"]
 
 T = TypeVar("T")
 START_LEAD = 0.05  # s between computing the start instant and the first send
+STOPPED = "stopped in flight"  # the error text of a filler cancelled once every recorded request was done
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,8 +76,10 @@ class Target:
 class _Driver:
     """Issues one target's requests; keeps what the self-check needs."""
 
-    def __init__(self, target: Target, scenario: str, run_id: str, shard: int = 0, shards: int = 1) -> None:
+    def __init__(self, target: Target, scenario: str, run_id: str, shard: int = 0, shards: int = 1,
+                 round: int = 1) -> None:  # fmt: skip
         self.target = target
+        self.round = round
         load = target.load
         # a closed loop is shared by at most `concurrency` shards; the others idle
         self.shards = min(shards, load.concurrency) if load.kind == "closed" else shards
@@ -95,6 +99,7 @@ class _Driver:
         self.sends: list[float] = []
         self.intended: list[float] = []
         self.spans: list[tuple[float, float, float]] = []  # (sent, last byte arrived, record written)
+        self.connects: list[float] = []  # s, each new connection a recorded request opened
         self.failed = 0
         self.warmup_failed = 0
         self.stop_issuing = 0.0  # run clock, when the last request was issued
@@ -104,7 +109,7 @@ class _Driver:
         load = self.target.load
         return RequestRecord(
             request_id=(prefix or self.prefix) + str(index), model=self.target.model, scenario=self.scenario,
-            prompt_id=load.prompt(index).id, api=self.adapter.name, intended_send=intended, sent=sent,
+            round=self.round, prompt_id=load.prompt(index).id, api=self.adapter.name, intended_send=intended, sent=sent,
         )
 
     async def warmup(self, session: aiohttp.ClientSession, clock: RunClock) -> None:
@@ -125,6 +130,8 @@ class _Driver:
             self.sends.append(sent)
             self.intended.append(intended)
             self.spans.append((sent, intended + (rec.e2e or 0.0), ctx.clock.now()))
+            if rec.connect is not None:
+                self.connects.append(rec.connect)
             self.failed += not rec.success
             if ctx.progress is not None:
                 ctx.progress.record(self.target.model, rec.success)
@@ -142,6 +149,11 @@ class _Driver:
         now = ctx.clock.now()
         if ctx.start > now:
             await asyncio.sleep(ctx.start - now)
+        # The workers' first sends take turns, one per pass of the event loop: issuing a request
+        # takes the loop ~0.1 ms, so 256 at once would stall it for ~25 ms, and a response that
+        # arrived meanwhile would be stamped that late. Their wait shows as schedule lag.
+        async with ctx.turn:
+            await asyncio.sleep(0)
         intended = ctx.start  # each worker's first request is due at the start instant, later ones
         while True:  # as soon as the previous one completes
             now = ctx.clock.now()
@@ -192,7 +204,7 @@ class _Driver:
         self.filler_sent += 1
         now = ctx.clock.now()
         rec = self._record(index, now, now, prefix=self.prefix + "filler-")
-        rec.scenario = f"{self.scenario}-filler"
+        rec.scenario = self.scenario + FILLER_SUFFIX
         try:
             await send(ctx.session, self.url, self.adapter, self.bodies[index % len(self.bodies)], rec,
                        ctx.clock.origin, self.timeout)
@@ -202,6 +214,9 @@ class _Driver:
                     ctx.filler_writer.write(rec)
         except asyncio.CancelledError:
             self.filler_cancelled += 1
+            if ctx.filler_writer is not None:  # what it got until then (all of it, if it had finished)
+                rec.error = None if rec.success else f"{STOPPED}: every recorded request was done"
+                ctx.filler_writer.write(rec)
             raise
         self.filler_failed += not rec.success
         return rec.success
@@ -243,6 +258,7 @@ class _Driver:
             return sum(max(0.0, min(s[end], stop) - max(s[0], start)) for s in self.spans) / window
 
         span = (max(self.sends) - min(self.sends)) if len(self.sends) > 1 else 0.0
+        connects = np.asarray(self.connects)
         return TargetCheck(
             model=self.target.model, api=self.adapter.name, load=load.describe(),
             requested_concurrency=self.concurrency if load.kind == "closed" else None,
@@ -253,6 +269,9 @@ class _Driver:
             schedule_lag_p50=float(np.percentile(lag, 50)) if lag.size else float("nan"),
             schedule_lag_p99=float(np.percentile(lag, 99)) if lag.size else float("nan"),
             filler_sent=self.filler_sent, filler_failed=self.filler_failed, filler_cancelled=self.filler_cancelled,
+            connections=connects.size, connect_p50=float(np.percentile(connects, 50)) if connects.size else float("nan"),
+            connect_max=float(connects.max()) if connects.size else float("nan"),
+            slow_connects=int(np.sum(connects > CONNECT_BOUND)),
         )
 
 
@@ -300,15 +319,15 @@ def _connector_limit(targets: Sequence[Target]) -> int:
 async def drive_targets(
     targets: Sequence[Target], scenario: str, writer: Writer, clock: RunClock, bar: Progress | None,
     run_id: str, shard: int, shards: int, when: Callable[[], Awaitable[float]],
-    *, keep_busy: bool = False, filler_writer: Writer | None = None,
+    *, keep_busy: bool = False, filler_writer: Writer | None = None, round: int = 1,
 ) -> SelfCheck:
     """One event loop's part of a run: warm up, get the start instant from ``when``, drive."""
-    drivers = [_Driver(t, scenario, run_id, shard, shards) for t in targets]
+    drivers = [_Driver(t, scenario, run_id, shard, shards, round) for t in targets]
     connector = stamping_connector(limit=_connector_limit(targets), limit_per_host=0, ttl_dns_cache=300)
     # read_bufsize: how much the response reader buffers before pausing the socket (default 64 KiB)
     # no cookie jar and no Accept-Encoding (TGI streams uncompressed): less work per request
     async with aiohttp.ClientSession(connector=connector, read_bufsize=2**20, cookie_jar=aiohttp.DummyCookieJar(),
-                                     skip_auto_headers=("Accept-Encoding",)) as session:
+                                     skip_auto_headers=("Accept-Encoding",), trace_configs=[connect_trace()]) as session:
         await asyncio.gather(*(d.warmup(session, clock) for d in drivers))
         # A full garbage collection froze the loop for ~50 ms at concurrency 64-256, stamping every
         # event that arrived meanwhile late: collect now, and keep what exists out of later
@@ -335,7 +354,8 @@ async def drive_targets(
             helpers.append(asyncio.create_task(bar.run()))
         cpu0, wall0 = time.process_time(), time.perf_counter()
         try:
-            await asyncio.gather(*(drive(d) for d in drivers))
+            with GcPauses() as collections:
+                await asyncio.gather(*(drive(d) for d in drivers))
         finally:
             gc.unfreeze()
             for h in helpers:
@@ -344,11 +364,14 @@ async def drive_targets(
                 bar.finish()
         wall = time.perf_counter() - wall0
         lags = np.asarray(lag) if lag else np.zeros(1)
+        pauses = [seconds for _, seconds in collections.seen]
         return SelfCheck(
             scenario=scenario, started_at=clock.epoch_origin + start, duration_s=wall,
             client_cpu=(time.process_time() - cpu0) / wall if wall > 0 else 0.0,
             loop_lag_p50=float(np.percentile(lags, 50)), loop_lag_p99=float(np.percentile(lags, 99)),
             loop_lag_max=float(lags.max()), targets=[d.report(start) for d in drivers], keep_busy=keep_busy,
+            loop_stalls=int(np.sum(lags > STALL_BOUND)), gc_collections=len(pauses),
+            gc_full=sum(generation == 2 for generation, _ in collections.seen), gc_pause_max=max(pauses, default=0.0),
         )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 
+from benchmark.engine.progress import LongWait
 from benchmark.errors import BenchmarkError
 
 __all__ = ["health_rtt", "read_info", "served_models", "wait_healthy"]
@@ -35,8 +36,7 @@ async def wait_healthy(session: aiohttp.ClientSession, model: str, url: str, *, 
     """Wait until ``GET url/health`` answers 200, or fail naming the model and the wait. A wait
     longer than ``every`` seconds is reported to ``log`` every ``every`` seconds: what it waits
     for, for how long so far, the limit, and the last answer."""
-    start = time.monotonic()
-    deadline, next_note = start + timeout, start + every
+    wait = LongWait(f"{model} to answer GET {url}/health", timeout=timeout, log=log, every=every)
     last = "no answer yet"
     while True:
         try:
@@ -46,16 +46,12 @@ async def wait_healthy(session: aiohttp.ClientSession, model: str, url: str, *, 
                 last = f"HTTP {r.status}"
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
             last = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-        now = time.monotonic()
-        if now >= deadline:
+        if wait.expired():
             raise BenchmarkError(
                 f"timed out after {timeout:g} s waiting for model {model!r} to answer GET {url}/health "
                 f"with 200 (last: {last}); raise --ready-timeout or check the model's logs"
             )
-        if log is not None and now >= next_note:
-            log(f"  waiting for {model} to answer GET {url}/health: {now - start:.0f} s of at most {timeout:g} s "
-                f"(--ready-timeout); last: {last}")
-            next_note = now + every
+        wait.note(f"last: {last}")
         await asyncio.sleep(poll)
 
 

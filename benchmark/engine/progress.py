@@ -1,7 +1,10 @@
-"""Terminal progress for runs longer than a few seconds: per model, done, failed and rate.
+"""Terminal progress for work longer than a few seconds.
 
-On a terminal one status line is redrawn every second; otherwise (CI logs, pipes) a line is
-printed every ``log_every`` seconds. Nothing is printed for runs shorter than ``quiet_for``.
+- ``Progress``: a load's counters per model, done, failed and rate. On a terminal one status
+  line is redrawn every second; otherwise (CI logs, pipes) a line is printed every
+  ``log_every`` seconds. Nothing is printed for runs shorter than ``quiet_for``.
+- ``LongWait``: a bounded wait (a model's ``/health``, a Deployment's pods) that says every
+  ``every`` seconds what it waits for, for how long so far, its limit and how things stand.
 """
 
 from __future__ import annotations
@@ -9,9 +12,39 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
-__all__ = ["Progress"]
+__all__ = ["LongWait", "Progress"]
+
+
+class LongWait:
+    """``what`` is waited for at most ``timeout`` s (the flag ``limit`` sets it); ``note(now)``
+    tells ``log`` how it stands once every ``every`` seconds of waiting."""
+
+    def __init__(self, what: str, *, timeout: float, log: Callable[[str], None] | None, every: float = 15.0,
+                 limit: str = "--ready-timeout") -> None:  # fmt: skip
+        self.what, self.timeout, self.log, self.every, self.limit = what, timeout, log, every, limit
+        self.start = time.monotonic()
+        self.deadline = self.start + timeout
+        self._next_note = self.start + every
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+    def left(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def note(self, now: str) -> None:
+        """Log how the wait stands (``now``), if a note is due."""
+        t = time.monotonic()
+        if self.log is not None and t >= self._next_note:
+            self.log(f"  waiting for {self.what}: {t - self.start:.0f} s of at most {self.timeout:g} s "
+                     f"({self.limit}); {now}")
+            self._next_note = t + self.every
 
 
 class Progress:

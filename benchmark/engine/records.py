@@ -13,7 +13,9 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, get_args
 
-__all__ = ["ErrorKind", "ERROR_KINDS", "RequestRecord", "RunClock", "TokensFrom"]
+__all__ = ["ErrorKind", "ERROR_KINDS", "FILLER_SUFFIX", "RequestRecord", "RunClock", "TokensFrom"]
+
+FILLER_SUFFIX = "-filler"  # a keep-busy filler's scenario: its scenario's label, then this
 
 ErrorKind = Literal[
     "http_4xx",  # a 4xx other than 429
@@ -38,6 +40,7 @@ class RequestRecord:
     request_id: str
     model: str  # the model key in the stack's catalog (or the --endpoint key)
     scenario: str  # "alone", "shared", or a label the caller chose
+    round: int = 1  # which run of its scenario (1 to --repeats): the label stays the scenario's
     prompt_id: str
     api: str  # the protocol adapter's name, e.g. "tgi-stream"
     intended_send: float  # run clock, s: when the schedule meant to send it
@@ -53,6 +56,9 @@ class RequestRecord:
     success: bool = False
     error_kind: ErrorKind | None = None
     error: str | None = None
+    # s this request spent opening a new connection (DNS, TCP handshake, TLS) after its send was
+    # stamped, inside its TTFT and E2E; None: it reused a pooled connection (or none was made)
+    connect: float | None = None
 
     @property
     def tpot(self) -> float | None:

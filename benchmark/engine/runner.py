@@ -36,8 +36,10 @@ async def run_load(
     workers: int = 1,
     keep_busy: bool = False,
     filler_writer: Writer | None = None,
+    round: int = 1,
 ) -> SelfCheck:
-    """Drive every target at once from one start instant; return the client self-check.
+    """Drive every target at once from one start instant; return the client self-check. Records
+    carry ``scenario`` and ``round`` (which run of that scenario this is).
 
     ``workers > 1`` shares each load over that many processes, each with its own event loop
     and session, on the same clock (``perf_counter`` is the system's monotonic clock): a
@@ -56,14 +58,14 @@ async def run_load(
     clock = clock or RunClock()
     run_id = uuid.uuid4().hex[:8]
     if workers > 1:
-        return await run_sharded(targets, scenario, writer, clock, progress, workers, run_id)
+        return await run_sharded(targets, scenario, writer, clock, progress, workers, run_id, round)
     bar = Progress(keys) if progress else None
 
     async def start_now() -> float:
         return clock.now() + START_LEAD
 
     return await drive_targets(targets, scenario, writer, clock, bar, run_id, 0, 1, start_now,
-                            keep_busy=keep_busy, filler_writer=filler_writer)
+                               keep_busy=keep_busy, filler_writer=filler_writer, round=round)
 
 
 def run_load_sync(targets: Sequence[Target], **kwargs: Any) -> SelfCheck:

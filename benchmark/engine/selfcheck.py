@@ -5,10 +5,14 @@ itself shaped the numbers.
 concurrency (time-average of requests open, from their send until their record is written,
 while the load was issuing; "on the wire": until their last byte arrived, which leaves out the
 time a response waits for the client to read it) and rate, schedule lag (actual minus intended
-send) p50/p99; for the whole run the event-loop lag (p50/p99/max of a 10 ms sleeper's
-oversleep, ``sample_loop_lag``) and the client CPU (process CPU time / wall time, in cores).
-``SelfCheck.warnings()`` says in words where the client may have been the bottleneck.
-``OthersLoad`` measures the share of the CPUs other processes took meanwhile (for
+send) p50/p99, and the connections its requests opened (how many, how long each took: a connect
+happens after the send is stamped, so schedule lag cannot show it). For the whole run: the
+event-loop lag (p50/p99 of a 10 ms sleeper's oversleep) and its longest stall (the most it
+woke late; a stall that begins during its sleep shows up to 10 ms shorter), the garbage
+collector's collections in the measured window and the longest pause (``GcPauses``), and the
+client CPU (process CPU time / wall time, in cores). ``SelfCheck.warnings()`` says in words
+where the client may have been the bottleneck, and where failures, not the client, explain the
+figures. ``OthersLoad`` measures the share of the CPUs other processes took meanwhile (for
 ``make bench-client``).
 """
 
@@ -16,15 +20,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LAG_PERIOD", "OthersLoad", "SelfCheck", "TargetCheck", "sample_loop_lag"]
+__all__ = ["CONNECT_BOUND", "LAG_PERIOD", "STALL_BOUND", "GcPauses", "OthersLoad", "SelfCheck", "TargetCheck",
+           "sample_loop_lag"]
 
 LAG_PERIOD = 0.01  # s, the event-loop lag probe's sleep
+STALL_BOUND = 0.005  # s: a loop stall or collection longer than this is warned about
+CONNECT_BOUND = 0.1  # s: a connect longer than this is warned about (a dropped SYN costs 1 s)
 
 
 @dataclass(kw_only=True)
@@ -45,6 +54,14 @@ class TargetCheck:
     filler_sent: int = 0  # keep_busy: unrecorded requests sent after its recorded ones
     filler_failed: int = 0
     filler_cancelled: int = 0  # in flight when the last target finished: stopped, not written
+    connections: int = 0  # new connections its recorded requests opened (the others reused one)
+    connect_p50: float = float("nan")  # s to open one
+    connect_max: float = float("nan")
+    slow_connects: int = 0  # connects over CONNECT_BOUND
+
+    def mostly_failed(self) -> bool:
+        """Half or more of its requests failed: its concurrency and rate describe failures."""
+        return self.sent > 0 and self.failed * 2 >= self.sent
 
 
 @dataclass(kw_only=True)
@@ -59,6 +76,10 @@ class SelfCheck:
     targets: list[TargetCheck] = field(default_factory=list)
     workers: int = 1  # client processes; client_cpu adds theirs up
     keep_busy: bool = False  # targets that finished first sent fillers until all were done
+    loop_stalls: int = 0  # lag samples over STALL_BOUND
+    gc_collections: int = 0  # garbage collections inside the measured window
+    gc_full: int = 0  # of which of the oldest generation
+    gc_pause_max: float = 0.0  # s, the longest
 
     def filler_note(self) -> str | None:
         """What keep_busy did, in one line (None when it was off)."""
@@ -71,9 +92,13 @@ class SelfCheck:
         return asdict(self)
 
     def warnings(self) -> list[str]:
-        """Where the client itself may have shaped the numbers."""
+        """Where the client itself may have shaped the numbers, and where failures explain them."""
         out: list[str] = []
         for t in self.targets:
+            if t.mostly_failed():
+                out.append(f"{t.model}: {t.failed} of {t.sent} requests failed: its concurrency, rate and lag "
+                           "figures describe failures (see the errors), not the client's ceiling")
+                continue
             if t.requested_concurrency and t.achieved_concurrency < 0.95 * t.requested_concurrency:
                 out.append(f"{t.model}: achieved concurrency {t.achieved_concurrency:.1f} is below 95% "
                            f"of the requested {t.requested_concurrency}")
@@ -82,9 +107,19 @@ class SelfCheck:
                            f"of the requested {t.requested_rate:g}")
             if t.schedule_lag_p99 > 0.005:
                 out.append(f"{t.model}: schedule lag p99 {t.schedule_lag_p99 * 1e3:.1f} ms (> 5 ms)")
-        if self.loop_lag_p99 > 0.005:
-            out.append(f"event-loop lag p99 {self.loop_lag_p99 * 1e3:.1f} ms (> 5 ms): timings may be late by that much")
-        if self.client_cpu > 0.9 * self.workers:
+            if t.slow_connects:
+                out.append(f"{t.model}: {t.slow_connects} of {t.connections} new connections took over "
+                           f"{CONNECT_BOUND * 1e3:.0f} ms to open (longest {_duration(t.connect_max)}): a full listen "
+                           "backlog (its SYNs dropped and sent again after 1 s) or a slow network; those requests' "
+                           "TTFT and E2E include it, their schedule lag does not")
+        if self.loop_lag_max > STALL_BOUND:
+            out.append(f"event-loop stalls: the longest {self.loop_lag_max * 1e3:.1f} ms, {self.loop_stalls} over "
+                       f"{STALL_BOUND * 1e3:g} ms (lag p99 {self.loop_lag_p99 * 1e3:.1f} ms): events that arrived "
+                       "during a stall were stamped up to that late")
+        if self.gc_pause_max > STALL_BOUND:
+            out.append(f"a garbage collection paused the client for {self.gc_pause_max * 1e3:.1f} ms in the measured "
+                       f"window ({self.gc_collections} collections, {self.gc_full} of the oldest generation)")
+        if self.client_cpu > 0.9 * self.workers and not all(t.mostly_failed() for t in self.targets):
             out.append(f"client CPU {self.client_cpu:.0%} of a core over {self.workers} process(es): "
                        "the client may be the bottleneck")
         return out
@@ -93,8 +128,9 @@ class SelfCheck:
         """The self-check block, for terminals and reports."""
         out = [f"client self-check ({self.scenario}): CPU {self.client_cpu:.0%} of a core"
                + (f" over {self.workers} processes" if self.workers > 1 else "") + ", event-loop lag "
-               f"p50 {self.loop_lag_p50 * 1e3:.2f} ms p99 {self.loop_lag_p99 * 1e3:.2f} ms "
-               f"max {self.loop_lag_max * 1e3:.2f} ms"]
+               f"p50 {self.loop_lag_p50 * 1e3:.2f} ms p99 {self.loop_lag_p99 * 1e3:.2f} ms, "
+               f"longest stall {self.loop_lag_max * 1e3:.2f} ms; garbage collector: {self.gc_collections} "
+               f"collections ({self.gc_full} full), longest {self.gc_pause_max * 1e3:.2f} ms"]
         for t in self.targets:
             want = (f"concurrency {t.achieved_concurrency:.1f}/{t.requested_concurrency} "
                     f"({t.wire_concurrency:.1f} on the wire)" if t.requested_concurrency
@@ -103,6 +139,9 @@ class SelfCheck:
                        f"schedule lag p50 {t.schedule_lag_p50 * 1e3:.2f} ms p99 {t.schedule_lag_p99 * 1e3:.2f} ms"
                        + (f"; unrecorded fillers: {t.filler_sent} sent, {t.filler_failed} failed, "
                           f"{t.filler_cancelled} stopped in flight" if self.keep_busy else ""))
+            out.append(f"    connection setup: {t.connections} new connection(s)"
+                       + (f", connect p50 {_duration(t.connect_p50)} max {_duration(t.connect_max)}" if t.connections
+                          else "") + " (after the send is stamped; inside TTFT and E2E)")
         note = self.filler_note()
         if note:
             out.append(f"  {note}")
@@ -116,6 +155,34 @@ class SelfCheck:
             return cls(**{**data, "targets": [TargetCheck(**t) for t in data.get("targets", [])]})
         except TypeError:
             return None
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "n/a"
+    return f"{seconds * 1e3:.2f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+class GcPauses:
+    """``with GcPauses() as pauses:``: every garbage collection the block saw, as
+    ``(generation, seconds it paused the process)`` in ``pauses.seen`` (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, float]] = []
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seen.append((info.get("generation", 0), time.perf_counter() - self._started))
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        gc.callbacks.remove(self._callback)
 
 
 async def sample_loop_lag(samples: list[float]) -> None:

@@ -1,6 +1,7 @@
 """The one request loop every protocol adapter shares: the HTTP exchange, the SSE decoding, the
-timing and the classification of failures (``send``), and the connector that stamps each
-response chunk on arrival (``stamping_connector``).
+timing and the classification of failures (``send``), the connector that stamps each
+response chunk on arrival (``stamping_connector``), and the trace hooks that time each new
+connection a request opens (``connect_trace``: ``RequestRecord.connect``).
 
 Each event is stamped with the ``time.perf_counter()`` taken when aiohttp buffered the chunk
 holding its last byte (in the connection's ``data_received``, see ``stamping_connector``), not
@@ -25,7 +26,7 @@ from benchmark.engine.protocols import Adapter, StreamFailure, clip, status_kind
 from benchmark.engine.records import RequestRecord
 from benchmark.engine.sse import SSEDecoder
 
-__all__ = ["send", "stamping_connector"]
+__all__ = ["connect_trace", "send", "stamping_connector"]
 
 
 class _StampedBuffer(collections.deque[bytes]):
@@ -61,6 +62,14 @@ class _StampingResponseHandler(ResponseHandler):
         if payload is not None:
             _install(payload, arrived)
 
+    def resume_reading(self, resume_parser: bool = True) -> None:
+        """Nothing to resume unless reading was paused. aiohttp calls this after every chunk its
+        reader hands out, and then feeds the parser an empty ``data_received`` and asks the
+        transport to resume: at 256 streams of a batching server, about a third of the client's
+        work per event, all of it in the loop pass that reads a batch's events."""
+        if self._reading_paused or getattr(self, "_buffer_paused", True) or getattr(self, "_tail", b""):
+            super().resume_reading(resume_parser)
+
 
 def stamping_connector(**kwargs: Any) -> aiohttp.TCPConnector:
     """A ``TCPConnector`` whose connections stamp response chunks on arrival (see ``send``)."""
@@ -69,6 +78,26 @@ def stamping_connector(**kwargs: Any) -> aiohttp.TCPConnector:
         factory: functools.partial[ResponseHandler] = functools.partial(_StampingResponseHandler, loop=asyncio.get_running_loop())
         connector._factory = factory  # noqa: SLF001
     return connector
+
+
+def connect_trace() -> aiohttp.TraceConfig:
+    """aiohttp trace hooks (a session's ``trace_configs``) that put in ``rec.connect`` the time
+    a request spent opening a new connection, for requests sent by ``send`` (which passes its
+    record as ``trace_request_ctx``). A connect the kernel had to retry (a full listen backlog
+    drops the SYN; it is sent again after 1 s) shows here, not as schedule lag."""
+
+    async def start(session: aiohttp.ClientSession, ctx: Any, params: Any) -> None:
+        ctx.connect_started = perf_counter()
+
+    async def end(session: aiohttp.ClientSession, ctx: Any, params: Any) -> None:
+        rec = ctx.trace_request_ctx
+        if isinstance(rec, RequestRecord) and hasattr(ctx, "connect_started"):
+            rec.connect = perf_counter() - ctx.connect_started
+
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_create_start.append(start)
+    trace.on_connection_create_end.append(end)
+    return trace
 
 
 def _install(content: aiohttp.StreamReader, arrived: float) -> collections.deque[tuple[float, int]] | None:
@@ -131,13 +160,15 @@ async def send(
 ) -> None:
     """Send one request and fill ``rec`` (timings on the clock whose origin is ``origin``).
 
-    Never raises for a failed request: the failure is classified into ``rec.error_kind``.
+    Never raises for a failed request: the failure is classified into ``rec.error_kind``. A
+    cancelled one leaves what arrived until then in ``rec`` (``success`` False, no error kind)
+    and re-raises the cancellation.
     """
     headers = {"Content-Type": "application/json", "X-Request-Id": rec.request_id}
     token_arrivals: list[tuple[float, int]] = []  # (arrival stamp, token events completed by that chunk)
     end = 0.0
     try:
-        async with session.post(url, data=body, headers=headers, timeout=timeout) as resp:
+        async with session.post(url, data=body, headers=headers, timeout=timeout, trace_request_ctx=rec) as resp:
             rec.http_status = resp.status
             if resp.status != 200:
                 text = await resp.read()
@@ -182,11 +213,17 @@ async def send(
         rec.error_kind, rec.error = "connection", f"{type(e).__name__}: {e}"
     except aiohttp.ClientError as e:
         rec.error_kind, rec.error = "protocol", f"{type(e).__name__}: {e}"
-    if rec.error_kind is not None or not end:
-        end = perf_counter()
+    except asyncio.CancelledError:
+        _timing(rec, token_arrivals, perf_counter(), origin)
+        raise
+    _timing(rec, token_arrivals, end if rec.error_kind is None and end else perf_counter(), origin)
+    rec.success = rec.error_kind is None
+
+
+def _timing(rec: RequestRecord, token_arrivals: list[tuple[float, int]], end: float, origin: float) -> None:
+    """E2E, TTFT and the ITLs of ``rec`` from its arrivals, on the clock whose origin is ``origin``."""
     start = origin + rec.intended_send
     rec.e2e = end - start
     if token_arrivals:
         rec.ttft = token_arrivals[0][0] - start
         rec.itl = _gaps(token_arrivals)
-    rec.success = rec.error_kind is None

@@ -39,7 +39,7 @@ class _PipeWriter:
 
 
 def _worker_main(conn: Connection, targets: list[Target], scenario: str, run_id: str, shard: int, shards: int,
-                 origin: float, epoch_origin: float) -> None:
+                 origin: float, epoch_origin: float, round: int) -> None:  # fmt: skip
     """A worker process: its shard of every target; b"ready", then the start instant from the
     parent; records as they complete; finally b"S" + its SelfCheck as JSON."""
     clock = RunClock()
@@ -49,17 +49,19 @@ def _worker_main(conn: Connection, targets: list[Target], scenario: str, run_id:
         conn.send_bytes(b"ready")
         return float(await asyncio.to_thread(conn.recv))
 
-    report = run_on_uvloop(drive_targets(targets, scenario, _PipeWriter(conn), clock, None, run_id, shard, shards, when))
+    report = run_on_uvloop(drive_targets(targets, scenario, _PipeWriter(conn), clock, None, run_id, shard, shards, when,
+                                         round=round))
     conn.send_bytes(b"S" + orjson.dumps(report.to_dict()))
     conn.close()
 
 
 async def run_sharded(targets: Sequence[Target], scenario: str, writer: ResultsWriter, clock: RunClock,
-                       progress: bool, workers: int, run_id: str) -> SelfCheck:
+                      progress: bool, workers: int, run_id: str, round: int = 1) -> SelfCheck:
     context = multiprocessing.get_context("spawn")  # no fork of a process with a running event loop
     pipes = [context.Pipe() for _ in range(workers)]
     procs = [context.Process(target=_worker_main, daemon=True, name=f"benchmark worker {i}",
-                             args=(child, list(targets), scenario, run_id, i, workers, clock.origin, clock.epoch_origin))
+                             args=(child, list(targets), scenario, run_id, i, workers, clock.origin, clock.epoch_origin,
+                                   round))
              for i, (_, child) in enumerate(pipes)]
     bar = Progress([t.model for t in targets]) if progress else None
     lock = threading.Lock()
@@ -110,8 +112,8 @@ async def run_sharded(targets: Sequence[Target], scenario: str, writer: ResultsW
 
 
 def _merge(reports: Sequence[SelfCheck], targets: Sequence[Target]) -> SelfCheck:
-    """One self-check from the workers': counts, concurrency, rate and CPU add up; lags are the
-    worst worker's."""
+    """One self-check from the workers': counts, concurrency, rate, connections, collections and
+    CPU add up; lags, stalls and connect times are the worst worker's (a p50 included)."""
     merged: list[TargetCheck] = []
     for i, target in enumerate(targets):
         parts = [r.targets[i] for r in reports]
@@ -127,12 +129,17 @@ def _merge(reports: Sequence[SelfCheck], targets: Sequence[Target]) -> SelfCheck
             achieved_rate=float(np.nansum([p.achieved_rate for p in parts if p.sent])),
             schedule_lag_p50=max((p.schedule_lag_p50 for p in parts if p.sent), default=float("nan")),
             schedule_lag_p99=max((p.schedule_lag_p99 for p in parts if p.sent), default=float("nan")),
+            connections=sum(p.connections for p in parts), slow_connects=sum(p.slow_connects for p in parts),
+            connect_p50=max((p.connect_p50 for p in parts if p.connections), default=float("nan")),
+            connect_max=max((p.connect_max for p in parts if p.connections), default=float("nan")),
         ))
     return SelfCheck(
         scenario=reports[0].scenario, started_at=reports[0].started_at,
         duration_s=max(r.duration_s for r in reports), client_cpu=sum(r.client_cpu for r in reports),
         loop_lag_p50=max(r.loop_lag_p50 for r in reports), loop_lag_p99=max(r.loop_lag_p99 for r in reports),
         loop_lag_max=max(r.loop_lag_max for r in reports), targets=merged, workers=len(reports),
+        loop_stalls=sum(r.loop_stalls for r in reports), gc_collections=sum(r.gc_collections for r in reports),
+        gc_full=sum(r.gc_full for r in reports), gc_pause_max=max(r.gc_pause_max for r in reports),
     )
 
 

@@ -6,12 +6,14 @@
 - ``requests.csv``: one row per request (``benchmark.summary.records_frame``; ``itl`` as a
   JSON list), the baseline's requests included, with a ``source`` column.
 - ``summary.csv`` / ``summary.json``: one row per (model, scenario) (``benchmark.analysis.summary``);
-  the JSON adds the impact, the server-side attribution and the run's metadata.
+  the JSON adds the impact (with what its rounds say), each round's figures, the drift between
+  rounds, the server-side attribution and the run's metadata.
 - ``report.md``: the guide's result blocks, impact lines, percentile table, impact detail,
   server-side attribution, access path, client self-check, metric definitions, and a
   SIMULATED banner when the numbers came from the simulator.
 - ``latency_cdf.png`` (E2E latency CDF per model, one curve per scenario) and
-  ``throughput.png`` (output tokens/s per second, per model, one panel per scenario).
+  ``throughput.png`` (output tokens/s per second, per model: a panel per scenario and round, on
+  one y-axis, with the keep-busy fillers of a shared scenario dashed).
 
 The report modules only format: the numbers come from ``benchmark.analysis`` (``analyse``). Nothing in ``report.md`` depends on when it was written, and the bootstrap is
 seeded, so ``python -m benchmark report DIR`` reproduces it exactly.
@@ -79,9 +81,16 @@ def _summary_json(a: Analysis) -> dict[str, Any]:
             {"scenario": c.scenario, "baseline": BASELINE_SCENARIO, "confidence": c.impact.confidence,
              "n_boot": c.impact.n_boot, "seed": c.impact.seed, "per_model": c.impact.per_model.to_dict("records"),
              "aggregate": vars(c.impact.aggregate), "fairness": vars(c.impact.fairness),
-             "latency_breakdown": c.breakdown.to_dict("records")}
+             "latency_breakdown": c.breakdown.to_dict("records"),
+             "rounds": {"interleaved": c.rounds.interleaved, "single_pass": c.rounds.single_pass,
+                        "between": [vars(b) for b in c.rounds.between],
+                        "drift_warnings": [vars(w) for w in c.rounds.warnings]}}
             for c in a.comparisons
         ],
+        "repeats": meta.repeats,
+        "seed": meta.seed,
+        "rounds": [vars(f) for f in a.rounds],
+        "drift": [vars(d) for d in a.drift],
         "attribution": a.attribution.to_dict("records"),
         "access": {k: vars(v) for k, v in meta.access.items()},
     })

@@ -1,5 +1,8 @@
 """The report's plots: the E2E latency CDF per model (one curve per scenario) and the output
-tokens/s over time (one panel per scenario). They only draw what the analysis computed."""
+tokens/s over time: a panel per scenario (columns) and round (rows), all on one y-axis, the
+last bin as the timeline rated it (over the time it covers), and in a shared scenario each
+model's unrecorded keep-busy fillers dashed, so the panel shows what the GPU was doing after
+a model's recorded requests ended. They only draw what the analysis computed."""
 
 from __future__ import annotations
 
@@ -16,12 +19,19 @@ import numpy as np  # noqa: E402
 from benchmark.analysis.comparison import BIN_S, Analysis, scenario_order  # noqa: E402
 from benchmark.stack.rundir import RunMeta  # noqa: E402
 
-__all__ = ["plots"]
+__all__ = ["latency_figure", "plots", "throughput_figure"]
 
 
 def plots(a: Analysis, out: Path) -> list[Path]:
-    models = sorted({r.model for r in a.records})
     paths = [out / "latency_cdf.png", out / "throughput.png"]
+    _save(latency_figure(a), paths[0], a.run.meta)
+    _save(throughput_figure(a), paths[1], a.run.meta)
+    return paths
+
+
+def latency_figure(a: Analysis) -> Any:
+    """E2E latency CDF per model, one curve per scenario."""
+    models = sorted({r.model for r in a.records})
     fig, axes = plt.subplots(1, max(1, len(models)), figsize=(5 * max(1, len(models)), 4), squeeze=False)
     for ax, model in zip(axes[0], models):
         for scenario in scenario_order(a.records):
@@ -33,25 +43,39 @@ def plots(a: Analysis, out: Path) -> list[Path]:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:  # no successful request: nothing to label
             ax.legend(loc="lower right")
-    _save(fig, paths[0], a.run.meta)
+    return fig
 
+
+def throughput_figure(a: Analysis) -> Any:
+    """Output tokens/s over time: a panel per (round, scenario), one y-axis for all, so a model
+    that lost half its tokens/s when shared draws half as high as alone."""
+    models = sorted({r.model for r in a.records})
     scenarios = scenario_order(a.records)
-    fig, axes = plt.subplots(len(scenarios) or 1, 1, figsize=(10, 3 * max(1, len(scenarios))), squeeze=False)
-    for ax, scenario in zip(axes[:, 0], scenarios):
-        part = a.timeline[a.timeline["scenario"] == scenario]
-        for model in models:
-            line = part[part["model"] == model]
-            if len(line):  # repeat the last value to the end of its bin
-                t, y = line["t"].tolist(), line["tokens_per_s"].tolist()
-                ax.step(t + [t[-1] + BIN_S], y + y[-1:], where="post", label=model)
-        ax.set(title=f"{scenario}: output tokens per second ({BIN_S:g} s bins)",
-               xlabel="seconds since the scenario's start", ylabel="tokens/s")
-        ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="best")
-    _save(fig, paths[1], a.run.meta)
-    return paths
+    rounds = sorted({r.round for r in a.records}) or [1]
+    fig, axes = plt.subplots(len(rounds), max(1, len(scenarios)), figsize=(7 * max(1, len(scenarios)), 3 * len(rounds)),
+                             squeeze=False, sharey=True)  # fmt: skip
+    colours = {m: f"C{i}" for i, m in enumerate(models)}
+    for row, rnd in zip(axes, rounds):
+        for ax, scenario in zip(row, scenarios):
+            part = a.timeline[(a.timeline["scenario"] == scenario) & (a.timeline["round"] == rnd)]
+            for model in models:
+                for source, style, label in (("recorded", "-", model), ("filler", "--", f"{model}: unrecorded fillers")):
+                    line = part[(part["model"] == model) & (part["source"] == source)]
+                    t, width, y = (line[c].tolist() for c in ("t", "width", "tokens_per_s"))
+                    if source == "filler":  # from its first tokens on
+                        first = next((i for i, v in enumerate(y) if v), len(y))
+                        t, width, y = t[first:], width[first:], y[first:]
+                    if t:  # the last bin drawn as wide as it is
+                        ax.step([*t, t[-1] + width[-1]], y + y[-1:], where="post", linestyle=style,
+                                color=colours[model], label=label)
+            which = f", round {rnd}" if len(rounds) > 1 else ""
+            ax.set(title=f"{scenario}{which}: output tokens/s ({BIN_S:g} s bins)",
+                   xlabel="seconds since the scenario's start", ylabel="tokens/s")
+            ax.set_ylim(bottom=0)
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(loc="lower left", fontsize="small")
+    return fig
 
 
 def _save(fig: Any, path: Path, meta: RunMeta) -> None:

@@ -10,10 +10,11 @@ import pandas as pd
 
 from benchmark.analysis.comparison import impact_row
 from benchmark.analysis.impact import Impact
+from benchmark.analysis.rounds import DriftWarning, RoundsImpact
 from benchmark.stack.rundir import RunMeta
 
-__all__ = ["SIMULATED_BANNER", "chg", "dms", "finite", "impact_lines", "ms", "num", "pct", "result_blocks", "sec",
-           "simulated_banner", "time_scale_note"]
+__all__ = ["SIMULATED_BANNER", "chg", "dms", "finite", "impact_lines", "ms", "num", "pct", "result_blocks",
+           "rounds_lines", "sec", "simulated_banner", "time_scale_note"]
 
 
 SIMULATED_BANNER = (
@@ -78,6 +79,48 @@ def impact_lines(impact: Impact, *, other: str, baseline: str) -> list[str]:
     for model in impact.only_other:
         lines.append(f"No {baseline} baseline for {model}: no impact computed")
     return lines
+
+
+def rounds_lines(rounds: RoundsImpact, *, other: str, baseline: str) -> list[str]:
+    """What the rounds say about an impact: per model the estimate and interval over rounds (and
+    each round's change, interleaved), the method, the drift warnings; or, for a single pass,
+    that its interval does not cover drift."""
+    level = f"{rounds.confidence:.0%} CI"
+    if rounds.single_pass:
+        return [f"Single pass ({other} or {baseline} ran once: --repeats 1): the intervals above resample the "
+                "requests of one run and do not cover drift between runs (the same server can be 15% slower in the "
+                "next run of a scenario); --repeats 3 or more, interleaved with --scenarios all, gives an interval "
+                "that does."]
+    out = []
+    for model in sorted({b.model for b in rounds.between}):
+        parts, per_round = [], []
+        for quantity in ("latency", "throughput"):
+            b = rounds.of(model, quantity)
+            assert b is not None
+            parts.append(f"{quantity} {chg(b.estimate)} ({level} {chg(b.ci_low)} to {chg(b.ci_high)})")
+            if b.per_round:
+                per_round.append(f"{quantity} " + ", ".join(chg(v) for _, v in sorted(b.per_round.items())))
+        first = rounds.of(model, "latency")
+        assert first is not None
+        how = (f"over {first.rounds} interleaved rounds ({other} vs {baseline})" if rounds.interleaved
+               else f"over rounds ({other} vs {baseline}, {first.rounds} or more rounds each, not interleaved)")
+        out.append(f"Impact on {model} {how}: {', '.join(parts)}" + (f"; per round: {'; '.join(per_round)}" if per_round else ""))
+    method = ("a Student t-interval over the rounds' log ratios (" + other + " / " + baseline + ", each round's own)"
+              if rounds.interleaved else
+              f"Welch's t-interval on the two sides' mean log round figures ({baseline} ran in other runs, not "
+              "interleaved: drift between those runs and this one is not covered)")
+    out.append(f"The first interval of each model resamples requests within the runs; the one over rounds is {method}, "
+               "and covers drift between the rounds.")
+    out += [f"warning: {drift_warning(w)}" for w in rounds.warnings]
+    return out
+
+
+def drift_warning(w: DriftWarning) -> str:
+    needed = (f"about {w.needed} rounds give an interval half as wide as the impact" if w.needed is not None
+              else "no number of rounds up to 1000 gives an interval half as wide as an impact this small")
+    return (f"{w.model} ({w.scenario}) drifted {pct(w.drift)} between its {w.rounds} rounds, more than its impact "
+            f"({chg(w.impact)}): trust the interval over rounds, not the one within them; with the spread seen, "
+            f"{needed} (this run has {w.rounds})")
 
 
 def finite(x: Any) -> bool:

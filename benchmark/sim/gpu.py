@@ -72,6 +72,11 @@ simulated speed: a late replica catches up (its tokens then reach the clients in
 burst, and the truth log records when they really were written). ``time_scale``
 multiplies every simulated duration (0.1 runs ten times faster), the host time, the
 slice and the switch included.
+
+``drift_per_s`` makes the GPU slow down at a known rate, for tests of run-to-run drift:
+every simulated duration is further multiplied by ``1 + drift_per_s * t``, t the seconds
+since the GPU was created (``started``), taken when each step is submitted. Every model
+slows down alike, so the slowdown that sharing causes (a ratio of durations) stays the same.
 """
 
 from __future__ import annotations
@@ -193,6 +198,7 @@ class SimulatedGpu:
         context_switch_s: float = CONTEXT_SWITCH_S,
         time_scale: float = 1.0,
         truth_log: TruthLog | str | None = None,
+        drift_per_s: float = 0.0,
     ) -> None:
         for key, value, low in (("time_scale", time_scale, 0.0), ("timeslice_s", timeslice_s, 0.0)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value <= 600:
@@ -200,7 +206,11 @@ class SimulatedGpu:
         if isinstance(context_switch_s, bool) or not isinstance(context_switch_s, (int, float)) \
                 or not 0 <= context_switch_s <= 600:
             raise ValueError(f"context_switch_s: got {context_switch_s!r}; allowed: seconds from 0 to 600")
+        if isinstance(drift_per_s, bool) or not isinstance(drift_per_s, (int, float)) or not 0 <= drift_per_s <= 10:
+            raise ValueError(f"drift_per_s: got {drift_per_s!r}; allowed: a number from 0 to 10 (per second)")
         self.name = name
+        self.drift_per_s = drift_per_s
+        self.started = time.perf_counter()
         self.timeslice_s = timeslice_s
         self.context_switch_s = context_switch_s
         self.time_scale = time_scale
@@ -221,8 +231,10 @@ class SimulatedGpu:
             raise ValueError(f"host_s: got {host_s!r}; allowed: seconds from 0 to 600")
         timeline = self._timeline
         asked = min(ready_at, time.perf_counter())
-        host = host_s * self.time_scale
-        step = _Step(owner, ready=max(asked + host, timeline.t), left=seconds * self.time_scale)
+        scale = self.scale_now()
+        timeline.quantum, timeline.switch = self.timeslice_s * scale, self.context_switch_s * scale
+        host = host_s * scale
+        step = _Step(owner, ready=max(asked + host, timeline.t), left=seconds * scale)
         timeline.queue.append(step)
         try:
             while (end := step.end) is None:
@@ -244,6 +256,10 @@ class SimulatedGpu:
         stats.wait_s += max(0.0, end - asked - host - step.busy)
         stats.switches += step.switches
         return end
+
+    def scale_now(self) -> float:
+        """What every simulated duration is multiplied by now: ``time_scale``, and the drift."""
+        return self.time_scale * (1 + self.drift_per_s * (time.perf_counter() - self.started))
 
     def reset_stats(self) -> None:
         self.stats.clear()

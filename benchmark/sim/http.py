@@ -86,6 +86,7 @@ class _Routes:
                     "key": spec.key,
                     "gpu": self.model.gpu.name,
                     "time_scale": self.model.gpu.time_scale,  # x0.1: every duration 10x shorter than the spec's
+                    "drift_per_s": self.model.gpu.drift_per_s,  # and slower by this share per second since start
                     "timeslice_s": self.model.gpu.timeslice_s,
                     "context_switch_s": self.model.gpu.context_switch_s,
                     "replicas": self.model.replica_count,

@@ -4,6 +4,7 @@ the demo run the real ``kubernetes`` client code path (kubeconfig, auth header, 
 
 Served (``apps/v1`` and ``v1``; answers shaped like the API server's):
   GET   /apis/apps/v1/namespaces/{ns}/deployments/{name}            Deployment
+  PATCH /apis/apps/v1/namespaces/{ns}/deployments/{name}            metadata.annotations only (null removes)
   GET   /apis/apps/v1/namespaces/{ns}/deployments/{name}/status     Deployment
   GET   /apis/apps/v1/namespaces/{ns}/deployments/{name}/scale      autoscaling/v1 Scale
   PATCH /apis/apps/v1/namespaces/{ns}/deployments/{name}/scale      merge / strategic-merge / JSON patch
@@ -29,7 +30,7 @@ called on every scale.
 The port-forward streams a pod's port to the Deployment's backend (``kube_portforward``).
 
 Only bearer-token auth is checked (``kubeconfig()`` hands out a matching config).
-``errors`` maps an operation name (``read``, ``read_scale``, ``scale``, ``list_pods``,
+``errors`` maps an operation name (``read``, ``patch``, ``read_scale``, ``scale``, ``list_pods``,
 ``list_pods:<operator namespace>``, ``portforward``, ``read_log``, ``list_events``,
 ``list_nodes``, ``selfsubjectreview``) to an HTTP status the server answers it with.
 ``calls`` logs ``(method, path)`` of every request.
@@ -47,7 +48,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from benchmark.sim.kube_objects import GATE, FakeDeployment, FakeNode, FakePod, gate_log, pod_object, trouble_events
+from benchmark.sim.kube_objects import (
+    GATE, FakeDeployment, FakeNode, FakePod, gate_log, patch_annotations, pod_object, trouble_events,
+)
 from benchmark.sim.kube_portforward import serve_portforward
 
 __all__ = ["FakeDeployment", "FakeKubeApi"]
@@ -100,6 +103,7 @@ class FakeKubeApi:
         app = web.Application(middlewares=[self._middleware])
         deps = "/apis/apps/v1/namespaces/{ns}/deployments/{name}"
         app.router.add_get(deps, self._get_deployment)
+        app.router.add_patch(deps, self._patch_deployment)
         app.router.add_get(deps + "/status", self._get_deployment)
         app.router.add_get(deps + "/scale", self._get_scale)
         app.router.add_patch(deps + "/scale", self._set_scale)
@@ -235,7 +239,8 @@ class FakeKubeApi:
             status |= {"readyReplicas": ready, "availableReplicas": ready}
         return {
             "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": dep.name, "namespace": self.namespace, "generation": 1, "labels": dict(dep.labels)},
+            "metadata": {"name": dep.name, "namespace": self.namespace, "generation": 1, "labels": dict(dep.labels),
+                         **({"annotations": dict(dep.annotations)} if dep.annotations else {})},
             "spec": {
                 "replicas": dep.replicas,
                 "selector": {"matchLabels": dict(dep.labels)},
@@ -274,6 +279,14 @@ class FakeKubeApi:
         dep = self._lookup(request, "read")
         if isinstance(dep, web.Response):
             return dep
+        return web.json_response(await self._deployment_object(dep))
+
+    async def _patch_deployment(self, request: web.Request) -> web.Response:
+        dep = self._lookup(request, "patch")
+        if isinstance(dep, web.Response):
+            return dep
+        if (refused := patch_annotations(dep.annotations, await request.json())) is not None:
+            return self._status(422, "Invalid", refused)
         return web.json_response(await self._deployment_object(dep))
 
     async def _get_scale(self, request: web.Request) -> web.Response:

@@ -130,6 +130,7 @@ class FakeDeployment:
     gate_reaches: bool = True  # False: the gate cannot reach those models' Services (a NetworkPolicy in the way)
     failed_pods: int = 0  # finished pods the selector still lists (e.g. evicted), phase Failed
     labels: dict[str, str] = field(default_factory=dict)  # selector labels; default app=<name>
+    annotations: dict[str, str] = field(default_factory=dict)  # the Deployment's metadata.annotations
     trouble: Trouble | None = None  # a staged failure of its pods
     log: str = ""  # what its running container has printed
     pods: list[ModelPod] = field(default_factory=list)
@@ -293,3 +294,30 @@ def pod_object(name: str, namespace: str, labels: Mapping[str, str], *, containe
                   "conditions": [*conditions, condition("Ready", True) if ready else not_ready],
                   "containerStatuses": [main({"running": {"startedAt": started_at}}, is_ready=ready)]}  # fmt: skip
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec, "status": status}
+
+
+def patch_annotations(annotations: dict[str, str], body: Any) -> str | None:
+    """Apply a Deployment PATCH to its ``annotations`` (a value sets, null removes): a JSON patch
+    of ``/metadata/annotations/<key>`` ops, or a merge / strategic-merge patch of
+    ``metadata.annotations`` only. Anything else changes nothing and returns why it is refused."""
+    prefix = "/metadata/annotations/"
+    changes: dict[str, Any] = {}
+    if isinstance(body, list):  # JSON patch: add / replace / remove of single annotations
+        for op in body:
+            path = str(op.get("path", "")) if isinstance(op, dict) else ""
+            if not path.startswith(prefix) or op.get("op") not in ("add", "replace", "remove"):
+                return f"the fake API patches only {prefix}<key>, got {op!r}"
+            key = path[len(prefix):].replace("~1", "/").replace("~0", "~")
+            changes[key] = None if op["op"] == "remove" else op.get("value")
+    elif isinstance(body, dict) and set(body) == {"metadata"} and set(body["metadata"] or {}) == {"annotations"}:
+        changes = dict(body["metadata"]["annotations"] or {})
+    else:
+        return f"the fake API patches only metadata.annotations, got {body!r}"
+    if not all(v is None or isinstance(v, str) for v in changes.values()):
+        return f"metadata.annotations: values must be strings, got {changes!r}"
+    for key, value in changes.items():
+        if value is None:
+            annotations.pop(key, None)
+        else:
+            annotations[key] = value
+    return None

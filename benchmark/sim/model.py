@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["SimulatedModel"]
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+LISTEN_BACKLOG = 1024
 
 class SimulatedModel:
     """One simulated TGI Deployment: its HTTP server on 127.0.0.1 and its replicas.
@@ -131,7 +132,9 @@ class SimulatedModel:
 
     async def _listen(self, port: int) -> None:
         assert self._runner is not None
-        self._site = web.TCPSite(self._runner, self.host, port, reuse_address=True)
+        # TGI's router listens with tokio's TcpListener::bind, whose backlog is 1024 (mio's
+        # default); aiohttp's is 128, which drops SYNs of a burst of connects (retried after 1 s)
+        self._site = web.TCPSite(self._runner, self.host, port, reuse_address=True, backlog=LISTEN_BACKLOG)
         await self._site.start()
         if self.port is None:
             self.port = int(self._runner.addresses[-1][1])

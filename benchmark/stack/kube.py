@@ -16,7 +16,6 @@ import json
 import logging
 import re
 import socket
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -27,6 +26,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.stream import portforward
 
+from benchmark.engine.progress import LongWait
 from benchmark.errors import BenchmarkError
 
 __all__ = ["DeploymentState", "Kube", "KubeApiError", "REQUEST_TIMEOUT"]
@@ -173,6 +173,24 @@ class Kube:
             ),
         )
 
+    def annotation_sync(self, deployment: str, key: str) -> str | None:
+        """The Deployment's annotation ``key`` (None when it has none)."""
+        dep = self._call(
+            f"reading deployment {deployment!r}",
+            lambda: self.apps.read_namespaced_deployment(deployment, self.namespace, _request_timeout=REQUEST_TIMEOUT),
+        )
+        return ((dep.metadata.annotations if dep.metadata else None) or {}).get(key)
+
+    def annotate_sync(self, deployment: str, key: str, value: str | None) -> None:
+        """Set the Deployment's annotation ``key`` to ``value``, or remove it (``None``): a merge
+        patch of ``metadata.annotations`` only."""
+        self._call(
+            f"{'removing' if value is None else 'writing'} annotation {key!r} of deployment {deployment!r}",
+            lambda: self.apps.patch_namespaced_deployment(
+                deployment, self.namespace, {"metadata": {"annotations": {key: value}}}, _request_timeout=REQUEST_TIMEOUT
+            ),
+        )
+
     def state_sync(self, deployment: str) -> DeploymentState:
         dep = self._call(
             f"reading deployment {deployment!r}",
@@ -274,6 +292,12 @@ class Kube:
     async def state(self, deployment: str) -> DeploymentState:
         return await asyncio.to_thread(self.state_sync, deployment)
 
+    async def annotation(self, deployment: str, key: str) -> str | None:
+        return await asyncio.to_thread(self.annotation_sync, deployment, key)
+
+    async def annotate(self, deployment: str, key: str, value: str | None) -> None:
+        await asyncio.to_thread(self.annotate_sync, deployment, key, value)
+
     async def wait_settled(
         self,
         deployment: str,
@@ -282,25 +306,24 @@ class Kube:
         timeout: float,
         poll: float = 1.0,
         log: Callable[[str], None] | None = None,
-        log_every: float = 30.0,
+        why: str = "",
+        every: float = 15.0,
     ) -> DeploymentState:
         """Wait until the Deployment runs exactly ``replicas`` ready pods (0: no pod left);
-        ``log`` hears how it stands every ``log_every`` seconds of waiting."""
-        start = time.monotonic()
-        deadline = start + timeout
-        next_log = start + log_every
+        ``log`` hears every ``every`` seconds of waiting what is waited for (and ``why``), for
+        how long so far, the limit and how the Deployment stands."""
+        goal = "no pod left (terminating pods included)" if replicas == 0 else f"{replicas} ready, available pod(s)"
+        wait = LongWait(f"deployment {deployment} to have {goal}{f' ({why})' if why else ''}", timeout=timeout,
+                        log=log, every=every)  # fmt: skip
         while True:
             state = await self.state(deployment)
             if state.settled(replicas):
                 return state
-            if log is not None and time.monotonic() >= next_log:
-                log(f"  waiting for deployment {deployment} ({time.monotonic() - start:.0f} s): {state.describe()}")
-                next_log += log_every
-            if time.monotonic() >= deadline:
-                goal = "no pod left (terminating pods included)" if replicas == 0 else f"{replicas} ready, available pod(s)"
+            if wait.expired():
                 raise BenchmarkError(
                     f"timed out after {timeout:g} s waiting for deployment {deployment!r} to have {goal}; "
                     f"now: {state.describe()} (raise --ready-timeout, or check `kubectl -n {self.namespace} "
                     f"describe deployment {deployment}`)"
                 )
-            await asyncio.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+            wait.note(f"now: {state.describe()}")
+            await asyncio.sleep(min(poll, wait.left()))

@@ -3,10 +3,14 @@
 A results directory ``results/<UTC timestamp>-<label>/`` holds:
 
 - ``requests.jsonl``: the records this run measured (``benchmark.results.ResultsWriter``).
+- ``warmup.jsonl``: the requests never in the figures: warmups (scenario ``<label>-warmup``)
+  and, in a shared scenario, the fillers that kept a model that had finished busy until all had
+  (``<label>-filler``; ``LoadedRun.fillers``: a timeline shows them).
 - ``baseline.jsonl`` (shared runs only): copies of the alone records this run is compared
   with, taken from earlier directories by ``import_baselines``; so the directory alone
   rebuilds its report, even if the earlier directories are deleted.
-- ``metrics/<scenario>-<model>-<before|after>.prom``: raw ``/metrics`` scrapes (``save_scrape``).
+- ``metrics/<scenario>[-r<round>]-<model>-<before|after>.prom``: raw ``/metrics`` scrapes
+  (``save_scrape``; the round from the second on).
 - ``run.json``: the metadata below. While a run writes its directory, ``RunDirectory`` is its
   only writer: every change replaces the (immutable) ``RunMeta`` and rewrites the file at
   once, so what the run holds in memory and what ``run.json`` says never disagree.
@@ -15,8 +19,10 @@ A results directory ``results/<UTC timestamp>-<label>/`` holds:
 ``run.json`` (``schema`` 1)::
 
     {"schema": 1,
-     "label": "alone" | "shared" | "all" | ...,      # the directory's suffix
+     "label": "alone" | "shared" | "all" | "load",   # the directory's suffix
      "created": "2026-11-26T20:40:05Z",              # UTC, when the run started
+     "repeats": int,                                 # rounds of the scenarios (--repeats; 1: a single pass)
+     "seed": int | null,                             # --seed: rounds shuffled with it; null: rotated
      "simulated": bool,                              # any model's /info said "simulated": true
      "time_scale": float | null,                     # then its /info "simulation.time_scale" (x0.1: 10x faster)
      "settings": {...},       # the load settings (pattern, iterations, max_new_tokens, api...):
@@ -31,6 +37,7 @@ A results directory ``results/<UTC timestamp>-<label>/`` holds:
      "scenarios": [                                  # in the order they ran
         {"scenario": "alone" | "shared" | label,     # = RequestRecord.scenario of its records
          "models": ["<key>", ...],                   # the models that ran together
+         "round": int,                               # = RequestRecord.round of its records
          "started": iso, "finished": iso,
          "metrics": {"<key>": {"before": "metrics/...prom", "after": "metrics/...prom"}},
          "self_check": {...}}],                      # the engine's client self-check, as JSON
@@ -54,7 +61,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from benchmark.engine.records import RequestRecord
+from benchmark.engine.records import FILLER_SUFFIX, RequestRecord
 from benchmark.engine.results import ResultsWriter, read_records
 from benchmark.errors import BenchmarkError
 
@@ -63,6 +70,7 @@ __all__ = [
     "RUN_JSON",
     "REQUESTS",
     "BASELINE",
+    "WARMUP",
     "AccessMeta",
     "ScenarioMeta",
     "RunMeta",
@@ -81,6 +89,7 @@ SCHEMA = 1
 RUN_JSON = "run.json"
 REQUESTS = "requests.jsonl"
 BASELINE = "baseline.jsonl"
+WARMUP = "warmup.jsonl"  # the warmup and keep-busy filler requests, never in the figures
 
 
 def utc_now() -> str:
@@ -105,6 +114,7 @@ class ScenarioMeta:
 
     scenario: str
     models: list[str]
+    round: int = 1  # which run of this scenario (1 to RunMeta.repeats)
     started: str = ""
     finished: str = ""
     metrics: dict[str, dict[str, str]] = field(default_factory=dict)  # model -> phase -> file
@@ -117,6 +127,8 @@ class RunMeta:
 
     label: str
     created: str = field(default_factory=utc_now)
+    repeats: int = 1  # rounds of the scenarios (--repeats)
+    seed: int | None = None  # --seed: each round's order shuffled with it; None: rotated
     simulated: bool = False
     time_scale: float | None = None  # the simulator's, from /info; None: real servers, or not recorded
     settings: dict[str, Any] = field(default_factory=dict)
@@ -198,9 +210,10 @@ class RunDirectory:
         self.update(scenarios=[*self._meta.scenarios, scenario])
 
     def replace_scenario(self, scenario: ScenarioMeta) -> None:
-        """The last scenario of that name, replaced (a scenario finished)."""
+        """The last scenario of that name, models and round, replaced (a scenario finished)."""
         scenarios = list(self._meta.scenarios)
-        i = max(i for i, s in enumerate(scenarios) if s.scenario == scenario.scenario)
+        same = (scenario.scenario, scenario.models, scenario.round)
+        i = max(i for i, s in enumerate(scenarios) if (s.scenario, s.models, s.round) == same)
         scenarios[i] = scenario
         self.update(scenarios=scenarios)
 
@@ -231,12 +244,14 @@ def read_run_meta(run_dir: str | os.PathLike[str]) -> RunMeta:
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
-def save_scrape(run_dir: str | os.PathLike[str], scenario: str, model: str, phase: str, text: str) -> str:
+def save_scrape(run_dir: str | os.PathLike[str], scenario: str, model: str, phase: str, text: str,
+                round: int = 1) -> str:  # fmt: skip
     """Keep one raw ``/metrics`` scrape; returns its path relative to ``run_dir`` for
     ``ScenarioMeta.metrics[model][phase]``; ``phase`` is ``before`` or ``after``."""
     if phase not in ("before", "after"):
         raise ValueError(f"phase: got {phase!r}; allowed: 'before', 'after'")
-    name = "-".join(_SAFE.sub("_", part) for part in (scenario, model, phase)) + ".prom"
+    parts = (scenario, *([f"r{round}"] if round != 1 else []), model, phase)
+    name = "-".join(_SAFE.sub("_", part) for part in parts) + ".prom"
     path = Path(run_dir) / "metrics" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -294,8 +309,7 @@ def import_baselines(run_dir: str | os.PathLike[str], baselines: Mapping[str, Pa
                     writer.write(record)
             sources[model] = source.name
             alone = [s for s in read_run_meta(source).scenarios if s.scenario == "alone" and s.models == [model]]
-            if alone:
-                scenarios.append(_copy_scenario(alone[-1], source, run_dir))
+            scenarios += [_copy_scenario(s, source, run_dir) for s in alone]  # every round of it
     return {"baselines": sources, "baseline_scenarios": scenarios}
 
 
@@ -320,6 +334,7 @@ class LoadedRun:
     meta: RunMeta
     records: Sequence[RequestRecord]
     baseline: Sequence[RequestRecord]
+    fillers: Sequence[RequestRecord] = ()  # warmup.jsonl's keep-busy fillers (never in the figures)
 
     def scrape_text(self, relative: str) -> str | None:
         path = self.run_dir / relative
@@ -327,18 +342,43 @@ class LoadedRun:
 
 
 def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
-    """Read a results directory's raw files (``run.json``, ``requests.jsonl``, ``baseline.jsonl``)."""
+    """Read a results directory's raw files (``run.json``, ``requests.jsonl``, ``baseline.jsonl``).
+
+    A directory with records but no ``run.json`` is an older ``load``'s: its metadata is rebuilt
+    from the records (one scenario per label, in first-seen order) and its ``self_check.json``.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise BenchmarkError(f"results directory {str(run_dir)!r} does not exist")
-    meta = read_run_meta(run_dir)
     requests = run_dir / REQUESTS
+    legacy_load = not (run_dir / RUN_JSON).exists() and requests.is_file()
+    meta = None if legacy_load else read_run_meta(run_dir)
     if not requests.is_file():
         raise BenchmarkError(f"{requests}: missing: the run recorded no requests")
-    baseline = run_dir / BASELINE
+    records = read_records(requests)
+    baseline, warmup = run_dir / BASELINE, run_dir / WARMUP
     return LoadedRun(
         run_dir=run_dir,
-        meta=meta,
-        records=read_records(requests),
+        meta=meta or _load_meta(run_dir, records),
+        records=records,
         baseline=read_records(baseline) if baseline.is_file() else [],
+        fillers=[r for r in read_records(warmup) if r.scenario.endswith(FILLER_SUFFIX)] if warmup.is_file() else [],
     )
+
+
+def _load_meta(run_dir: Path, records: Sequence[RequestRecord]) -> RunMeta:
+    """The metadata an older ``load`` did not write, from what it did: its records and self-check."""
+    try:
+        check = json.loads((run_dir / "self_check.json").read_text())
+    except (OSError, ValueError):
+        check = {}
+    models: dict[str, list[str]] = {}
+    for r in records:
+        models.setdefault(r.scenario, [])
+        if r.model not in models[r.scenario]:
+            models[r.scenario].append(r.model)
+    written = datetime.fromtimestamp((run_dir / REQUESTS).stat().st_mtime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return RunMeta(label="load", created=written, scenarios=[
+        ScenarioMeta(scenario=s, models=m, self_check=check if isinstance(check, dict) and check.get("scenario") == s else {})
+        for s, m in models.items()
+    ])  # fmt: skip

@@ -1,7 +1,8 @@
 """The scenario schedule and the scaling it takes: each model alone, then all together, then the
 cluster as it was (``--scenarios all``).
 
-``all_scenarios`` lists the scenarios; ``Orchestrator.prepare`` scales the catalog's Deployments
+``all_scenarios`` lists the scenarios, ``in_rounds`` repeats them (``--repeats``) as rounds whose
+order is rotated, or shuffled with ``--seed``; ``Orchestrator.prepare`` scales the catalog's Deployments
 so that exactly a scenario's models run (every other one at 0 replicas, its pods gone: a
 terminating TGI pod still holds its GPU memory), starting them one by one in the stack's
 start order and waiting until each is ready, because under time-slicing TGI sizes its KV
@@ -13,11 +14,18 @@ first change) in a ``finally``: on success, an exception, a failed wait, Ctrl-C 
 cancels the run and the restore still completes, shielded from further cancellation) or a
 ``KeyboardInterrupt``. A second Ctrl-C during the restore is answered with a message, not
 an abandoned restore.
+
+Before the first change the original replicas are also written on each Deployment, as the
+annotation ``ORIGINAL_REPLICAS`` (removed once the Deployment is restored): a run killed
+before its restore (SIGKILL, a lost machine) leaves them there, and the next run restores
+those instead of taking the scaled-down replicas it finds for the originals.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import random
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -29,21 +37,44 @@ from workloads.contract import ModelContract
 if TYPE_CHECKING:  # the kubernetes client only where a cluster is reached
     from benchmark.stack.kube import Kube
 
-__all__ = ["Scenario", "Orchestrator", "all_scenarios", "run_scenarios"]
+__all__ = ["ORIGINAL_REPLICAS", "Scenario", "Orchestrator", "all_scenarios", "in_rounds", "run_scenarios"]
 
 T = TypeVar("T")
+ORIGINAL_REPLICAS = "gpu-sharing/benchmark-original-replicas"  # annotation: replicas before a run changed them
 
 
 @dataclass(frozen=True)
 class Scenario:
-    """Models that run together, under a label that goes into every record."""
+    """Models that run together, under a label that goes into every record, in one round of
+    ``rounds`` (the records carry the round; the label stays the scenario's)."""
 
     name: str  # "alone" | "shared"
     models: tuple[str, ...]  # model keys, in start order
+    round: int = 1
+    rounds: int = 1
 
     @property
     def title(self) -> str:
-        return f"{self.name}: {' + '.join(self.models)}"
+        return f"{self.name}: {' + '.join(self.models)}" + (f" (round {self.round} of {self.rounds})" if self.rounds > 1 else "")
+
+
+def in_rounds(scenarios: Sequence[Scenario], repeats: int, seed: int | None = None) -> list[Scenario]:
+    """``scenarios`` run ``repeats`` times, as rounds of all of them, so that drift between runs
+    hits every scenario alike. Without ``seed`` the order is rotated: round r starts r - 1
+    places later (with as many rounds as scenarios, each scenario runs once in each place of a
+    round); with ``seed`` each round is shuffled (``random.Random(seed)``, reproducible)."""
+    if repeats < 1:
+        raise ValueError(f"repeats: got {repeats!r}; allowed: an integer >= 1")
+    rng = random.Random(seed)
+    out: list[Scenario] = []
+    for r in range(repeats):
+        order = list(scenarios)
+        if seed is None:
+            order = order[r % len(order):] + order[: r % len(order)]
+        else:
+            rng.shuffle(order)
+        out += [dataclasses.replace(s, round=r + 1, rounds=repeats) for s in order]
+    return out
 
 
 def all_scenarios(models: Sequence[ModelContract]) -> list[Scenario]:
@@ -77,8 +108,10 @@ class Orchestrator:
         ready_timeout: float,
         poll: float = 1.0,
         log: Callable[[str], None] = print,
+        note_every: float = 15.0,
     ) -> None:
         self.kube = kube
+        self.note_every = note_every  # s between two lines saying what a long wait waits for
         self.models = sorted(catalog, key=lambda m: (m.start_order, m.key))
         self.by_key = {m.key: m for m in self.models}
         self.ready_timeout = ready_timeout
@@ -86,16 +119,39 @@ class Orchestrator:
         self.log = log
         self.original: dict[str, int] = {}  # deployment -> replicas found before any change
         self.touched: set[str] = set()
+        self.recorded: set[str] = set()  # deployments that carry ORIGINAL_REPLICAS for this run
 
     def replicas_on(self, model: ModelContract) -> int:
         """Replicas a model runs with in a scenario: as found, else as declared, at least 1."""
         return max(1, self.original.get(model.deployment, 0), model.replicas)
 
     async def snapshot(self) -> dict[str, int]:
-        """Read every Deployment's replicas before changing any (the restore target)."""
-        for m in self.models:
+        """Read every Deployment's replicas before changing any (the restore target), and
+        record them on it (``ORIGINAL_REPLICAS``). A Deployment that already carries the
+        annotation was left so by a run that did not finish: what it recorded are the
+        originals, and the Deployment is restored to them even if this run changes nothing."""
+        found: dict[str, tuple[int, str | None]] = {}
+        for m in self.models:  # read them all before writing anything
             if m.deployment not in self.original:
-                self.original[m.deployment] = await self.kube.replicas(m.deployment)
+                found[m.deployment] = (await self.kube.replicas(m.deployment),
+                                       await self.kube.annotation(m.deployment, ORIGINAL_REPLICAS))
+        for deployment, (now, left) in found.items():
+            if left is not None and left.isdigit():
+                self.original[deployment] = int(left)
+                self.recorded.add(deployment)
+                if int(left) != now:
+                    self.touched.add(deployment)
+                self.log(f"  {deployment}: a run that did not finish recorded {left} original replica(s) on it "
+                         f"(annotation {ORIGINAL_REPLICAS}); it has {now} now and gets {left} back at the end")
+                continue
+            self.original[deployment] = now
+            try:
+                await self.kube.annotate(deployment, ORIGINAL_REPLICAS, str(now))
+                self.recorded.add(deployment)
+            except BenchmarkError as e:  # e.g. a Role from before this annotation: go on without it
+                self.log(f"  warning: cannot record the original replicas on deployment {deployment} ({e}); "
+                         "if this run is killed before its restore, the next run cannot restore them "
+                         "(`pulumi up` updates the benchmark's Role)")
         return dict(self.original)
 
     async def _scale(self, model: ModelContract, replicas: int) -> None:
@@ -103,16 +159,17 @@ class Orchestrator:
         self.log(f"  scale {model.deployment} -> {replicas}")
         await self.kube.scale(model.deployment, replicas)
 
+    async def _wait(self, model: ModelContract, replicas: int) -> None:
+        gate = [m.key for m in self.models if m.enabled and m.start_order < model.start_order]
+        why = "its pods' start-order gate waits for " + ", ".join(gate) if replicas and gate else ""
+        await self.kube.wait_settled(model.deployment, replicas, timeout=self.ready_timeout, poll=self.poll,
+                                     log=self.log, why=why, every=self.note_every)  # fmt: skip
+
     async def _down(self, models: Sequence[ModelContract]) -> None:
         for m in models:
             await self._scale(m, 0)
         for m in models:
-            await self.kube.wait_settled(m.deployment, 0, timeout=self.ready_timeout, poll=self.poll, log=self.log)
-
-    async def _up(self, model: ModelContract) -> None:
-        n = self.replicas_on(model)
-        await self._scale(model, n)
-        await self.kube.wait_settled(model.deployment, n, timeout=self.ready_timeout, poll=self.poll, log=self.log)
+            await self._wait(m, 0)
 
     async def prepare(self, scenario: Scenario) -> None:
         """Make exactly ``scenario.models`` run, each started after the models before it.
@@ -122,14 +179,19 @@ class Orchestrator:
         the start order runs (those are stopped first, and restarted in order if wanted).
         The start-order gate: each pod's init container waits until every *enabled* model
         before it answers ``/health`` (workloads/pod.py, ``wait-for-earlier-models``),
-        so those run, as helpers, while a later model starts, and are stopped after.
+        so those run, as helpers, while a later model starts, and are stopped only once
+        every wanted model is ready: a step never stops a model that a pod it waits for is
+        gated on (a model found scaled up but not ready yet, e.g. just restored by an
+        interrupted run, counts as starting).
         """
         await self.snapshot()
         wanted = set(scenario.models)
-        up = {m.key for m in self.models if await self.kube.replicas(m.deployment) > 0}
-        start: list[ModelContract] = []  # wanted models to (re)start: after the first one down, all
+        found = {m.key: await self.kube.replicas(m.deployment) for m in self.models}
+        up = {k for k, n in found.items() if n > 0}
+        ready = {m.key for m in self.models if m.key in up and (await self.kube.state(m.deployment)).settled(found[m.key])}
+        start: list[ModelContract] = []  # wanted models to (re)start: after the first one not ready, all
         for m in self.models:
-            if m.key in wanted and (m.key not in up or start):
+            if m.key in wanted and (m.key not in ready or start):
                 start.append(m)
         if start:
             last = start[-1].start_order
@@ -139,30 +201,33 @@ class Orchestrator:
             await self._down(later)
             up -= {m.key for m in later}
             for m in self.models:  # in start order, each ready before the next
-                if m.key not in up and (m in start or m in helpers or m.key in wanted):
-                    await self._up(m)
+                if m in start or (m.key not in up and (m in helpers or m.key in wanted)):
+                    n = self.replicas_on(m)
+                    if found[m.key] != n or m.key not in up:
+                        await self._scale(m, n)
+                    await self._wait(m, n)
                     up.add(m.key)
-        await self._down([m for m in self.models if m.key in up and m.key not in wanted])
-        for m in self.models:
+        for m in self.models:  # every wanted model ready before anything is stopped
             if m.key in wanted:
-                n = self.replicas_on(m)
-                await self.kube.wait_settled(m.deployment, n, timeout=self.ready_timeout, poll=self.poll, log=self.log)
+                await self._wait(m, self.replicas_on(m))
+        await self._down([m for m in self.models if m.key in up and m.key not in wanted])
 
     async def restore(self) -> dict[str, int]:
         """Scale every Deployment that differs from what was found back to its original
-        replicas; tries them all, and one line names any it could not restore.
+        replicas, then remove the ``ORIGINAL_REPLICAS`` annotation of each one restored; tries
+        them all, and one line names any it could not restore (its annotation stays, so the
+        next run restores it).
 
         Order matters as in ``prepare``: a model that must start again while a model later
         in the start order runs would find that one's memory taken, so those later models
         are stopped first (and waited for) and started again after it. The ups are issued
         in start order without waiting: the stack's start-order gate sequences them.
         """
-        failures: list[str] = []
+        failures: dict[str, str] = {}  # deployment -> what failed
         restored: dict[str, int] = {}
         steps: list[str] = []
-        known = [m for m in self.models if m.deployment in self.original]  # what the snapshot read
-        if not self.touched:
-            return restored
+        # what the snapshot read, if anything changed since
+        known = [m for m in self.models if m.deployment in self.original] if self.touched else []
         now: dict[str, int | None] = {}
         for m in known:
             try:
@@ -187,7 +252,7 @@ class Orchestrator:
                 steps.append(f"{m.deployment} -> {n}")
                 return True
             except BenchmarkError as e:
-                failures.append(f"{m.deployment} to {n} ({e})")
+                failures[m.deployment] = f"{m.deployment} to {n} ({e})"
                 return False
 
         stopped = [m for m in downs if await scale(m, 0)]
@@ -196,17 +261,25 @@ class Orchestrator:
                 try:
                     await self.kube.wait_settled(m.deployment, 0, timeout=self.ready_timeout, poll=self.poll, log=self.log)
                 except BenchmarkError as e:
-                    failures.append(f"{m.deployment}: {e}")
+                    failures[m.deployment] = f"{m.deployment}: {e}"
         for m in ups:
             await scale(m, was[m.key])
         if restored:
             self.log(f"restored replicas ({', '.join(steps)}): " + ", ".join(f"{d}={n}" for d, n in restored.items()))
-        elif not failures:
+        elif not failures and self.touched:
             self.log("replicas are as found: " + ", ".join(f"{d}={n}" for d, n in self.original.items()))
+        for deployment in sorted(self.recorded - set(failures)):
+            try:
+                await self.kube.annotate(deployment, ORIGINAL_REPLICAS, None)
+                self.recorded.discard(deployment)
+            except BenchmarkError as e:
+                self.log(f"  warning: deployment {deployment} is restored, but its annotation {ORIGINAL_REPLICAS} "
+                         f"could not be removed ({e}); the next run restores it to {self.original[deployment]} again")
         if failures:
             raise BenchmarkError(
-                "could not restore the original replicas of " + "; ".join(failures)
-                + f"; restore them with `kubectl -n {self.kube.namespace} scale deployment NAME --replicas N`"
+                "could not restore the original replicas of " + "; ".join(failures.values())
+                + f"; restore them with `kubectl -n {self.kube.namespace} scale deployment NAME --replicas N` "
+                f"(or run the benchmark again: they stay recorded on the Deployments as {ORIGINAL_REPLICAS})"
             )
         return restored
 

@@ -22,6 +22,8 @@ of ``run.json``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import gc
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,9 +48,8 @@ from workloads.contract import ModelContract
 if TYPE_CHECKING:  # the kubernetes client is imported only where a cluster is reached
     from benchmark.stack.kube import Kube
 
-__all__ = ["WARMUP", "RunOptions", "Session", "comparable_settings", "open_kube", "running_models"]
+__all__ = ["RunOptions", "Session", "comparable_settings", "open_kube", "running_models"]
 
-WARMUP = "warmup.jsonl"  # the warmup and keep-busy filler requests, never in the figures, for the curious
 AccessPath = Literal["port-forward", "endpoint"]
 
 
@@ -57,6 +58,8 @@ class RunOptions:
     """What to run, independent of where the stack's outputs came from."""
 
     scenarios: str | None = None  # None (one scenario: what runs now) or "all"
+    repeats: int = 1  # rounds of the scenarios (interleaved with "all")
+    seed: int | None = None  # the order within each round shuffled with it; None: rotated
     models: list[str] | None = None
     endpoints: list[str] = field(default_factory=list)  # raw --endpoint KEY=URL values
     model_names: Mapping[str, str] = field(default_factory=dict)  # --model-name: key -> the OpenAI "model" field
@@ -133,7 +136,7 @@ class Session:
         self.by_key = {m.key: m for m in models}
         self.clock = RunClock()
         self.writer = ResultsWriter(run_dir.path / rundir.REQUESTS)
-        self.warmup_writer = ResultsWriter(run_dir.path / WARMUP)  # kept apart: never in the figures
+        self.warmup_writer = ResultsWriter(run_dir.path / rundir.WARMUP)  # kept apart: never in the figures
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
 
     async def close(self) -> None:
@@ -148,16 +151,19 @@ class Session:
             for key, (url, path) in urls.items():
                 if key not in self.run_dir.meta.access:  # measured once, idle, before any load
                     await self.describe(key, url, path)
-            started = rundir.ScenarioMeta(scenario=scenario.name, models=list(scenario.models), started=rundir.utc_now())
+            started = rundir.ScenarioMeta(scenario=scenario.name, models=list(scenario.models), round=scenario.round,
+                                          started=rundir.utc_now())  # fmt: skip
             self.run_dir.add_scenario(started)
             plain = {key: url for key, (url, _) in urls.items()}
             await self.warm_up(scenario, plain)
             metrics, check = await self.measure(scenario, plain)
-            self.run_dir.replace_scenario(rundir.ScenarioMeta(
-                scenario=scenario.name, models=list(scenario.models), started=started.started,
-                finished=rundir.utc_now(), metrics=metrics, self_check=check.to_dict()))  # fmt: skip
+            self.run_dir.replace_scenario(dataclasses.replace(started, finished=rundir.utc_now(), metrics=metrics,
+                                                              self_check=check.to_dict()))  # fmt: skip
             for line in check.lines():
                 self.log(line)
+        # The engine collects and freezes what exists before each clock starts; this frees what
+        # the scenario left (its records, its tunnels) before the next one scales and warms up.
+        gc.collect()
 
     async def reach(self, scenario: Scenario, tunnels: contextlib.AsyncExitStack) -> dict[str, tuple[str, AccessPath]]:
         """Each model's (URL, access path), healthy; port-forwards are closed with ``tunnels``."""
@@ -207,7 +213,7 @@ class Session:
     async def warm_up(self, scenario: Scenario, urls: Mapping[str, str]) -> None:
         if self.options.warmup:
             await run_load(self._targets(scenario, urls, warmup=True), scenario=f"{scenario.name}-warmup",
-                           writer=self.warmup_writer, clock=self.clock, progress=False)  # fmt: skip
+                           writer=self.warmup_writer, clock=self.clock, progress=False, round=scenario.round)  # fmt: skip
 
     async def measure(self, scenario: Scenario, urls: Mapping[str, str]) -> tuple[dict[str, dict[str, str]], SelfCheck]:
         """Scrape, run the standard suite, scrape: the scrapes' files by model and phase, and the
@@ -220,7 +226,7 @@ class Session:
                                if keep_busy else ""))
         check = await run_load(targets, scenario=scenario.name, writer=self.writer, clock=self.clock,
                                progress=self.options.progress, keep_busy=keep_busy,
-                               filler_writer=self.warmup_writer)  # fmt: skip
+                               filler_writer=self.warmup_writer, round=scenario.round)  # fmt: skip
         after = await self._scrape(scenario, urls, "after")
         return {k: {"before": before[k], "after": after[k]} for k in urls if k in before and k in after}, check
 
@@ -232,5 +238,5 @@ class Session:
             except BenchmarkError as e:
                 self.log(f"  warning: no server-side attribution for {key}: {e}")
                 continue
-            saved[key] = rundir.save_scrape(self.run_dir.path, scenario.name, key, phase, text)
+            saved[key] = rundir.save_scrape(self.run_dir.path, scenario.name, key, phase, text, round=scenario.round)
         return saved

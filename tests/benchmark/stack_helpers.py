@@ -3,6 +3,7 @@ event loop for servers that outlive one ``asyncio.run`` is ``benchmark.sim.backg
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aiohttp import web
@@ -36,18 +37,24 @@ def outputs(models: dict[str, dict[str, Any]], *, kubeconfig: Any = None, versio
 
 
 class HealthBackend:
-    """A stand-in pod backend: GET /health is 200 while scaled up, 503 at 0 replicas."""
+    """A stand-in pod backend: GET /health is 200 while scaled up (``warmup`` s after a scale up
+    from 0), 503 at 0 replicas and while warming up."""
 
-    def __init__(self, replicas: int = 1) -> None:
+    def __init__(self, replicas: int = 1, *, warmup: float = 0.0) -> None:
         self.replicas = replicas
+        self.warmup = warmup
+        self.started = 0.0  # time.monotonic() of the last scale up from 0
         self.url = ""
         self._runner: web.AppRunner | None = None
 
     def set_replicas(self, n: int) -> None:
+        if n > 0 and self.replicas == 0:
+            self.started = time.monotonic()
         self.replicas = n
 
     async def _health(self, request: web.Request) -> web.Response:
-        return web.Response(status=200 if self.replicas > 0 else 503)
+        warm = time.monotonic() - self.started >= self.warmup
+        return web.Response(status=200 if self.replicas > 0 and warm else 503)
 
     async def start(self) -> str:
         app = web.Application()

@@ -444,10 +444,10 @@ def test_extra_admins_and_benchmark_users_get_access_entries() -> None:
         return {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
 
     # In the models' namespace exactly the benchmark's calls (README, "Benchmark"), plus get on
-    # pods/portforward for the WebSocket upgrade, and doctor's reads of logs and events; in the
+    # pods/portforward for the WebSocket upgrade, patch on deployments for the replicas annotation, and doctor's reads of logs and events; in the
     # GPU Operator's namespace and over the cluster's nodes only doctor's `list`.
     assert granted(roles["llm-testing"]) == {
-        ("apps", "deployments", "get"), ("apps", "deployments/status", "get"),
+        ("apps", "deployments", "get"), ("apps", "deployments", "patch"), ("apps", "deployments/status", "get"),
         ("apps", "deployments/scale", "get"), ("apps", "deployments/scale", "patch"),
         ("", "pods", "list"), ("", "pods/portforward", "create"), ("", "pods/portforward", "get"),
         ("", "pods/log", "get"), ("", "events", "list"),
@@ -458,8 +458,23 @@ def test_extra_admins_and_benchmark_users_get_access_entries() -> None:
         assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": roles[ns]["metadata"]["name"]}
     assert cluster_binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                                           "name": cluster_role["metadata"]["name"]}  # fmt: skip
+    # patch on deployments is for the benchmark's annotation only: an admission policy refuses this
+    # group any update of a Deployment that changes its spec, in the models' namespace
+    guard = rec.one("kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicy").inputs
+    guard_binding = rec.one("kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicyBinding").inputs
+    spec = guard["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    (rule,) = spec["matchConstraints"]["resourceRules"]
+    assert (rule["apiGroups"], rule["resources"], rule["operations"]) == (["apps"], ["deployments"], ["UPDATE"])
+    (condition,) = spec["matchConditions"]
+    assert condition["expression"] == f"request.userInfo.groups.exists(g, g == '{cluster_binding['subjects'][0]['name']}')"
+    assert [v["expression"] for v in spec["validations"]] == ["object.spec == oldObject.spec"]
+    assert guard_binding["spec"]["policyName"] == guard["metadata"]["name"]
+    assert guard_binding["spec"]["validationActions"] == ["Deny"]
+    assert guard_binding["spec"]["matchResources"]["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": "llm-testing"}}
     for version in SCHEMA_VERSIONS:
-        for obj in (*roles.values(), *bindings.values(), cluster_role, cluster_binding):
+        for obj in (*roles.values(), *bindings.values(), cluster_role, cluster_binding, guard, guard_binding):
             kubernetes_validate.validate({k: v for k, v in obj.items() if v is not None}, version, strict=True)
 
 

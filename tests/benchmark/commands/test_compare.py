@@ -60,3 +60,33 @@ def test_simulated_runs_at_different_time_scales_are_flagged(tmp_path: Path, cap
     out = capsys.readouterr().out
     assert "different time scales" in out and "10x shorter" in out
     assert "different time scales" in (b / "compare-a.md").read_text()
+
+
+def _rounds(model: str, scenario: str, slowdowns: list[float], seed: int) -> list:
+    out = []
+    for r, slowdown in enumerate(slowdowns, start=1):
+        for rec in sequential_run(model, scenario, slowdown=slowdown, iterations=2, seed=seed + r, start=1000.0 * r):
+            rec.round = r
+            out.append(rec)
+    return out
+
+
+def test_compare_says_what_the_rounds_of_each_side_say(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A's alone rounds drift by 30 % each, more than B's shared ones (1.5x the first) differ from them
+    a = write_dir(tmp_path / "a", _rounds("phi", "alone", [1.0, 1.3, 1.6], seed=1), [("alone", ["phi"])],
+                  simulated=False, label="alone")
+    b = write_dir(tmp_path / "b", _rounds("phi", "shared", [1.5, 1.5, 1.5], seed=9), [("shared", ["phi"])],
+                  simulated=False, label="shared")
+    assert main(["compare", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "Impact on phi over rounds (B shared vs A alone, 3 or more rounds each, not interleaved): latency +" in out
+    assert "Welch's t-interval" in out
+    assert "warning: phi (alone) drifted " in out and "rounds give an interval half as wide as the impact" in out
+    assert "| phi | latency | +" in (b / "compare-a.md").read_text()
+
+    plan = write_dir(tmp_path / "plan", _rounds("phi", "alone", [1.0, 1.1, 1.2], seed=1)
+                     + _rounds("phi", "shared", [1.5, 1.65, 1.8], seed=9), [("alone", ["phi"]), ("shared", ["phi"])],
+                     simulated=False, label="all")
+    assert main(["compare", str(plan), str(plan), "--a-scenario", "alone", "--b-scenario", "shared"]) == 0
+    out = capsys.readouterr().out  # one directory's rounds ran interleaved: each round's own ratio
+    assert "Impact on phi over 3 interleaved rounds (B shared vs A alone): latency +" in out and "per round: latency +" in out

@@ -22,13 +22,17 @@ def test_demo_prints_the_guide_blocks_and_impact_and_writes_a_report(
     assert scaled in out.splitlines()[0] and scaled in err  # the time scale the servers reported, and what it means
     assert out.count(scaled) == 2  # the banner, and the closing line
     for model in ("phi35-mini", "deepseek-r1-8b"):
-        for scenario in ("alone", "shared"):
+        for scenario in ("alone", "shared"):  # 3 rounds of 5 requests (the default --repeats 3)
             block = out[out.index(f"{model} ({scenario})") :]
-            assert re.match(rf"{re.escape(model)} \({scenario}\)\n  Total Requests: 5\n  Successful Requests: 5\n", block)
+            assert re.match(rf"{re.escape(model)} \({scenario}\)\n  Total Requests: 15\n  Successful Requests: 15\n", block)
         assert re.search(rf"Impact on {re.escape(model)} \(shared vs alone\): latency \+\d", out)
+        # what the rounds say: each round's change and an interval over the rounds
+        assert re.search(rf"Impact on {re.escape(model)} over 3 interleaved rounds \(shared vs alone\): latency \+\d+\.\d% "
+                         r"\(95% CI \+\d+\.\d% to \+\d+\.\d%\), throughput -.*; per round: latency \+", out)
     assert "Fairness (Jain's index" in out
     report = Path(re.findall(r"Report: (\S+report\.md)", out)[-1])
     assert report.is_file() and report.parent.parent == tmp_path
     assert "> **SIMULATED**" in report.read_text() and scaled in report.read_text()
-    assert "run --outputs" in err and "--scenarios all" in err  # the user-facing command it ran
-    assert "replicas are as found: phi35-mini=1, deepseek-r1-8b=1" in err
+    assert "run --outputs" in err and "--scenarios all --repeats 3" in err  # the user-facing command it ran
+    assert "## Rounds" in report.read_text() and "Drift between the rounds of a scenario" in report.read_text()
+    assert "restored replicas (deepseek-r1-8b -> 1): deepseek-r1-8b=1" in err  # round 3 ends with phi alone

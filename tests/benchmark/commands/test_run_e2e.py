@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 from enginekit import benchmark_argv
 
-from benchmark.commands.demo import simulated_stack
+from benchmark.commands.demo import SimulatedStack, simulated_stack
 from benchmark.commands.run import benchmark_stack
 from benchmark.engine.results import read_records
 from benchmark.sim.background import BackgroundLoop
 from benchmark.stack import rundir
 from benchmark.stack.outputs import parse_outputs
+from benchmark.stack.scaling import ORIGINAL_REPLICAS
 from benchmark.stack.session import RunOptions
 
 PHI, R1 = "phi35-mini", "deepseek-r1-8b"
@@ -152,34 +153,42 @@ def test_report_impact_matches_the_simulated_slowdown(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
+def _in_the_second_scenario(sim: SimulatedStack, tmp_path: Path) -> tuple[subprocess.Popen[str], list[str], Path]:
+    """``run --scenarios all`` in a process of its own, once it is measuring its second scenario
+    (PHI alone, R1 scaled to 0) and has recorded one of its requests: the process, its stderr
+    lines so far, its results directory. The second scenario lasts seconds (50 requests of 20
+    tokens at a fifth of the L40S step times), so a signal lands in it even when a loaded
+    machine delays this test's process."""
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps(sim.outputs))
+    argv = [*benchmark_argv("run"), "--outputs", str(outputs), "--scenarios", "all",
+            "--iterations", "10", "--max-new-tokens", "20", "--results-dir", str(tmp_path / "results"),
+            "--no-progress", "--ready-timeout", "30"]  # fmt: skip
+    argv += [a for k, m in sim.models.items() for a in ("--endpoint", f"{k}={m.base_url}")]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    lines: list[str] = []
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    for line in proc.stderr:  # the second scenario (PHI alone) starts its load
+        lines.append(line)
+        if line.startswith(f"scenario alone: {PHI}: 1 x") or time.monotonic() > deadline:
+            break
+    run_dir = Path(next(ln for ln in lines if ln.startswith("results: ")).removeprefix("results: ").strip())
+    while not any(r.model == PHI for r in read_records(run_dir / rundir.REQUESTS)):  # one of its requests done
+        assert time.monotonic() < deadline, "".join(lines)
+        time.sleep(0.05)
+    assert sim.api.replicas() == {PHI: 1, R1: 0}, "".join(lines)
+    return proc, lines, run_dir
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_in_the_second_scenario_restores_replicas(tmp_path: Path, signum: int) -> None:
-    # The second scenario lasts seconds (50 requests of 20 tokens at a fifth of the L40S step
-    # times), so the signal lands in it even when a loaded machine delays this test's process.
     bg = BackgroundLoop()
     ctx = simulated_stack(time_scale=0.2)
     sim = bg.call(ctx.__aenter__())
     try:
-        outputs = tmp_path / "outputs.json"
-        outputs.write_text(json.dumps(sim.outputs))
-        argv = [*benchmark_argv("run"), "--outputs", str(outputs), "--scenarios", "all",
-                "--iterations", "10", "--max-new-tokens", "20", "--results-dir", str(tmp_path / "results"),
-                "--no-progress", "--ready-timeout", "30"]  # fmt: skip
-        argv += [a for k, m in sim.models.items() for a in ("--endpoint", f"{k}={m.base_url}")]
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
-        lines: list[str] = []
-        assert proc.stderr is not None
-        deadline = time.monotonic() + 60
-        for line in proc.stderr:  # the second scenario (PHI alone) starts its load
-            lines.append(line)
-            if line.startswith(f"scenario alone: {PHI}: 1 x") or time.monotonic() > deadline:
-                break
-        run_dir = Path(next(ln for ln in lines if ln.startswith("results: ")).removeprefix("results: ").strip())
-        while not any(r.model == PHI for r in read_records(run_dir / rundir.REQUESTS)):  # one of its requests done
-            assert time.monotonic() < deadline, "".join(lines)
-            time.sleep(0.05)
-        assert sim.api.replicas() == {PHI: 1, R1: 0}, "".join(lines)
+        proc, lines, run_dir = _in_the_second_scenario(sim, tmp_path)
         proc.send_signal(signum)
         _, rest = proc.communicate(timeout=60)
         err = "".join(lines) + rest
@@ -187,9 +196,38 @@ def test_a_signal_in_the_second_scenario_restores_replicas(tmp_path: Path, signu
         assert "Traceback" not in err
         assert "restored replicas" in err and "interrupted" in err
         assert sim.api.replicas() == {PHI: 1, R1: 1}
+        assert not any(d.annotations for d in sim.api.deployments.values())  # the originals' record is gone
         kept = read_records(run_dir / rundir.REQUESTS)  # what ran before the interrupt is kept
         assert sum(r.scenario == "alone" and r.model == R1 for r in kept) == 50
         assert any(r.model == PHI for r in kept)
+    finally:
+        bg.call(ctx.__aexit__(None, None, None))
+        bg.close()
+
+
+def test_a_run_killed_in_its_second_scenario_is_restored_by_the_next_run(tmp_path: Path) -> None:
+    """SIGKILL leaves R1 scaled to 0, no restore; the next run, started at once, finds the true
+    originals recorded on the Deployments, runs every scenario (no wait on a gate it shut), and
+    puts them back."""
+    bg = BackgroundLoop()
+    ctx = simulated_stack(time_scale=0.2)
+    sim = bg.call(ctx.__aenter__())
+    try:
+        proc, lines, run_dir = _in_the_second_scenario(sim, tmp_path)
+        proc.kill()
+        proc.communicate(timeout=60)
+        assert sim.api.replicas() == {PHI: 1, R1: 0}
+        assert {k: d.annotations for k, d in sim.api.deployments.items()} == {
+            k: {ORIGINAL_REPLICAS: "1"} for k in (PHI, R1)}
+        assert any(r.model == PHI for r in read_records(run_dir / rundir.REQUESTS))  # kept, a torn line at most
+
+        heard: list[str] = []
+        stack = parse_outputs(sim.outputs, source="test")
+        again = asyncio.run(benchmark_stack(stack, _options(tmp_path, scenarios="all", ready_timeout=30), log=heard.append))
+        assert any(f"{R1}: a run that did not finish recorded 1 original replica(s)" in h for h in heard), heard
+        assert [s.scenario for s in rundir.read_run_meta(again).scenarios] == ["alone", "alone", "shared"]
+        assert sim.api.replicas() == {PHI: 1, R1: 1}
+        assert not any(d.annotations for d in sim.api.deployments.values())
     finally:
         bg.call(ctx.__aexit__(None, None, None))
         bg.close()

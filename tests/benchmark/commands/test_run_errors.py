@@ -146,3 +146,17 @@ def test_failing_credential_command_is_named(capsys: pytest.CaptureFixture[str],
     finally:
         bg.call(api.stop())
         bg.close()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--repeats", "0"], "argument --repeats: got '0'; allowed: an integer >= 1"),
+    (["--repeats", "three"], "argument --repeats: got 'three'; allowed: an integer >= 1"),
+    (["--seed", "x"], "argument --seed: invalid int value: 'x'"),
+])  # fmt: skip
+def test_bad_round_flags_name_the_flag_the_value_and_what_is_allowed(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--outputs", "x.json", *argv])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err

@@ -11,6 +11,7 @@ import pytest
 from synthetic_records import SLOWDOWN, impact_of, plan_dir, sequential_run, write_dir
 
 from benchmark.cli import main
+from benchmark.engine.results import ResultsWriter
 from benchmark.report.files import write_report
 from benchmark.stack.rundir import RunDirectory, import_baselines
 
@@ -94,3 +95,36 @@ def test_report_of_a_missing_directory_is_one_clear_line(tmp_path: Path, capsys)
     assert main(["report", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "does not exist" in err[0]
+
+
+def test_throughput_panels_share_one_y_axis_end_with_their_last_bin_and_show_the_fillers(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from benchmark.analysis.comparison import analyse
+    from benchmark.report.plots import throughput_figure
+    from benchmark.stack.rundir import load_run
+
+    fast = sequential_run("phi", "shared", iterations=2, seed=3, start=300, noise=0.0)  # done well before llama
+    slow = sequential_run("llama", "shared", slowdown=3.0, iterations=2, seed=4, start=300, noise=0.0)
+    done = max(r.intended_send + (r.e2e or 0) for r in fast)
+    fillers = sequential_run("phi", "shared-filler", iterations=2, seed=5, start=done, noise=0.0)
+    run_dir = write_dir(tmp_path / "run", sequential_run("phi", "alone", iterations=2, seed=1, noise=0.0) + fast + slow,
+                        [("alone", ["phi"]), ("shared", ["phi", "llama"])], simulated=False, label="all")
+    with ResultsWriter(run_dir / "warmup.jsonl") as w:
+        for r in fillers:
+            w.write(r)
+    a = analyse(load_run(run_dir))
+    fig = throughput_figure(a)
+    try:
+        alone_ax, shared_ax = fig.axes
+        assert alone_ax.get_shared_y_axes().joined(alone_ax, shared_ax) and alone_ax.get_ylim() == shared_ax.get_ylim()
+        lines = {line.get_label(): line for line in shared_ax.get_lines()}
+        assert set(lines) == {"phi", "llama", "phi: unrecorded fillers"} and lines["phi: unrecorded fillers"].get_linestyle() == "--"
+        filler_x = lines["phi: unrecorded fillers"].get_xdata()
+        assert filler_x[0] >= done - 300 - 1  # from the bin where phi's fillers began, after its recorded requests
+        part = a.timeline[(a.timeline["scenario"] == "shared") & (a.timeline["model"] == "llama")]
+        last = part.iloc[-1]
+        assert lines["llama"].get_xdata()[-1] == pytest.approx(last["t"] + last["width"])  # the span's true end
+        assert last["width"] >= 0.5 and part["width"].iloc[:-1].eq(1.0).all()
+    finally:
+        plt.close(fig)

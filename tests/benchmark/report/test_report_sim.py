@@ -86,5 +86,5 @@ def test_attribution_from_the_simulators_metrics(tmp_path: Path) -> None:
         assert abs(row["queue_s"]) < 0.2 * row["e2e_s"] and abs(row["elsewhere_s"]) < 0.2 * row["e2e_s"], row
     md = report.markdown
     assert "| a | +" in md.split("Where the extra latency went")[1]
-    assert "| shared | a | 10 |" in md and f"8,192 / {PLANNED['a']:,} (+2.4%)" in md
+    assert "| shared | 1 | a | 10 |" in md and f"8,192 / {PLANNED['a']:,} (+2.4%)" in md
     assert "client self-check (shared)" in md and "> **SIMULATED**" in md

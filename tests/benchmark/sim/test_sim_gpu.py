@@ -154,3 +154,20 @@ def test_replicas_split_the_requests_and_time_slice_the_gpu() -> None:
                 assert (await r.json())["simulation"]["replicas"] == 2
 
     run(go())
+
+
+def test_a_drifting_gpu_slows_every_step_by_the_share_of_the_time_since_it_started() -> None:
+    async def go() -> tuple[SimulatedGpu, float, float]:
+        gpu = SimulatedGpu(time_scale=SCALE, drift_per_s=2.0)  # 2x slower per second since it started
+        await asyncio.sleep(0.25)
+        before = time.perf_counter()
+        await gpu.run("a", "a", 0.1, ready_at=before)
+        return gpu, before, time.perf_counter()
+
+    gpu, before, after = run(go())
+    # the one step had 0.1 s x the scale of the moment it was submitted, between before and after
+    slower = gpu.stats["a"].busy_s / (0.1 * SCALE)
+    assert 1 + 2.0 * (before - gpu.started) <= slower <= 1 + 2.0 * (after - gpu.started)
+    assert slower >= 1.5  # at least 0.25 s in
+    with pytest.raises(ValueError, match="drift_per_s: got -1; allowed: a number from 0 to 10"):
+        SimulatedGpu(drift_per_s=-1)

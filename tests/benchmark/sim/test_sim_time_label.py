@@ -21,7 +21,8 @@ def test_info_says_simulated_with_the_time_scale_and_the_slicing() -> None:
     info = run(go())
     assert info["simulated"] is True
     assert info["simulation"] == {"key": "m", "gpu": "NVIDIA L40S (simulated)", "time_scale": 0.25, "timeslice_s": 0.01,
-                                  "context_switch_s": 0.0002, "replicas": 1, "max_batch_total_tokens": 8192}
+                                  "context_switch_s": 0.0002, "replicas": 1, "max_batch_total_tokens": 8192,
+                                  "drift_per_s": 0.0}
 
 
 @pytest.mark.parametrize(("scale", "says"), [

@@ -99,3 +99,27 @@ def test_what_doctor_reads_has_the_shape_of_the_api_servers_objects() -> None:
             kube.close()
 
     asyncio.run(main())
+
+
+def test_annotations_are_written_and_removed_by_merge_patch_and_json_patch() -> None:
+    async def main() -> None:
+        async with FakeKubeApi(NS, [FakeDeployment(name="a", replicas=1, annotations={"keep": "me"})]) as api:
+            kube = Kube(api.kubeconfig(), NS)
+            assert await kube.annotation("a", "x/y") is None
+            await kube.annotate("a", "x/y", "2")  # the kubernetes client sends a strategic merge patch
+            assert await kube.annotation("a", "x/y") == "2" and api.deployments["a"].annotations == {"keep": "me", "x/y": "2"}
+            await kube.annotate("a", "x/y", None)  # null removes it
+            assert api.deployments["a"].annotations == {"keep": "me"}
+
+            def json_patch_and_refusals() -> None:
+                kube.apps.patch_namespaced_deployment("a", NS, [{"op": "add", "path": "/metadata/annotations/x~1y", "value": "3"}])
+                assert api.deployments["a"].annotations["x/y"] == "3"
+                with pytest.raises(ApiException) as spec:  # only annotations: never the pod template
+                    kube.apps.patch_namespaced_deployment("a", NS, {"spec": {"template": {"spec": {}}}})
+                assert spec.value.status == 422
+
+            await asyncio.to_thread(json_patch_and_refusals)
+            assert api.replicas() == {"a": 1}
+            kube.close()
+
+    asyncio.run(main())

@@ -16,7 +16,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.sim.kube_api import FakeDeployment, FakeKubeApi
 from benchmark.stack.kube import Kube
 from benchmark.stack.outputs import parse_outputs
-from benchmark.stack.scaling import Orchestrator, Scenario, _finish, all_scenarios, run_scenarios
+from benchmark.stack.scaling import ORIGINAL_REPLICAS, Orchestrator, Scenario, _finish, all_scenarios, run_scenarios
 from workloads.contract import ModelContract
 
 NS = "llm-testing"
@@ -29,11 +29,13 @@ def _models(*keys: str) -> list[ModelContract]:
     return parse_outputs(data, source="test").active_models()
 
 
-async def _cluster(original: dict[str, int], *, healthy: bool = True) -> tuple[FakeKubeApi, dict[str, HealthBackend], list[str]]:
-    """A fake API whose Deployments (in start order) are backed by health backends and
-    gated like the stack's pods (a new pod waits until the earlier models are ready);
-    ``events`` logs every scale as 'name=n' followed by which other models were up then."""
-    backends = {name: HealthBackend(n) for name, n in original.items()}
+async def _cluster(original: dict[str, int], *, healthy: bool = True,
+                   warmup: float = 0.0) -> tuple[FakeKubeApi, dict[str, HealthBackend], list[str]]:  # fmt: skip
+    """A fake API whose Deployments (in start order) are backed by health backends (ready
+    ``warmup`` s after a start) and gated like the stack's pods (a new pod waits until the
+    earlier models are ready); ``events`` logs every scale as 'name=n' followed by which other
+    models were up then."""
+    backends = {name: HealthBackend(n, warmup=warmup) for name, n in original.items()}
     events: list[str] = []
     for b in backends.values():
         await b.start()
@@ -63,8 +65,13 @@ async def _teardown(api: FakeKubeApi, backends: dict[str, HealthBackend]) -> Non
         await b.stop()
 
 
-def _plan(api: FakeKubeApi, models: list[ModelContract], **kw: float) -> Orchestrator:
-    return Orchestrator(Kube(api.kubeconfig(), NS), models, ready_timeout=kw.get("timeout", 5), poll=0.02, log=lambda s: None)
+def _plan(api: FakeKubeApi, models: list[ModelContract], *, timeout: float = 5,
+          log: Callable[[str], None] = lambda s: None) -> Orchestrator:  # fmt: skip
+    return Orchestrator(Kube(api.kubeconfig(), NS), models, ready_timeout=timeout, poll=0.02, log=log)
+
+
+def _annotations(api: FakeKubeApi) -> dict[str, str | None]:
+    return {name: d.annotations.get(ORIGINAL_REPLICAS) for name, d in api.deployments.items()}
 
 
 def test_plan_runs_each_alone_then_shared_in_start_order_and_restores() -> None:
@@ -191,7 +198,8 @@ def test_failed_wait_names_the_deployment_and_restores() -> None:
             with pytest.raises(BenchmarkError) as err:
                 await run_scenarios(_plan(api, models, timeout=0.3), all_scenarios(models), lambda s: asyncio.sleep(0))
             msg = str(err.value)
-            assert "timed out after 0.3 s waiting for deployment 'b' to have 1 ready, available pod(s)" in msg
+            # b is found not ready: its gate needs a (enabled, earlier), which is started first and never gets ready
+            assert "timed out after 0.3 s waiting for deployment 'a' to have 1 ready, available pod(s)" in msg
             assert "ready 0" in msg
             assert api.replicas() == {"a": 0, "b": 1}
         finally:
@@ -272,3 +280,97 @@ def test_a_ctrl_c_during_the_restore_only_prints_a_message() -> None:
         pytest.fail("the second Ctrl-C interrupted the restore")
     assert result == "restored"
     assert heard == ["restoring the original replicas first, please wait"]
+
+
+def test_the_originals_are_recorded_on_the_deployments_before_the_first_change_and_removed_after_the_restore() -> None:
+    async def main() -> None:
+        api, backends, _ = await _cluster({"a": 1, "b": 0, "c": 1})
+        models = _models("a", "b", "c")
+        during: list[dict[str, str | None]] = []
+        try:
+            await run_scenarios(_plan(api, models), all_scenarios(models), lambda s: asyncio.sleep(0, during.append(_annotations(api))))
+            assert during and all(seen == {"a": "1", "b": "0", "c": "1"} for seen in during)
+            patches = [path for method, path in api.calls if method == "PATCH"]
+            first_scale = next(i for i, path in enumerate(patches) if path.endswith("/scale"))
+            assert sorted(p.rsplit("/", 1)[1] for p in patches[:first_scale]) == ["a", "b", "c"]  # the annotations
+            assert _annotations(api) == {"a": None, "b": None, "c": None}  # removed once restored
+            assert api.replicas() == {"a": 1, "b": 0, "c": 1}
+        finally:
+            await _teardown(api, backends)
+
+    asyncio.run(main())
+
+
+def test_a_run_killed_before_its_restore_is_undone_by_the_next_run() -> None:
+    async def main() -> None:
+        api, backends, _ = await _cluster({"a": 1, "b": 1})
+        models = _models("a", "b")
+        scenarios = all_scenarios(models)
+        try:
+            killed = _plan(api, models)  # a run killed in its second scenario: no restore ever runs
+            await killed.prepare(scenarios[0])
+            await killed.prepare(scenarios[1])
+            assert api.replicas() == {"a": 1, "b": 0} and _annotations(api) == {"a": "1", "b": "1"}
+
+            heard: list[str] = []  # the next run fails before it changes anything, and still restores b
+            with pytest.raises(RuntimeError):
+                await run_scenarios(_plan(api, models, log=heard.append), scenarios[:1],
+                                    lambda s: (_ for _ in ()).throw(RuntimeError("load failed")))
+            assert any("b: a run that did not finish recorded 1 original replica(s)" in line for line in heard), heard
+            assert api.replicas() == {"a": 1, "b": 1} and _annotations(api) == {"a": None, "b": None}
+
+            killed = _plan(api, models)  # killed again; the next run goes through all its scenarios
+            await killed.prepare(scenarios[1])
+            ran: list[str] = []
+            await run_scenarios(_plan(api, models), scenarios, lambda s: asyncio.sleep(0, ran.append(s.title)))
+            assert ran == ["alone: b", "alone: a", "shared: a + b"]
+            assert api.replicas() == {"a": 1, "b": 1} and _annotations(api) == {"a": None, "b": None}
+        finally:
+            await _teardown(api, backends)
+
+    asyncio.run(main())
+
+
+def test_a_model_gated_on_one_still_starting_is_never_left_waiting_by_a_stop_in_the_same_step() -> None:
+    """What an interrupted run's restore leaves: a restarting (not yet ready), and b's new pod
+    held by its start-order gate until a is ready. The next run's first scenario wants b
+    alone; stopping a before b is ready would hold b's gate shut until the timeout."""
+
+    async def main() -> None:
+        api, backends, events = await _cluster({"a": 1, "b": 1}, warmup=0.3)
+        models = _models("a", "b")
+        for name, n in (("b", 0), ("a", 0), ("a", 1), ("b", 1)):  # the restore: stopped, started again in order
+            await api.scale(api.deployments[name], n)
+        assert not (await Kube(api.kubeconfig(), NS).state("b")).ready_pods  # b's pod waits for a
+        events.clear()
+        ran: list[str] = []
+        try:
+            await run_scenarios(_plan(api, models, timeout=3), all_scenarios(models),
+                                lambda s: asyncio.sleep(0, ran.append(s.title)))
+            assert ran == ["alone: b", "alone: a", "shared: a + b"]
+            assert events[0] == "a=0 while up:b", events  # a is stopped only once b is ready
+            assert api.replicas() == {"a": 1, "b": 1}
+        finally:
+            await _teardown(api, backends)
+
+    asyncio.run(main())
+
+
+def test_a_long_wait_says_what_it_waits_for_whose_gate_holds_it_how_long_and_the_limit() -> None:
+    async def main() -> None:
+        api, backends, _ = await _cluster({"a": 1, "b": 0}, warmup=0.6)  # b takes 0.6 s to get ready
+        models = _models("a", "b")
+        heard: list[str] = []
+        orchestrator = Orchestrator(Kube(api.kubeconfig(), NS), models, ready_timeout=5, poll=0.02, log=heard.append,
+                                    note_every=0.2)  # fmt: skip
+        try:
+            await orchestrator.prepare(all_scenarios(models)[0])  # b alone: b starts behind a's gate
+            notes = [h for h in heard if h.startswith("  waiting for deployment b")]
+            assert notes, heard
+            assert "to have 1 ready, available pod(s) (its pods' start-order gate waits for a)" in notes[0]
+            assert " s of at most 5 s (--ready-timeout); now: spec 1, ready 0" in notes[0], notes
+            await orchestrator.restore()
+        finally:
+            await _teardown(api, backends)
+
+    asyncio.run(main())
